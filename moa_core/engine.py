@@ -1,0 +1,278 @@
+"""The MoA engine: layers of concurrent agents, then the aggregator, as a stream of events.
+
+`run_moa` is the one entry point. Calls run as asyncio tasks that push events into a
+queue; the generator yields from it. When the consumer stops iterating (break, cancel,
+exception, Streamlit rerun), the `finally` block cancels every task still in flight,
+which in turn frees local model instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from moa_core.config import AgentSpec, MoAConfig
+from moa_core.events import (
+    CallRef,
+    ContextTrimmed,
+    DraftDone,
+    DraftStarted,
+    Event,
+    LayerDone,
+    RunDone,
+    RunStarted,
+    TokenDelta,
+    Totals,
+    Usage,
+)
+from moa_core.prompts import aggregator_messages, proposer_messages
+from moa_core.providers import llm
+
+MAX_QUESTION_CHARS = 100_000
+# Tokens kept free in the receiving agent's window beyond its own max_tokens: chat
+# templates add role markers that the plain token count does not see.
+CONTEXT_MARGIN = 64
+
+
+class RunInputError(ValueError):
+    """The question or config cannot be run; the message is meant for the user."""
+
+
+def validate_question(question: str) -> str:
+    q = (question or "").strip()
+    if not q:
+        raise RunInputError("The question is empty: type a question first.")
+    if len(q) > MAX_QUESTION_CHARS:
+        raise RunInputError(
+            f"The question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}. "
+            "Shorten it or attach less text."
+        )
+    return q
+
+
+def short_error(exc: BaseException) -> str:
+    """One line a user can read: the provider's message without litellm's prefixes."""
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timed out"
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for prefix in ("litellm.", "LocalException - "):
+        while prefix in msg[:60]:
+            head, _, tail = msg.partition(prefix)
+            msg = head + tail
+    return f"{type(exc).__name__}: {msg}"[:500]
+
+
+def fit_drafts(model: str, drafts: list[str], budget: int) -> list[str]:
+    """Trim drafts so their total tokens fit the budget, sharing it fairly.
+
+    Short drafts keep all their tokens; the rest split what is left equally
+    (water-filling), so one long draft cannot crowd the others out.
+    """
+    sizes = [llm.count_tokens(model, d) for d in drafts]
+    if sum(sizes) <= budget:
+        return list(drafts)
+    allowance = [0] * len(drafts)
+    remaining, pending = max(budget, 0), sorted(range(len(drafts)), key=lambda i: sizes[i])
+    while pending:
+        share = remaining // len(pending)
+        i = pending[0]
+        if sizes[i] <= share:
+            allowance[i] = sizes[i]
+            remaining -= sizes[i]
+            pending.pop(0)
+        else:
+            for j in pending:
+                allowance[j] = share
+            break
+    return [d if allowance[i] >= sizes[i] else llm.trim_to_tokens(model, d, allowance[i]) for i, d in enumerate(drafts)]
+
+
+@dataclass
+class _Ctx:
+    run_id: str
+    config: MoAConfig
+    queue: asyncio.Queue[Event]
+    totals: dict[str, float]
+
+
+async def _call(
+    ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]]
+) -> DraftDone:
+    """One streamed model call; always ends with a DraftDone (error filled on failure)."""
+    started = time.time()
+    await ctx.queue.put(DraftStarted(ref, messages[0]["content"] if messages[0]["role"] == "system" else "", agent.public_params(), started))
+    result = llm.StreamResult()
+    error: str | None = None
+    try:
+        async with asyncio.timeout(ctx.config.timeout * (ctx.config.num_retries + 1)):
+            async for delta in llm.stream_chat(agent, messages, result, ctx.config.timeout, ctx.config.num_retries):
+                await ctx.queue.put(TokenDelta(ref, delta, time.time()))
+    except asyncio.CancelledError:
+        done = DraftDone(ref, result.text, "cancelled", Usage(result.prompt_tokens, result.completion_tokens),
+                         result.cost, started, time.time(), _ttft(result, started), "cancelled")
+        ctx.queue.put_nowait(done)
+        raise
+    except Exception as exc:  # noqa: BLE001 - any provider failure becomes this call's error
+        error = short_error(exc)
+    if error is None and not result.text.strip():
+        error = "empty answer"
+    done = DraftDone(
+        ref,
+        result.text,
+        result.finish_reason if error is None else "error",
+        Usage(result.prompt_tokens, result.completion_tokens),
+        result.cost,
+        started,
+        time.time(),
+        _ttft(result, started),
+        error,
+    )
+    ctx.totals["prompt_tokens"] += done.usage.prompt_tokens
+    ctx.totals["completion_tokens"] += done.usage.completion_tokens
+    ctx.totals["cost"] += done.cost
+    ctx.totals["calls"] += 1
+    ctx.totals["failed_calls"] += 0 if done.ok else 1
+    await ctx.queue.put(done)
+    return done
+
+
+def _ttft(result: llm.StreamResult, started: float) -> float | None:
+    return None if result.first_token_at is None else result.first_token_at - started
+
+
+async def _synth_messages(
+    ctx: _Ctx, ref: CallRef, agent: AgentSpec, question: str, history: Sequence[dict[str, Any]], drafts: list[str]
+) -> list[dict[str, Any]]:
+    """Aggregator messages, with drafts trimmed to the agent's context window if needed."""
+    template = ctx.config.aggregator_template
+    messages = aggregator_messages(question, drafts, template, history, agent.system_prompt)
+    window = agent.context_window or llm.context_window(agent.model)
+    if window is None:
+        return messages
+    fixed = aggregator_messages(question, [""] * len(drafts), template, history, agent.system_prompt)
+    fixed_tokens = llm.count_tokens(agent.model, "\n".join(m["content"] for m in fixed))
+    budget = window - agent.max_tokens - fixed_tokens - CONTEXT_MARGIN
+    before = sum(llm.count_tokens(agent.model, d) for d in drafts)
+    if before <= budget:
+        return messages
+    trimmed = fit_drafts(agent.model, drafts, budget)
+    after = sum(llm.count_tokens(agent.model, d) for d in trimmed)
+    await ctx.queue.put(ContextTrimmed(ref, window, before, after, time.time()))
+    return aggregator_messages(question, trimmed, template, history, agent.system_prompt)
+
+
+async def _run_layers(ctx: _Ctx, question: str, history: Sequence[dict[str, Any]]) -> tuple[str, str | None]:
+    """Returns (final text, error). Emits every call's events through the queue."""
+    drafts: list[str] = []
+    for k, layer in enumerate(ctx.config.layers):
+        refs = [CallRef(ctx.run_id, "proposer", k, i, a.model, a.display_name) for i, a in enumerate(layer.proposers)]
+
+        async def one(ref: CallRef, agent: AgentSpec, prev: list[str] = drafts) -> DraftDone:
+            if k == 0:
+                msgs = proposer_messages(question, history, agent.system_prompt)
+            else:
+                msgs = await _synth_messages(ctx, ref, agent, question, history, prev)
+            return await _call(ctx, ref, agent, msgs)
+
+        results = await asyncio.gather(*(one(r, a) for r, a in zip(refs, layer.proposers)))
+        ok = [r for r in results if r.ok]
+        await ctx.queue.put(LayerDone(ctx.run_id, k, len(ok), len(results) - len(ok), time.time()))
+        if not ok:
+            reasons = "; ".join(f"{r.ref.name}: {r.error}" for r in results)
+            return "", f"Every proposer of layer {k + 1} failed ({reasons})"
+        drafts = [r.text for r in ok]
+    agg = ctx.config.aggregator
+    ref = CallRef(ctx.run_id, "aggregator", len(ctx.config.layers), 0, agg.model, agg.display_name)
+    msgs = await _synth_messages(ctx, ref, agg, question, history, drafts)
+    final = await _call(ctx, ref, agg, msgs)
+    if not final.ok:
+        return final.text, f"The aggregator {agg.display_name} failed: {final.error}"
+    return final.text, None
+
+
+async def _run_baseline(ctx: _Ctx, slot: int, agent: AgentSpec, question: str, history: Sequence[dict[str, Any]]) -> None:
+    ref = CallRef(ctx.run_id, "baseline", -1, slot, agent.model, agent.display_name)
+    await _call(ctx, ref, agent, proposer_messages(question, history, agent.system_prompt))
+
+
+async def run_moa(
+    question: str,
+    config: MoAConfig,
+    history: Sequence[dict[str, Any]] = (),
+    *,
+    baselines: Sequence[AgentSpec] | None = None,
+    kind: str = "playground",
+    run_id: str | None = None,
+) -> AsyncIterator[Event]:
+    """Run `question` through `config`; yield every event until RunDone.
+
+    `baselines` (default: the config's) answer the same question alone, concurrently.
+    Raises RunInputError before anything starts when the question cannot be run.
+    """
+    question = validate_question(question)
+    history = [{"role": m["role"], "content": m["content"]} for m in history]
+    ctx = _Ctx(run_id or uuid.uuid4().hex, config, asyncio.Queue(),
+               dict(prompt_tokens=0, completion_tokens=0, cost=0.0, calls=0, failed_calls=0))
+    started = time.time()
+    yield RunStarted(ctx.run_id, question, history, config.model_dump(mode="json"), config.stable_hash(), config.name, kind, started)
+    llm.ensure_ready()
+
+    base_agents = list(config.baselines if baselines is None else baselines)
+    outcome: dict[str, Any] = {}
+
+    async def main() -> None:
+        layers = asyncio.create_task(_run_layers(ctx, question, history))
+        extra = [asyncio.create_task(_run_baseline(ctx, i, a, question, history)) for i, a in enumerate(base_agents)]
+        try:
+            outcome["final"], outcome["error"] = await layers
+            await asyncio.gather(*extra)
+        finally:
+            for t in [layers, *extra]:
+                t.cancel()
+
+    task = asyncio.create_task(main())
+    status = "cancelled"
+    try:
+        while True:
+            get = asyncio.create_task(ctx.queue.get())
+            await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
+            if get.done():
+                yield get.result()
+                continue
+            get.cancel()
+            while not ctx.queue.empty():
+                yield ctx.queue.get_nowait()
+            task.result()  # re-raise a bug in the engine itself
+            break
+        status = "failed" if outcome.get("error") else "done"
+        yield RunDone(
+            ctx.run_id,
+            status,  # type: ignore[arg-type]
+            outcome.get("final", ""),
+            _totals(ctx, started),
+            time.time(),
+            outcome.get("error"),
+        )
+    finally:
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already stopping
+                pass
+
+
+def _totals(ctx: _Ctx, started: float) -> Totals:
+    t = ctx.totals
+    return Totals(int(t["prompt_tokens"]), int(t["completion_tokens"]), float(t["cost"]),
+                  time.time() - started, int(t["calls"]), int(t["failed_calls"]))
+
+
+async def collect(events: AsyncIterator[Event]) -> list[Event]:
+    """All events of a run, in order (for tests and scripts)."""
+    return [ev async for ev in events]
+

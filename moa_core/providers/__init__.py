@@ -1,0 +1,1 @@
+"""Model access: litellm calls, the bundled local models, and model discovery."""

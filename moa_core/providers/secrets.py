@@ -1,0 +1,34 @@
+"""Provider keys from `.streamlit/secrets.toml`, copied into the environment for litellm.
+
+Only names that look like provider settings are copied, and never over a value already
+in the environment. Keys are never logged, stored or returned to callers.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+SECRETS_FILE = Path(__file__).resolve().parents[2] / ".streamlit" / "secrets.toml"
+_SUFFIXES = ("_API_KEY", "_API_BASE", "_API_VERSION", "_BASE_URL")
+
+
+def read_secret_names(path: Path = SECRETS_FILE) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+    return {k.upper(): str(v) for k, v in data.items() if isinstance(v, str) and k.upper().endswith(_SUFFIXES)}
+
+
+def load_secrets_into_env(path: Path = SECRETS_FILE) -> list[str]:
+    """Returns the names (not values) of the settings it copied."""
+    copied = []
+    for name, value in read_secret_names(path).items():
+        if value and not os.environ.get(name):
+            os.environ[name] = value
+            copied.append(name)
+    return copied

@@ -1,0 +1,42 @@
+"""Shared fixtures: the fake OpenAI server, configs pointing at it, a temporary database."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import pytest
+
+from moa_core.config import AgentSpec, LayerSpec, MoAConfig
+from moa_core.providers import local
+from tests.fake_openai import FakeOpenAI
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    with FakeOpenAI() as server:
+        yield server
+
+
+def fake_agent(server: FakeOpenAI, name: str, **opts: object) -> AgentSpec:
+    suffix = ",".join(f"{k}={v}" for k, v in opts.items())
+    model = f"openai/fake-{name}" + (f"@{suffix}" if suffix else "")
+    return AgentSpec(model=model, api_base=server.url, max_tokens=64)
+
+
+def fake_config(server: FakeOpenAI, proposers: list[AgentSpec], layers: int = 1, aggregator: AgentSpec | None = None,
+                **kw: object) -> MoAConfig:
+    return MoAConfig(
+        name="fake",
+        layers=[LayerSpec(proposers=proposers) for _ in range(layers)],
+        aggregator=aggregator or fake_agent(server, "agg"),
+        num_retries=kw.pop("num_retries", 0),  # type: ignore[arg-type]
+        timeout=kw.pop("timeout", 10),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+requires_local = pytest.mark.skipif(
+    not local.available_local_models(), reason="bundled local models or llama-cpp-python not installed"
+)
