@@ -12,6 +12,8 @@ from moa_core.config import AgentSpec, LayerSpec, MoAConfig
 from moa_core.providers import local
 from tests.fake_openai import FakeOpenAI
 
+pytest_plugins = ["tests.pg_support"]
+
 
 @pytest.fixture(scope="session")
 def fake_server():

@@ -1,0 +1,156 @@
+"""Tables of the store. Times are Unix seconds (floats), like the engine's events.
+
+Constraint and index names are explicit so the hand-written Alembic revisions match the
+models exactly (a test compares them) and batch migrations on SQLite can address them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKeyConstraint, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+RUN_KINDS = ("playground", "arena", "eval", "challenge")
+RUN_STATUSES = ("running", "done", "failed", "cancelled")
+GENERATION_STATUSES = ("streaming", "done", "error", "cancelled")
+ROLES = ("proposer", "aggregator", "baseline", "judge")
+VOTE_OUTCOMES = ("left", "right", "tie", "both_bad")
+JUDGE_PREFIX = "judge:"
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+    __table_args__ = (
+        CheckConstraint(_in("status", RUN_STATUSES), name="ck_run_status"),
+        Index("ix_run_created_at", "created_at"),
+        Index("ix_run_kind", "kind"),
+        Index("ix_run_preset", "preset"),
+        Index("ix_run_config_hash", "config_hash"),
+        Index("ix_run_status", "status"),
+        Index("ix_run_question_set", "question_set"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    created_at: float
+    kind: str = Field(max_length=32)
+    question: str = Field(sa_type=Text)
+    history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    config_hash: str = Field(default="", max_length=64)
+    preset: str = ""
+    status: str = Field(default="running", max_length=16)
+    error: str | None = Field(default=None, sa_type=Text)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    wall_time: float | None = None
+    question_set: str | None = None
+    # Added in revision 0002.
+    final_text: str | None = Field(default=None, sa_type=Text)
+    tags: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    meta: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Generation(SQLModel, table=True):
+    __tablename__ = "generation"
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id"], ["run.id"], name="fk_generation_run_id", ondelete="CASCADE"),
+        # Also serves lookups by run_id (leading column), so no separate index for it.
+        UniqueConstraint("run_id", "call_id", name="uq_generation_run_call"),
+        CheckConstraint(_in("status", GENERATION_STATUSES), name="ck_generation_status"),
+        Index("ix_generation_model", "model"),
+        Index("ix_generation_role", "role"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64)
+    call_id: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    layer: int
+    slot: int
+    model: str
+    label: str = ""
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    system_prompt: str = Field(default="", sa_type=Text)
+    text: str = Field(default="", sa_type=Text)
+    error: str | None = Field(default=None, sa_type=Text)
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    ttft: float | None = None
+    latency: float | None = None
+    started_at: float
+    ended_at: float | None = None
+    status: str = Field(default="streaming", max_length=16)
+
+
+class Rating(SQLModel, table=True):
+    __tablename__ = "rating"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["generation_id"], ["generation.id"], name="fk_rating_generation_id", ondelete="CASCADE"
+        ),
+        CheckConstraint("score >= 1 AND score <= 5", name="ck_rating_score"),
+        Index("ix_rating_generation_id", "generation_id"),
+        Index("ix_rating_created_at", "created_at"),
+        Index("ix_rating_rater", "rater"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    generation_id: int
+    score: int
+    comment: str = Field(default="", sa_type=Text)
+    rater: str
+    created_at: float
+
+
+class Vote(SQLModel, table=True):
+    __tablename__ = "vote"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["left_generation_id"], ["generation.id"], name="fk_vote_left_generation_id", ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(
+            ["right_generation_id"], ["generation.id"], name="fk_vote_right_generation_id", ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(["run_id"], ["run.id"], name="fk_vote_run_id", ondelete="SET NULL"),
+        CheckConstraint(_in("outcome", VOTE_OUTCOMES), name="ck_vote_outcome"),
+        CheckConstraint("left_generation_id <> right_generation_id", name="ck_vote_distinct"),
+        Index("ix_vote_left_generation_id", "left_generation_id"),
+        Index("ix_vote_right_generation_id", "right_generation_id"),
+        Index("ix_vote_created_at", "created_at"),
+        Index("ix_vote_rater", "rater"),
+        Index("ix_vote_run_id", "run_id"),
+        Index("ix_vote_question_set", "question_set"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    left_generation_id: int
+    right_generation_id: int
+    outcome: str = Field(max_length=16)
+    blind: bool = True
+    rater: str
+    created_at: float
+    run_id: str | None = Field(default=None, max_length=64)
+    # Added in revision 0002.
+    question_set: str | None = None
+
+
+__all__ = [
+    "GENERATION_STATUSES",
+    "JUDGE_PREFIX",
+    "ROLES",
+    "RUN_KINDS",
+    "RUN_STATUSES",
+    "VOTE_OUTCOMES",
+    "Generation",
+    "Rating",
+    "Run",
+    "Vote",
+]

@@ -1,0 +1,179 @@
+"""Store plumbing: engines, pragmas, errors, migrations, concurrency (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
+
+from moa_core.store import Recorder, StoreError, add_rating, add_vote, get_engine, get_run, open_db, votes_df
+from moa_core.store.db import current_revision, dispose_engines, init_db, upgrade
+from moa_core.store.models import Rating
+from moa_core.store.util import strip_secrets
+from tests.test_store_support import run_events
+
+
+
+def test_sqlite_pragmas_are_on(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    engine = open_db(url)
+    try:
+        with engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"), engine.begin() as c:
+            c.execute(Rating.__table__.insert().values(generation_id=42, score=3, comment="", rater="a", created_at=1.0))
+        assert get_engine(url) is engine  # cached per URL
+    finally:
+        dispose_engines(url)
+
+
+def test_default_url_comes_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'sub' / 'env.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    try:
+        engine = open_db()
+        assert str(engine.url) == url and (tmp_path / "sub" / "env.db").exists()  # directory created
+    finally:
+        dispose_engines(url)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql+psycopg://moa:hunter2@127.0.0.1:{port}/x", "cannot open database postgresql+psycopg://moa:***@"),
+    ("not a url", "invalid database URL not a url"),
+    ("nosuchdialect://h/x", "cannot use database nosuchdialect://h/x: no driver"),
+    ("sqlite:///{tmp}", "unable to open database file"),
+])
+def test_bad_url_raises_store_error(tmp_path: Path, url: str, expected: str) -> None:
+    url = url.format(port=_free_port(), tmp=tmp_path)  # a directory is no database file
+    with pytest.raises(StoreError) as info:
+        open_db(url)
+    msg = str(info.value)
+    assert expected in msg and "hunter2" not in msg and "\n" not in msg
+
+
+def test_read_only_file_raises_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    open_db(f"sqlite:///{path}")
+    dispose_engines()
+    # Root ignores file modes, so open the file read-only the way SQLite itself offers.
+    url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    with pytest.raises(StoreError, match=r"^cannot open database sqlite:///.*attempt to write a readonly database$"):
+        open_db(url)
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        with pytest.raises(StoreError, match="readonly database"):
+            open_db(f"sqlite:///{path}")
+
+
+def test_strip_secrets() -> None:
+    params = {"api_key": "k", "API_KEY": "k", "temperature": 0.1, "max_tokens": 5, "aws_secret_access_key": "k",
+              "nested": {"password": "p", "keep": [{"token": "t", "ok": 1}]}, "anthropic_api_key": "k"}
+    assert strip_secrets(params) == {"temperature": 0.1, "max_tokens": 5, "nested": {"keep": [{"ok": 1}]}}
+
+
+def test_concurrent_ratings_from_threads(db_url: str) -> None:
+    engine = open_db(db_url)
+    events = run_events()
+    rec = Recorder(engine)
+    for ev in events:
+        rec.handle(ev)
+    gen_ids = [g["id"] for g in get_run(engine, events[0].run_id)["generations"]]
+
+    def rate(i: int) -> int:
+        return add_rating(engine, gen_ids[i % len(gen_ids)], i % 5 + 1, f"c{i}", f"rater{i % 8}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(rate, range(1000)))
+    assert len(set(ids)) == 1000
+    with engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(Rating.__table__)).scalar() == 1000
+
+
+def test_runs_recorded_concurrently_in_threads(db_url: str) -> None:
+    engine = open_db(db_url)
+    rec = Recorder(engine, flush_interval=0.0)  # one recorder shared by all threads, flushing often
+    runs = [run_events() for _ in range(8)]
+    barrier = threading.Barrier(len(runs))
+
+    def play(events: list) -> None:
+        barrier.wait()
+        for ev in events:
+            rec.handle(ev)
+
+    threads = [threading.Thread(target=play, args=(evs,)) for evs in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for evs in runs:
+        run = get_run(engine, evs[0].run_id)
+        assert run["run"]["status"] == "done" and [g["status"] for g in run["generations"]] == ["done"] * 3
+    assert rec.open_runs() == []
+
+
+def test_migration_from_0001_keeps_rows(db_url: str) -> None:
+    engine = get_engine(db_url)
+    upgrade(engine, "0001")
+    assert current_revision(engine) == "0001"
+    run_id = uuid.uuid4().hex
+    now = time.time()
+    with engine.begin() as c:
+        c.execute(text(
+            "INSERT INTO run (id, created_at, kind, question, history, config, config_hash, preset, status, "
+            "prompt_tokens, completion_tokens, cost) VALUES (:id, :t, 'arena', 'old q', '[]', '{}', 'h', 'p', "
+            "'done', 1, 2, 0.5)"), {"id": run_id, "t": now})
+        for slot in (0, 1):
+            c.execute(text(
+                "INSERT INTO generation (run_id, call_id, role, layer, slot, model, label, params, system_prompt, "
+                "text, prompt_tokens, completion_tokens, cost, started_at, status) VALUES (:r, :cid, 'baseline', "
+                "-1, :s, :m, '', '{\"temperature\": 0.5}', '', :txt, 0, 0, 0, :t, 'done')"),
+                {"r": run_id, "cid": f"baseline--1-{slot}", "s": slot, "m": f"m{slot}", "txt": f"t{slot}", "t": now})
+        g = [row[0] for row in c.execute(text("SELECT id FROM generation ORDER BY slot"))]
+        c.execute(text("INSERT INTO rating (generation_id, score, comment, rater, created_at) "
+                       "VALUES (:g, 4, 'ok', 'ann', :t)"), {"g": g[0], "t": now})
+        c.execute(text("INSERT INTO vote (left_generation_id, right_generation_id, outcome, blind, rater, created_at, "
+                       "run_id) VALUES (:a, :b, 'both_bad', :blind, 'ann', :t, :r)"),
+                  {"a": g[0], "b": g[1], "blind": True, "t": now, "r": run_id})
+
+    init_db(engine)
+    assert current_revision(engine) == "0002"
+    run = get_run(engine, run_id)
+    assert run["run"]["question"] == "old q" and run["run"]["meta"] is None and run["run"]["tags"] is None
+    assert [x["text"] for x in run["generations"]] == ["t0", "t1"]
+    assert run["generations"][0]["params"] == {"temperature": 0.5}
+    assert run["ratings"][0]["comment"] == "ok" and run["votes"][0]["outcome"] == "both_bad"
+    assert run["votes"][0]["question_set"] is None
+    # The new columns work.
+    add_vote(engine, g[1], g[0], "left", "ann", question_set="qs-new", run_id=run_id)
+    assert votes_df(engine, question_set="qs-new")["left_model"].tolist() == ["m1"]
+    # Hand-written revisions and the models describe the same schema.
+    with engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), SQLModel.metadata) == []
+
+
+def test_newer_database_revision_is_a_clear_error(db_url: str) -> None:
+    engine = open_db(db_url)
+    with engine.begin() as c:
+        c.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    dispose_engines(db_url)
+    with pytest.raises(StoreError, match="cannot migrate database .*newer MoA Studio"):
+        open_db(db_url)
