@@ -12,7 +12,7 @@ from moa_core.config import AgentSpec, LayerSpec, MoAConfig
 from moa_core.providers import local
 from tests.fake_openai import FakeOpenAI
 
-pytest_plugins = ["tests.pg_support"]
+pytest_plugins = ["tests.pg_support", "tests.browser_support"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,220 @@
+"""Sidebar editor for a MoA config: presets, layers, proposers, aggregator, baselines, I/O.
+
+The editor works on a base config kept in session state. Widgets are keyed with a
+version number; loading a preset or an imported file bumps the version, so every
+widget starts again from the loaded values instead of keeping its old state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from moa_core.config import (
+    DEFAULT_PRESET,
+    ConfigError,
+    MoAConfig,
+    config_from_dict,
+    list_presets,
+    load_preset,
+    parse_config_text,
+)
+from moa_core.estimate import estimate
+from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE
+from moa_core.providers.catalog import config_problems, discover
+from moa_core.saved_configs import SavedConfigError, list_saved, load_saved, save_config_named
+
+OTHER = "other (type a litellm model string)…"
+MAX_LAYERS = 4
+MAX_PROPOSERS = 6
+MAX_IMPORT_BYTES = 256 * 1024
+
+
+def _k(name: str) -> str:
+    return f"cfg{st.session_state.cfg_version}_{name}"
+
+
+def load_into_editor(config: MoAConfig, source: str) -> None:
+    st.session_state.cfg_base = config.model_dump(mode="json")
+    st.session_state.cfg_source = source
+    st.session_state.cfg_version = st.session_state.get("cfg_version", 0) + 1
+
+
+def _ensure_state() -> None:
+    if "cfg_base" not in st.session_state:
+        load_into_editor(load_preset(DEFAULT_PRESET), f"preset:{DEFAULT_PRESET}")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def model_choices() -> list[str]:
+    return [m.model for m in discover() if m.available]
+
+
+def _model_picker(label: str, current: str, key: str) -> str:
+    options = model_choices()
+    if current and current not in options:
+        options = [current, *options]
+    choice = st.selectbox(label, [*options, OTHER], index=options.index(current) if current in options else 0,
+                          key=_k(key))
+    if choice == OTHER:
+        return st.text_input("litellm model string", value="", key=_k(key + "_free"),
+                             placeholder="e.g. ollama_chat/llama3.2 or openai/gpt-4o-mini").strip()
+    return choice
+
+
+def _agent_editor(agent: dict[str, Any], key: str, *, with_system: bool = True) -> dict[str, Any]:
+    out = dict(agent)
+    out["model"] = _model_picker("Model", agent["model"], key + "_model")
+    if out["model"] != agent["model"]:
+        out["label"] = None  # a label named after the old model would now be wrong
+    c1, c2 = st.columns(2)
+    out["temperature"] = c1.slider("Temperature", 0.0, 2.0, float(agent.get("temperature", 0.7)), 0.05, key=_k(key + "_t"))
+    out["max_tokens"] = int(c2.number_input("Max tokens", 1, 32768, int(agent.get("max_tokens", 256)), step=16,
+                                            key=_k(key + "_mt")))
+    if with_system:
+        out["system_prompt"] = st.text_area("System prompt", agent.get("system_prompt", ""), height=68,
+                                            key=_k(key + "_sys"))
+    return out
+
+
+def _on_pick() -> None:
+    choice = st.session_state.cfg_source_pick
+    kind, name = choice.split(":", 1)
+    try:
+        cfg = load_preset(name) if kind == "preset" else load_saved(name)
+    except (ConfigError, SavedConfigError) as err:
+        st.session_state.cfg_pick_error = str(err)
+        return
+    st.session_state.pop("cfg_pick_error", None)
+    load_into_editor(cfg, choice)
+
+
+def _source_picker() -> None:
+    """Loading happens only when the user picks (on_change), so an imported config is not
+    overwritten by the picker's old value on the next rerun."""
+    options = [f"preset:{p}" for p in list_presets()] + [f"saved:{s}" for s in list_saved()]
+    if st.session_state.get("cfg_source_pick") not in options:
+        st.session_state.cfg_source_pick = f"preset:{DEFAULT_PRESET}"
+    st.selectbox("Preset or saved config", options, key="cfg_source_pick", on_change=_on_pick,
+                 format_func=lambda o: o.replace("preset:", "").replace("saved:", "saved · "))
+    source = st.session_state.get("cfg_source", "")
+    if source and source != st.session_state.cfg_source_pick:
+        st.caption(f"Editing: {source.replace('preset:', '').replace('saved:', 'saved · ')}")
+    if st.session_state.get("cfg_pick_error"):
+        st.error(st.session_state.cfg_pick_error)
+
+
+def _layers_editor(base: dict[str, Any]) -> list[dict[str, Any]]:
+    layers = base["layers"]
+    n_layers = int(st.number_input("Proposer layers", 1, MAX_LAYERS, min(len(layers), MAX_LAYERS), key=_k("n_layers")))
+    out = []
+    for k in range(n_layers):
+        layer = layers[k] if k < len(layers) else layers[-1]
+        props = layer["proposers"]
+        with st.expander(f"Layer {k + 1}: {len(props)} proposers", expanded=False):
+            n = int(st.number_input("Proposers", 1, MAX_PROPOSERS, min(len(props), MAX_PROPOSERS), key=_k(f"n_{k}")))
+            edited = []
+            for i in range(n):
+                st.markdown(f"**Proposer {i + 1}**")
+                edited.append(_agent_editor(props[i] if i < len(props) else props[-1], f"l{k}p{i}"))
+        out.append({"proposers": edited})
+    return out
+
+
+def _aggregator_editor(base: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    with st.expander("Aggregator", expanded=False):
+        agg = _agent_editor(base["aggregator"], "agg")
+        if st.button("Reset template to default", key=_k("reset_tpl")):
+            st.session_state.cfg_base = {**st.session_state.cfg_base, "aggregator_template": DEFAULT_AGGREGATOR_TEMPLATE}
+            st.session_state.cfg_version += 1
+            st.rerun()
+        template = st.text_area("Aggregator prompt template ({question} and {drafts} are filled in)",
+                                base["aggregator_template"], height=220, key=_k("tpl"))
+    return agg, template
+
+
+def _baselines_editor(base: dict[str, Any], aggregator_model: str) -> list[dict[str, Any]]:
+    current = [b["model"] for b in base.get("baselines", [])]
+    options = list(dict.fromkeys([*current, aggregator_model, *model_choices()]))
+    picked = st.multiselect("Single-model baselines", options, default=current, key=_k("baselines"),
+                            help="Answer the same question alone, beside the MoA answer.")
+    by_model = {b["model"]: b for b in base.get("baselines", [])}
+    agg = base["aggregator"]
+    return [by_model.get(m) or {"model": m, "temperature": agg.get("temperature", 0.7),
+                                "max_tokens": agg.get("max_tokens", 256)} for m in picked]
+
+
+def _io_section(config: MoAConfig | None) -> None:
+    with st.expander("Import / export / save", expanded=False):
+        upload = st.file_uploader("Import a config (JSON or YAML)", type=["json", "yaml", "yml"], key="cfg_upload")
+        if upload is not None and st.session_state.get("cfg_upload_done") != upload.file_id:
+            st.session_state.cfg_upload_done = upload.file_id
+            data = upload.getvalue()
+            try:
+                if len(data) > MAX_IMPORT_BYTES:
+                    raise ConfigError(f"the file is {len(data):,} bytes; configs are limited to {MAX_IMPORT_BYTES:,}")
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ConfigError("the file is not UTF-8 text") from None
+                fmt = "json" if upload.name.lower().endswith(".json") else "yaml"
+                imported = parse_config_text(text, fmt)
+            except ConfigError as err:
+                st.session_state.cfg_import_error = f"Import failed, nothing changed: {err}"
+            else:
+                st.session_state.pop("cfg_import_error", None)
+                load_into_editor(imported, "imported")
+                st.rerun()
+        if st.session_state.get("cfg_import_error"):
+            st.error(st.session_state.cfg_import_error)
+        if config is None:
+            return
+        c1, c2 = st.columns(2)
+        c1.download_button("Export JSON", config.to_json(), file_name=f"{config.name}.json", mime="application/json",
+                           key="cfg_dl_json")
+        c2.download_button("Export YAML", config.to_yaml(), file_name=f"{config.name}.yaml", mime="application/yaml",
+                           key="cfg_dl_yaml")
+        name = st.text_input("Save as", value="", key="cfg_save_name", max_chars=60, placeholder="my-config")
+        if st.button("Save config", key="cfg_save"):
+            try:
+                saved = save_config_named(config, name)
+            except SavedConfigError as err:
+                st.error(str(err))
+            else:
+                st.session_state.cfg_source = f"saved:{saved}"
+                st.success(f"Saved as “{saved}”.")
+
+
+def config_sidebar() -> MoAConfig | None:
+    """Draw the editor in the sidebar; returns the valid config, or None (errors shown)."""
+    _ensure_state()
+    base = st.session_state.cfg_base
+    with st.sidebar:
+        st.header("MoA config")
+        _source_picker()
+        layers = _layers_editor(base)
+        agg, template = _aggregator_editor(base)
+        baselines = _baselines_editor(base, agg["model"])
+        data = {**base, "layers": layers, "aggregator": agg, "aggregator_template": template, "baselines": baselines}
+        config: MoAConfig | None
+        try:
+            config = config_from_dict(data)
+        except ConfigError as err:
+            st.error(str(err))
+            config = None
+        _io_section(config)
+    return config
+
+
+def config_summary(config: MoAConfig, question: str = "") -> None:
+    """The estimate and any blocking problem, shown before running."""
+    problems = config_problems(config)
+    est = estimate(config, question)
+    st.caption(
+        f"**{config.name}** · {len(config.layers)} layer(s) · {est.calls} calls · "
+        f"≤ {est.prompt_tokens + est.completion_tokens:,} tokens · {est.cost_label} · ≈ {est.seconds:.0f}s"
+    )
+    for p in problems:
+        st.warning(p)
+

@@ -1,0 +1,71 @@
+"""History: past runs with search and filters; `?run=<id>` opens one exactly as it ran."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from moa_core.store.queries import filter_options, get_run, runs_df
+from moa_core.ui.layout import rater_name, store
+from moa_core.ui.run_view import render_run, run_link
+
+PAGE_SIZE = 200
+
+
+def _open_run(engine, run_id: str, rater: str) -> None:
+    data = get_run(engine, run_id)
+    if st.button("← All runs", key="back_to_runs"):
+        st.query_params.clear()
+        st.rerun()
+    if data is None:
+        st.error(f"No run with id {run_id!r}.")
+        return
+    run = data["run"]
+    st.subheader(run["question"][:200] + ("…" if len(run["question"]) > 200 else ""))
+    for turn in run.get("history") or []:
+        with st.chat_message(turn["role"]):
+            st.markdown(turn["content"])
+    with st.chat_message("user"):
+        st.markdown(run["question"])
+    render_run(engine, data, rater=rater)
+
+
+def history_page() -> None:
+    engine = store()
+    rater = rater_name()
+    st.title("History")
+    run_id = st.query_params.get("run")
+    if run_id:
+        _open_run(engine, run_id, rater)
+        return
+    opts = filter_options(engine)
+    c = st.columns([3, 2, 2, 2])
+    search = c[0].text_input("Search questions and answers", key="hist_search")
+    presets = c[1].multiselect("Preset", opts["presets"], key="hist_presets")
+    models = c[2].multiselect("Model", opts["models"], key="hist_models")
+    kinds = c[3].multiselect("Kind", opts["kinds"], key="hist_kinds")
+    df = runs_df(engine, search=search or None, preset=presets or None, model=models or None, kind=kinds or None,
+                 limit=PAGE_SIZE)
+    if df.empty:
+        st.info("No runs yet. Ask something in the Playground." if not (search or presets or models or kinds)
+                else "No run matches these filters.")
+        return
+    view = pd.DataFrame({
+        "open": [run_link(i) for i in df["id"]],
+        "when": pd.to_datetime(df["created_at"], unit="s").dt.strftime("%Y-%m-%d %H:%M"),
+        "question": df["question"].str.slice(0, 120),
+        "preset": df["preset"],
+        "kind": df["kind"],
+        "status": df["status"],
+        "tokens": df["prompt_tokens"] + df["completion_tokens"],
+        "wall s": df["wall_time"].round(1),
+    })
+    st.caption(f"{len(df)} run(s){' (newest ' + str(PAGE_SIZE) + ')' if len(df) == PAGE_SIZE else ''}")
+    st.dataframe(view, hide_index=True, width="stretch",
+                 column_config={"open": st.column_config.LinkColumn("open", display_text="open")})
+    labels = {rid: f"{w} · {q[:80]}" for rid, w, q in zip(df["id"], view["when"], df["question"])}
+    pick = st.selectbox("Open a run", list(labels), format_func=labels.get, index=None, key="hist_pick",
+                        placeholder="choose a run…")
+    if pick:
+        st.query_params["run"] = pick
+        st.rerun()

@@ -1,0 +1,55 @@
+"""Shared page plumbing: the store, the rater's name, running coroutines from a script."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from moa_core.store.db import StoreError, open_db
+
+T = TypeVar("T")
+
+
+@st.cache_resource(show_spinner=False)
+def _store() -> Engine:
+    return open_db()
+
+
+def store() -> Engine:
+    """The database engine, migrated; a clear message and a stop when it cannot open."""
+    try:
+        return _store()
+    except StoreError as err:
+        st.error(f"The database cannot be used: {err}")
+        st.info("Set DATABASE_URL to a reachable database, or check that data/ is writable.")
+        st.stop()
+        raise  # unreachable: st.stop() raises
+
+
+def rater_name() -> str:
+    """Who is rating: asked once in the sidebar, kept for the whole session."""
+    if "rater" not in st.session_state:
+        st.session_state.rater = ""
+    name = st.sidebar.text_input("Your name (for ratings)", value=st.session_state.rater, key="rater_input",
+                                 max_chars=80, placeholder="e.g. alice")
+    st.session_state.rater = name.strip()
+    return st.session_state.rater
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from the script thread (which has no running loop)."""
+    return asyncio.run(coro)
+
+
+def fmt_seconds(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}s"
+
+
+def fmt_cost(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return "free" if x == 0 else f"${x:.5f}"

@@ -1,0 +1,111 @@
+"""The Playground: configure, ask (multi-turn), watch every draft stream, rate the outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from moa_core.config import MoAConfig
+from moa_core.engine import RunInputError, validate_question
+from moa_core.providers.catalog import config_problems
+from moa_core.store.db import StoreError
+from moa_core.store.queries import get_run
+from moa_core.ui.config_editor import config_sidebar, config_summary
+from moa_core.ui.layout import rater_name, run_async, store
+from moa_core.ui.run_view import render_run, run_link
+from moa_core.ui.streaming import stream_run
+
+
+def _conversation() -> list[dict[str, Any]]:
+    return st.session_state.setdefault("conversation", [])
+
+
+def chat_history(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Messages that carry the conversation into the next question: finished turns only."""
+    history: list[dict[str, str]] = []
+    for t in turns:
+        if t.get("status") == "done" and t.get("answer"):
+            history += [{"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]}]
+    return history
+
+
+def _refresh_turn(engine: Any, turn: dict[str, Any]) -> dict[str, Any] | None:
+    data = get_run(engine, turn["run_id"])
+    if data is not None:
+        turn["status"] = data["run"]["status"]
+        turn["answer"] = data["run"].get("final_text") or ""
+    return data
+
+
+def _run(engine: Any, question: str, config: MoAConfig) -> None:
+    turns = _conversation()
+    history = chat_history(turns)
+    with st.chat_message("user"):
+        st.markdown(question)
+    st.button("Stop", icon=":material/stop_circle:", key="stop_run", help="Cancel the run; what was produced so far is kept.")
+
+    def started(run_id: str) -> None:
+        turns.append({"question": question, "run_id": run_id, "status": "running", "answer": ""})
+        st.session_state.current_run = run_id
+
+    try:
+        live = run_async(stream_run(engine, question, config, history, on_start=started))
+    except StoreError as err:
+        st.error(f"The run could not be recorded: {err}")
+        return
+    if live.run_id:
+        _refresh_turn(engine, turns[-1])
+    st.rerun()
+
+
+def playground_page() -> None:
+    engine = store()
+    rater = rater_name()
+    config = config_sidebar()
+    st.title("Playground")
+    turns = _conversation()
+    top = st.columns([4, 1])
+    top[0].caption("Several models answer in parallel; an aggregator reads every draft and writes one answer. "
+                   "Follow-up questions carry the conversation.")
+    if turns and top[1].button("New conversation", key="new_conv"):
+        turns.clear()
+        st.session_state.pop("current_run", None)
+        st.rerun()
+
+    for turn in turns[:-1]:
+        with st.chat_message("user"):
+            st.markdown(turn["question"])
+        with st.chat_message("assistant"):
+            st.markdown(turn["answer"] or f"_({turn['status']})_")
+            st.caption(f"[open this run]({run_link(turn['run_id'])})")
+    if turns:
+        last = turns[-1]
+        data = _refresh_turn(engine, last)
+        with st.chat_message("user"):
+            st.markdown(last["question"])
+        if data is None:
+            st.warning("This run was not found in the database.")
+        else:
+            if last["status"] == "cancelled":
+                st.info("Run stopped. What was produced before the stop is kept and marked cancelled.")
+            render_run(engine, data, rater=rater)
+
+    if config is not None:
+        config_summary(config)
+    question = st.chat_input("Ask a question…", key="question", disabled=config is None, max_chars=100_000)
+    if not question:
+        return
+    try:
+        question = validate_question(question)
+    except RunInputError as err:
+        st.error(str(err))
+        return
+    if config is None:
+        st.error("Fix the config in the sidebar first.")
+        return
+    problems = config_problems(config)
+    if problems:
+        st.error("This config cannot run here: " + "; ".join(problems))
+        return
+    _run(engine, question, config)

@@ -1,0 +1,3 @@
+from moa_core.ui.models_page import models_page
+
+models_page()
