@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("Arena")
+st.info("Coming soon.")

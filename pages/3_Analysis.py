@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("Analysis")
+st.info("Coming soon.")

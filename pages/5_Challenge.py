@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("Challenge")
+st.info("Coming soon.")
