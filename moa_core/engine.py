@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from moa_core.config import AgentSpec, MoAConfig
+from moa_core.config import AgentSpec, LayerSpec, MoAConfig
 from moa_core.events import (
     CallRef,
     ContextTrimmed,
@@ -257,6 +257,54 @@ async def run_moa(
             time.time(),
             outcome.get("error"),
         )
+    finally:
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already stopping
+                pass
+
+
+async def run_single(
+    question: str,
+    agent: AgentSpec,
+    history: Sequence[dict[str, Any]] = (),
+    *,
+    kind: str = "arena",
+    run_id: str | None = None,
+    timeout: float = 120.0,
+    num_retries: int = 2,
+) -> AsyncIterator[Event]:
+    """One model answering alone, as a run of its own with the same events as run_moa.
+
+    The call has role `baseline`; the run's config is a one-proposer MoA config whose
+    aggregator is the same agent, so stored runs keep one shape.
+    """
+    config = MoAConfig(name=agent.display_name, layers=[LayerSpec(proposers=[agent])], aggregator=agent,
+                       timeout=timeout, num_retries=num_retries)
+    question = validate_question(question)
+    history = [{"role": m["role"], "content": m["content"]} for m in history]
+    ctx = _Ctx(run_id or uuid.uuid4().hex, config, asyncio.Queue(),
+               dict(prompt_tokens=0, completion_tokens=0, cost=0.0, calls=0, failed_calls=0))
+    started = time.time()
+    payload = {"single": agent.model_dump(mode="json")}
+    yield RunStarted(ctx.run_id, question, history, payload, f"single-{config.stable_hash()}", agent.display_name,
+                     kind, started)
+    llm.ensure_ready()
+    ref = CallRef(ctx.run_id, "baseline", -1, 0, agent.model, agent.display_name)
+    task = asyncio.create_task(_call(ctx, ref, agent, proposer_messages(question, history, agent.system_prompt)))
+    try:
+        while not (task.done() and ctx.queue.empty()):
+            get = asyncio.create_task(ctx.queue.get())
+            await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
+            if get.done():
+                yield get.result()
+            else:
+                get.cancel()
+        done = task.result()
+        yield RunDone(ctx.run_id, "done" if done.ok else "failed", done.text, _totals(ctx, started), time.time(),
+                      None if done.ok else f"{agent.display_name} failed: {done.error}")
     finally:
         if not task.done():
             task.cancel()

@@ -164,3 +164,20 @@ async def test_draft_started_carries_no_secret(fake_server, monkeypatch):
     for e in events:
         assert "sk-test-SECRET-123" not in repr(e)
     assert [e for e in events if isinstance(e, DraftStarted)]
+
+
+async def test_run_single_emits_one_baseline_call(fake_server):
+    from moa_core.engine import run_single
+
+    events = await collect(run_single("q", fake_agent(fake_server, "solo", tokens=3)))
+    assert isinstance(events[0], RunStarted) and events[0].kind == "arena"
+    d = dones(events)
+    assert len(d) == 1 and d[0].ref.role == "baseline" and d[0].ok
+    assert events[-1].status == "done" and events[-1].final_text == d[0].text
+
+
+async def test_run_single_failure_is_a_failed_run(fake_server):
+    from moa_core.engine import run_single
+
+    events = await collect(run_single("q", fake_agent(fake_server, "solo-bad", fail=500), num_retries=0))
+    assert events[-1].status == "failed" and "solo-bad" in events[-1].error
