@@ -8,7 +8,12 @@ from pathlib import Path
 
 from moa_core.config import MoAConfig, load_config, save_config
 
-SAVED_DIR = Path(os.environ.get("MOA_SAVED_CONFIGS_DIR") or Path(__file__).resolve().parent.parent / "data" / "configs")
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "configs"
+
+
+def saved_dir() -> Path:
+    """data/configs/, or MOA_SAVED_CONFIGS_DIR (read at each call, so tests and deployments can move it)."""
+    return Path(os.environ.get("MOA_SAVED_CONFIGS_DIR") or DEFAULT_DIR)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,59}$")
 
 
@@ -25,11 +30,13 @@ def _path(name: str, directory: Path) -> Path:
     return directory / f"{name}.yaml"
 
 
-def list_saved(directory: Path = SAVED_DIR) -> list[str]:
+def list_saved(directory: Path | None = None) -> list[str]:
+    directory = directory or saved_dir()
     return sorted(p.stem for p in directory.glob("*.yaml")) if directory.exists() else []
 
 
-def save_config_named(config: MoAConfig, name: str, directory: Path = SAVED_DIR) -> str:
+def save_config_named(config: MoAConfig, name: str, directory: Path | None = None) -> str:
+    directory = directory or saved_dir()
     path = _path(name, directory)
     directory.mkdir(parents=True, exist_ok=True)
     named = config.model_copy(update={"name": name.strip()})
@@ -40,7 +47,8 @@ def save_config_named(config: MoAConfig, name: str, directory: Path = SAVED_DIR)
     return path.stem
 
 
-def load_saved(name: str, directory: Path = SAVED_DIR) -> MoAConfig:
+def load_saved(name: str, directory: Path | None = None) -> MoAConfig:
+    directory = directory or saved_dir()
     path = _path(name, directory)
     if not path.exists():
         raise SavedConfigError(f"no saved config named '{name}'")

@@ -94,6 +94,8 @@ def _source_picker() -> None:
     """Loading happens only when the user picks (on_change), so an imported config is not
     overwritten by the picker's old value on the next rerun."""
     options = [f"preset:{p}" for p in list_presets()] + [f"saved:{s}" for s in list_saved()]
+    if "cfg_pick_next" in st.session_state:
+        st.session_state.cfg_source_pick = st.session_state.pop("cfg_pick_next")
     if st.session_state.get("cfg_source_pick") not in options:
         st.session_state.cfg_source_pick = f"preset:{DEFAULT_PRESET}"
     st.selectbox("Preset or saved config", options, key="cfg_source_pick", on_change=_on_pick,
@@ -182,8 +184,12 @@ def _io_section(config: MoAConfig | None) -> None:
             except SavedConfigError as err:
                 st.error(str(err))
             else:
-                st.session_state.cfg_source = f"saved:{saved}"
-                st.success(f"Saved as “{saved}”.")
+                load_into_editor(config.model_copy(update={"name": saved}), f"saved:{saved}")
+                st.session_state.cfg_pick_next = f"saved:{saved}"  # applied before the picker is drawn
+                st.session_state.cfg_saved_msg = f"Saved as “{saved}”."
+                st.rerun()
+        if st.session_state.get("cfg_saved_msg"):
+            st.success(st.session_state.pop("cfg_saved_msg"))
 
 
 def config_sidebar() -> MoAConfig | None:

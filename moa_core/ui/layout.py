@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -15,14 +16,14 @@ T = TypeVar("T")
 
 
 @st.cache_resource(show_spinner=False)
-def _store() -> Engine:
-    return open_db()
+def _store(url: str) -> Engine:
+    return open_db(url or None)
 
 
 def store() -> Engine:
     """The database engine, migrated; a clear message and a stop when it cannot open."""
     try:
-        return _store()
+        return _store(os.environ.get("DATABASE_URL", ""))
     except StoreError as err:
         st.error(f"The database cannot be used: {err}")
         st.info("Set DATABASE_URL to a reachable database, or check that data/ is writable.")
