@@ -42,3 +42,9 @@ def fake_config(server: FakeOpenAI, proposers: list[AgentSpec], layers: int = 1,
 requires_local = pytest.mark.skipif(
     not local.available_local_models(), reason="bundled local models or llama-cpp-python not installed"
 )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: sync Playwright keeps an event loop running in the main thread
+    for the rest of the session, which would break every asyncio test collected after it."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from tests.browser_support import ask, open_app, wait_idle, wait_run_done
+from tests.browser_support import ROOT, ask, open_app, wait_idle, wait_run_done
 from tests.conftest import requires_local
 
 pytestmark = [pytest.mark.browser, pytest.mark.local_models, requires_local]
@@ -42,6 +42,13 @@ def import_config(page, tmp_path, config: dict, name: str = "cfg.yaml") -> None:
     wait_idle(page)
 
 
+def artifact(page, name: str) -> None:
+    """Screenshots kept for the CI log and the README (test-artifacts/ is git-ignored)."""
+    out = ROOT / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    page.screenshot(path=str(out / name), full_page=True)
+
+
 def db_rows(server, sql: str) -> list[tuple]:
     eng = create_engine(server.db_url)
     try:
@@ -57,7 +64,10 @@ def test_drafts_stream_in_parallel_then_rate_and_share(page, app_server, tmp_pat
     page.get_by_text("fast-local").first.wait_for()
     page.evaluate(WATCH_JS)
     ask(page, "Name two primary colors.")
+    page.get_by_text("\u258c").first.wait_for(timeout=120_000)
+    artifact(page, "playground-streaming.png")
     wait_run_done(page)
+    artifact(page, "playground-done.png")
     assert page.evaluate("window.__maxStreaming") >= 2, "drafts did not stream at the same time"
     for title in ("Qwen", "SmolLM", "Gemma", "MoA · Qwen agg", "Alone · SmolLM solo"):
         assert page.get_by_text(title, exact=True).count() >= 1
