@@ -26,11 +26,20 @@ FAST_CONFIG = {
     "num_retries": 0,
 }
 
-# Counts, every 15 ms, how many bordered columns show the streaming cursor at once.
-WATCH_JS = """() => { window.__maxStreaming = 0; window.__watch = setInterval(() => {
-  const n = [...document.querySelectorAll('[data-testid="stColumn"]')]
-      .filter(c => c.innerText.includes('\u258c')).length;
-  window.__maxStreaming = Math.max(window.__maxStreaming, n); }, 15); }"""
+PROPOSERS = ["Qwen 0.5B", "SmolLM2 135M", "Gemma 3 270M (base)"]
+# Every 15 ms: for each proposer column (found by its bold title), when text first showed
+# and when the streaming cursor went away (the draft finished).
+WATCH_JS = """(titles) => { window.__proposers = titles.map(() => ({first: null, done: null}));
+  window.__watch = setInterval(() => {
+    const cols = [...document.querySelectorAll('[data-testid="stColumn"]')];
+    const now = performance.now();
+    titles.forEach((title, i) => {
+      const c = cols.find(c => [...c.querySelectorAll('strong')].some(s => s.innerText.trim() === title));
+      if (!c) return;
+      const s = window.__proposers[i], t = c.innerText;
+      if (s.first === null && t.includes('\u258c')) s.first = now;
+      if (s.first !== null && s.done === null && !t.includes('\u258c')) s.done = now;
+    }); }, 15); }"""
 
 
 def import_config(page, tmp_path, config: dict, name: str = "cfg.yaml") -> None:
@@ -58,19 +67,21 @@ def db_rows(server, sql: str) -> list[tuple]:
         eng.dispose()
 
 
-def test_drafts_stream_in_parallel_then_rate_and_share(page, app_server, tmp_path):
+def test_default_preset_streams_drafts_side_by_side_then_rate_and_share(page, app_server):
+    """The default preset as a new user runs it: all three drafts hold text before the
+    first of them finishes, then the aggregated answer and the baseline appear."""
     open_app(page, app_server)
-    import_config(page, tmp_path, FAST_CONFIG)
-    page.get_by_text("fast-local").first.wait_for()
-    page.evaluate(WATCH_JS)
-    ask(page, "Name two primary colors.")
+    page.evaluate(WATCH_JS, PROPOSERS)
+    ask(page, "Why is the sky blue?")
     page.get_by_text("\u258c").first.wait_for(timeout=120_000)
     artifact(page, "playground-streaming.png")
     wait_run_done(page)
     artifact(page, "playground-done.png")
-    assert page.evaluate("window.__maxStreaming") >= 2, "drafts did not stream at the same time"
-    for title in ("Qwen", "SmolLM", "Gemma", "MoA · Qwen agg", "Alone · SmolLM solo"):
-        assert page.get_by_text(title, exact=True).count() >= 1
+    seen = page.evaluate("window.__proposers")
+    assert len(seen) == 3 and all(s["first"] is not None and s["done"] is not None for s in seen), seen
+    assert max(s["first"] for s in seen) < min(s["done"] for s in seen), f"not all drafts streamed at once: {seen}"
+    for title in (*PROPOSERS, "MoA · Qwen 0.5B (aggregator)", "Alone · Qwen 0.5B alone"):
+        assert page.get_by_text(title, exact=True).count() >= 1, title
     runs = db_rows(app_server, "select id, status from run")
     assert len(runs) == 1 and runs[0][1] == "done"
     gens = db_rows(app_server, "select role, status, completion_tokens from generation")
@@ -86,14 +97,15 @@ def test_drafts_stream_in_parallel_then_rate_and_share(page, app_server, tmp_pat
     pop.get_by_label("Comment (optional)").fill("clear and short")
     pop.get_by_role("button", name="Save rating").click()
     page.get_by_text("Rating saved (4★)").wait_for()
-    ratings = db_rows(app_server, "select score, comment, rater from rating")
-    assert ratings == [(4, "clear and short", "alice")]
+    ratings = db_rows(app_server, "select r.score, r.comment, r.rater, g.role from rating r "
+                                  "join generation g on g.id = r.generation_id")
+    assert ratings == [(4, "clear and short", "alice", "aggregator")]
 
     # the run's own link opens it in History, exactly as it ran
     run_id = runs[0][0]
     page.goto(f"{app_server.url}/history?run={run_id}")
     wait_idle(page)
-    page.get_by_text("Name two primary colors.").first.wait_for()
+    page.get_by_text("Why is the sky blue?").first.wait_for()
     assert page.get_by_text("by alice").count() == 1
     gens_text = db_rows(app_server, "select text from generation where role='aggregator'")[0][0]
     assert gens_text.strip()[:20] in page.inner_text("body")
