@@ -3,7 +3,10 @@
 import moa_core  # noqa: F401  (offline litellm settings before anything imports litellm)
 import streamlit as st
 
+from moa_core.ui.layout import warm_local_models
+
 st.set_page_config(page_title="MoA Studio", page_icon=":material/hub:", layout="wide")
+warm_local_models()
 
 PAGES = [
     st.Page("pages/1_Playground.py", title="Playground", icon=":material/science:", url_path="playground", default=True),

@@ -54,3 +54,15 @@ def fmt_cost(x: float | None) -> str:
     if x is None:
         return "–"
     return "free" if x == 0 else f"${x:.5f}"
+
+
+@st.cache_resource(show_spinner=False)
+def warm_local_models() -> bool:
+    """Load and verify the bundled models in the background once per server process, so
+    the first run does not wait for three model loads in a row."""
+    import threading
+
+    from moa_core.providers import local
+
+    threading.Thread(target=local.warm_up, name="warm-local-models", daemon=True).start()
+    return True

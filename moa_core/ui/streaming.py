@@ -95,7 +95,7 @@ async def stream_run(
 ) -> LiveRun:
     """Stream a run into freshly laid-out columns; returns when the run is done."""
     base = list(config.baselines if baselines is None else baselines)
-    progress = st.progress(0.0, text="Starting…")
+    progress = st.progress(0.0, text="Streaming…")
     live = layout_live(config, base)
     recorder = Recorder(engine)
     async with aclosing(recorder.record(run_moa(question, config, history, baselines=base, kind=kind))) as events:

@@ -1,0 +1,387 @@
+"""The Arena page: two hidden contenders answer side by side; vote, then see who was who.
+
+A battle lives in ``st.session_state`` (one per browser session, so several people can
+battle at once). Both answers stream into columns "A" and "B" from one script run. The
+vote buttons are drawn before streaming starts, so they work while the answers are
+still coming: a click makes Streamlit rerun the script, which stops the running one at
+its next screen update; the ``aclosing`` blocks then close both event streams, which
+cancels the calls and records both runs as cancelled with their partial text. The vote
+callback has already noted the choice in the session, so the new script run stores the
+vote on the generations that exist and reveals the identities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from contextlib import aclosing
+from typing import Any
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from moa_core import arena
+from moa_core.arena import CHOICE_LABELS, SIDES, ArenaError, Battle, Contender
+from moa_core.config import list_presets, load_preset
+from moa_core.engine import RunInputError, run_moa, run_single, validate_question
+from moa_core.evaluation.questions import QuestionSetError, list_bundled_sets, load_bundled_set
+from moa_core.events import DraftDone, Event, RunDone, TokenDelta
+from moa_core.providers.catalog import config_problems, model_available
+from moa_core.saved_configs import list_saved
+from moa_core.store.db import StoreError
+from moa_core.store.queries import get_run
+from moa_core.store.ratings import add_vote
+from moa_core.store.recorder import Recorder, annotate_run
+from moa_core.ui.blind_review import blind_review
+from moa_core.ui.config_editor import model_choices
+from moa_core.ui.layout import rater_name, run_async, store
+from moa_core.ui.run_view import gen_meta
+from moa_core.ui.streaming import FLUSH_SECONDS, LiveColumn
+
+KEY = "arena_battle"
+MODES = ["Battle", "Blind review"]
+_rng = random.SystemRandom()
+
+
+def code(name: str) -> str:
+    """A contender name shown literally (names may hold markdown characters)."""
+    return "`" + name.replace("`", "'") + "`"
+
+
+# -- setup ------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _runnable_presets() -> list[str]:
+    out = []
+    for name in list_presets():
+        try:
+            if not config_problems(load_preset(name)):
+                out.append(name)
+        except ValueError:
+            continue
+    return out
+
+
+def _problems(c: Contender) -> list[str]:
+    if c.config is not None:
+        return [f"{c.name}: {p}" for p in config_problems(c.config)]
+    assert c.agent is not None
+    ok, why = model_available(c.agent.model, c.agent.api_base)
+    return [] if ok else [why]
+
+
+def _draw_question() -> None:
+    name = st.session_state.get("arena_qset")
+    try:
+        qset = load_bundled_set(name)
+        q = arena.draw_question(qset.questions, _rng)
+    except (QuestionSetError, ArenaError) as err:
+        st.session_state.arena_draw_error = str(err)
+        return
+    st.session_state.pop("arena_draw_error", None)
+    st.session_state.arena_question = q.text
+    st.session_state.arena_drawn = {"set": qset.name, "text": q.text}
+
+
+def _question_set(question: str) -> str | None:
+    """The set the question was drawn from, if it was drawn and not edited since."""
+    drawn = st.session_state.get("arena_drawn")
+    if drawn and drawn["text"].strip() == question.strip():
+        return drawn["set"]
+    return None
+
+
+def _setup(rater: str) -> None:
+    models = model_choices()
+    options = arena.contender_options(models, list_presets(), list_saved())
+    runnable = arena.contender_options(models, _runnable_presets(), [])
+    with st.container(border=True):
+        how = st.radio("Contenders", ["Pick two", "Random pair"], horizontal=True, key="arena_how")
+        if how == "Pick two":
+            c = st.columns(2)
+            first = c[0].selectbox("Contender 1", options, index=0 if options else None,
+                                   format_func=arena.option_label, key="arena_c1")
+            second = c[1].selectbox("Contender 2", options, index=min(1, len(options) - 1) if options else None,
+                                    format_func=arena.option_label, key="arena_c2")
+            pool: list[str] = []
+        else:
+            first = second = None
+            pool = st.multiselect("Random pair from", options, default=runnable, format_func=arena.option_label,
+                                  key="arena_pool", help="Two different contenders are drawn from these.")
+        with st.expander("Single-model settings"):
+            c = st.columns(2)
+            max_tokens = int(c[0].number_input("Max tokens (single models)", 16, 8192, 256, step=16,
+                                               key="arena_max_tokens"))
+            temperature = c[1].slider("Temperature (single models)", 0.0, 2.0, 0.7, 0.05, key="arena_temperature")
+            st.caption("MoA contenders keep their own config's settings.")
+        qcols = st.columns([3, 1])
+        sets = list_bundled_sets()
+        with qcols[1]:
+            st.selectbox("Question set", sets, key="arena_qset", disabled=not sets)
+            st.button("Draw a question", key="arena_draw", on_click=_draw_question, disabled=not sets,
+                      icon=":material/casino:", width="stretch")
+        with qcols[0]:
+            st.text_area("Question", key="arena_question", height=110, max_chars=100_000,
+                         placeholder="Ask something both contenders will answer…")
+        if st.session_state.get("arena_draw_error"):
+            st.error(st.session_state.arena_draw_error)
+        start = st.button("Start battle", type="primary", key="arena_start", disabled=not rater,
+                          icon=":material/swords:")
+        if not rater:
+            st.caption("Enter your name in the sidebar to start: every vote is saved with its rater.")
+    if not start:
+        return
+    try:
+        question = validate_question(st.session_state.get("arena_question", ""))
+        keys = arena.random_pair(pool, _rng) if how == "Random pair" else (first, second)
+        if not all(keys):
+            raise ArenaError("Pick two contenders.")
+        c1, c2 = (arena.resolve_contender(k, max_tokens=max_tokens, temperature=temperature) for k in keys)
+        problems = _problems(c1) + _problems(c2)
+        if problems:
+            raise ArenaError("This battle cannot run here: " + "; ".join(problems))
+        battle = arena.new_battle(question, c1, c2, _rng, question_set=_question_set(question))
+    except (RunInputError, ArenaError) as err:
+        st.error(str(err))
+        return
+    st.session_state[KEY] = battle
+
+
+# -- the battle -------------------------------------------------------------------------
+
+
+def _cast(battle_id: str, choice: str) -> None:
+    """Vote-button callback: runs at the start of the rerun the click causes."""
+    battle = st.session_state.get(KEY)
+    if battle is not None and battle.id == battle_id and battle.open_for_votes and battle.choice is None:
+        battle.choice = choice
+
+
+def _new_battle() -> None:
+    st.session_state.pop(KEY, None)
+
+
+def _title(battle: Battle, side: str) -> str:
+    if battle.revealed:
+        return f"#### {side} · {code(battle.sides[side].name)}"
+    return f"#### {side}"
+
+
+def _layout(battle: Battle) -> dict[str, LiveColumn]:
+    boxes = {}
+    for side, col in zip(SIDES, st.columns(2, border=True)):
+        with col:
+            st.markdown(_title(battle, side))
+            with st.container(key=f"arena_answer_{side}"):
+                box = st.empty()
+            boxes[side] = LiveColumn(side, box, st.empty())
+    return boxes
+
+
+def _vote_buttons(battle: Battle) -> None:
+    disabled = not battle.open_for_votes
+    icons = {"A": ":material/arrow_back:", "B": ":material/arrow_forward:", "tie": ":material/balance:",
+             "both_bad": ":material/thumb_down:"}
+    for col, (choice, label) in zip(st.columns(4), CHOICE_LABELS.items()):
+        col.button(label, key=f"arena_vote_{choice}", on_click=_cast, args=(battle.id, choice), disabled=disabled,
+                   icon=icons[choice], width="stretch", type="primary" if battle.choice == choice else "secondary")
+
+
+def _annotate(engine: Engine, battle: Battle, meta: dict[str, Any]) -> None:
+    for side in SIDES:
+        try:
+            annotate_run(engine, battle.run_ids[side], meta={**meta, "arena_battle": battle.id, "arena_side": side})
+        except (ValueError, StoreError):
+            pass  # a side that never started has no run to mark
+
+
+def _mark_invalid(engine: Engine, battle: Battle, reason: str) -> None:
+    _annotate(engine, battle, {"arena": "invalid", "arena_reason": reason})
+
+
+def _settle(engine: Engine, battle: Battle, rater: str) -> None:
+    """Store the vote the callback noted, or say why it cannot count."""
+    assert battle.choice is not None
+    try:
+        states = {s: arena.side_state(get_run(engine, battle.run_ids[s])) for s in SIDES}
+    except StoreError as err:
+        battle.note, battle.choice = f"The vote could not be saved: {err}", None
+        return
+    verdict = arena.judge_vote(battle.choice, states)
+    if not verdict.ok:
+        battle.status = "invalid" if verdict.invalid else "void"
+        battle.note = verdict.problem
+        _mark_invalid(engine, battle, verdict.problem or "")
+        return
+    if not rater:
+        battle.note, battle.choice = "Enter your name in the sidebar, then vote again.", None
+        return
+    try:
+        battle.vote_id = add_vote(engine, verdict.left_id, verdict.right_id, verdict.outcome, rater,  # type: ignore[arg-type]
+                                  blind=True, question_set=battle.question_set)
+    except (ValueError, StoreError) as err:
+        battle.note, battle.choice = f"The vote could not be saved: {err}", None
+        return
+    battle.status, battle.note = "voted", None
+    _annotate(engine, battle, {"arena": "voted", "arena_vote_id": battle.vote_id})
+
+
+async def _stream_battle(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn]) -> dict[str, RunDone]:
+    """Run both contenders at once, recorded, streaming each final answer into its column.
+
+    Returns each side's RunDone. A failed side stops the other one (the battle can no
+    longer produce a vote). If the script is stopped (a vote, any rerun), the `finally`
+    cancels both streams; their recorders mark the runs cancelled with partial text.
+    """
+    recorder = Recorder(engine, question_set=battle.question_set)
+    queue: asyncio.Queue[tuple[str, Event | BaseException | None]] = asyncio.Queue()
+
+    def events(side: str) -> Any:
+        c = battle.sides[side]
+        if c.config is not None:
+            return run_moa(battle.question, c.config, baselines=[], kind="arena", run_id=battle.run_ids[side])
+        return run_single(battle.question, c.agent, kind="arena", run_id=battle.run_ids[side])  # type: ignore[arg-type]
+
+    async def pump(side: str) -> None:
+        try:
+            async with aclosing(recorder.record(events(side))) as stream:
+                async for ev in stream:
+                    queue.put_nowait((side, ev))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which decides
+            queue.put_nowait((side, exc))
+        finally:
+            queue.put_nowait((side, None))
+
+    results: dict[str, RunDone] = {}
+    tasks = [asyncio.create_task(pump(s)) for s in SIDES]
+    running = set(SIDES)
+    try:
+        while running:
+            side, ev = await queue.get()
+            if ev is None:
+                running.discard(side)
+                continue
+            if isinstance(ev, BaseException):
+                raise ev
+            col, final = boxes[side], battle.sides[side].final_role
+            if isinstance(ev, TokenDelta) and ev.ref.role == final:
+                col.text += ev.text
+                col.dirty = True
+                if time.monotonic() - col.last_flush >= FLUSH_SECONDS:
+                    col.flush()
+            elif isinstance(ev, DraftDone) and ev.ref.role == final:
+                col.text = ev.text or col.text
+                col.flush(final=True)
+            elif isinstance(ev, RunDone):
+                results[side] = ev
+                if ev.status == "failed":
+                    break
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return results
+
+
+def _stream(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn]) -> None:
+    battle.status = "streaming"
+    for col in boxes.values():
+        col.box.caption("waiting for the answer…")
+    try:
+        results = run_async(_stream_battle(engine, battle, boxes))
+    except StoreError as err:
+        battle.status, battle.note = "invalid", f"The battle could not be recorded: {err}"
+        _mark_invalid(engine, battle, battle.note)
+    except Exception as err:  # noqa: BLE001 - shown to the user; the battle cannot count
+        battle.status, battle.note = "invalid", f"The battle stopped: {type(err).__name__}: {err}"
+        _mark_invalid(engine, battle, battle.note)
+    else:
+        failed = {s: ev.error or "failed" for s, ev in results.items() if ev.status == "failed"}
+        if failed:
+            battle.status, battle.errors = "invalid", failed
+            battle.note = "; ".join(f"{s} failed: {e}" for s, e in failed.items())
+            _mark_invalid(engine, battle, battle.note)
+        else:
+            battle.status = "finished"
+    st.rerun()
+
+
+def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn]) -> None:
+    """Show both answers as stored (finished, partial or failed)."""
+    for side in SIDES:
+        col = boxes[side]
+        try:
+            state = arena.side_state(get_run(engine, battle.run_ids[side]))
+        except StoreError as err:
+            col.box.error(str(err))
+            continue
+        gen = state.generation
+        if gen is not None and (gen.get("text") or "").strip():
+            col.box.markdown(gen["text"])
+        else:
+            col.box.caption("(no answer)")
+        with col.meta.container():
+            error = battle.errors.get(side) or (state.problem if state.failed else None)
+            if error:
+                st.error(error)
+            elif gen is not None and gen["status"] == "cancelled":
+                st.caption("stopped when the vote was cast" if battle.choice else "stopped before it finished")
+            if battle.revealed and gen is not None:
+                st.caption(gen_meta(gen))
+
+
+def _outcome(battle: Battle) -> None:
+    who = f"A was {code(battle.sides['A'].name)}, B was {code(battle.sides['B'].name)}."
+    if battle.status == "voted":
+        st.success(f"Vote saved: **{CHOICE_LABELS[battle.choice or '']}**. {who}", icon=":material/how_to_vote:")
+    elif battle.status == "void":
+        st.warning(f"The vote was not saved, there was nothing to compare yet ({battle.note}). {who}")
+    elif battle.status == "invalid":
+        st.error(f"This battle is invalid and produces no vote: {battle.note}. {who}")
+    elif battle.status == "stopped":
+        st.info("The answers stopped before they finished (the page reloaded). Vote on what is shown, "
+                "or start a new battle.")
+    elif battle.status == "finished":
+        st.info("Both answers are complete. Which one is better?")
+    if battle.note and battle.status not in ("void", "invalid"):
+        st.warning(battle.note)
+    if battle.revealed:
+        st.button("New battle", key="arena_new", on_click=_new_battle, icon=":material/refresh:")
+
+
+def _battle(engine: Engine, battle: Battle, rater: str) -> None:
+    if battle.status == "streaming":
+        # Only a stopped script leaves this state behind: the vote (or another widget) stopped it.
+        battle.status = "stopped"
+    if battle.choice is not None and battle.open_for_votes:
+        _settle(engine, battle, rater)
+    st.markdown("##### Question")
+    st.markdown(battle.question)
+    if battle.question_set:
+        st.caption(f"from the question set {code(battle.question_set)}")
+    boxes = _layout(battle)
+    _vote_buttons(battle)
+    if battle.status == "new":
+        st.caption("Vote whenever you like, even while the answers are still coming: voting stops both.")
+        _stream(engine, battle, boxes)
+        return
+    _fill(engine, battle, boxes)
+    _outcome(battle)
+
+
+def arena_page() -> None:
+    engine = store()
+    rater = rater_name()
+    st.title("Arena")
+    st.caption("Two contenders answer the same question as “A” and “B”; which is which stays hidden until you vote.")
+    mode = st.segmented_control("Mode", MODES, default=MODES[0], key="arena_mode", required=True,
+                                label_visibility="collapsed")
+    if mode == "Blind review":
+        blind_review(engine, rater)
+        return
+    _setup(rater)
+    battle = st.session_state.get(KEY)
+    if battle is not None:
+        _battle(engine, battle, rater)
