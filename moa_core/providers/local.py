@@ -439,7 +439,10 @@ def warm_up(names: list[str] | None = None) -> float:
     t0 = time.perf_counter()
     for spec in available_local_models():
         if names is None or spec.name in names:
-            pool = get_pool(spec.name)
-            inst = pool.acquire(threading.Event())
+            try:
+                pool = get_pool(spec.name)
+                inst = pool.acquire(threading.Event())
+            except LocalModelError:
+                continue  # the call that needs it will report the error where the user sees it
             pool.release(inst)
     return time.perf_counter() - t0
