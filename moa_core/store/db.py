@@ -11,13 +11,15 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -88,6 +90,26 @@ def _create(url: URL) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     return create_engine(url, json_serializer=_json_dumps, pool_pre_ping=True)
+
+
+_write_locks: dict[int, threading.Lock] = {}
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()`, but SQLite writers of one process queue on a Python lock first.
+
+    SQLite allows one writer at a time; without the lock, threads of the same process
+    meet in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and makes
+    the slowest commits slow. Other processes still meet there, as they must.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    lock = _write_locks.setdefault(id(engine), threading.Lock())
+    with lock, engine.begin() as conn:
+        yield conn
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from moa_core.store.db import StoreError
+from moa_core.store.db import StoreError, write_transaction
 from moa_core.store.models import VOTE_OUTCOMES, Generation, Rating, Run, Vote
 from moa_core.store.util import one_line
 
@@ -29,7 +29,7 @@ def _require(conn: Connection, table: Any, key: Any, what: str) -> None:
 
 def _insert(engine: Engine, what: str, check: Any, row: dict[str, Any], table: Any) -> int:
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             check(conn)
             return int(conn.execute(insert(table).values(**row)).inserted_primary_key[0])
     except SQLAlchemyError as exc:

@@ -28,7 +28,7 @@ from moa_core.events import (
     RunStarted,
     TokenDelta,
 )
-from moa_core.store.db import StoreError, safe_url
+from moa_core.store.db import StoreError, safe_url, write_transaction
 from moa_core.store.models import Generation, Run
 from moa_core.store.util import one_line, strip_secrets
 
@@ -83,7 +83,7 @@ class Recorder:
 
     def _write(self, what: str, fn: Callable[[Connection], T]) -> T:
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 return fn(conn)
         except IntegrityError as exc:
             raise StoreError(f"cannot record {what}: {one_line(exc)}") from exc
@@ -288,7 +288,7 @@ def annotate_run(
 ) -> None:
     """Attach later information to a run: `meta` is merged into the stored dict, `tags` replace."""
     try:
-        with engine.begin() as c:
+        with write_transaction(engine) as c:
             old = c.execute(select(RUN.c.meta).where(RUN.c.id == run_id)).first()
             if old is None:
                 raise ValueError(f"run {run_id} does not exist")
