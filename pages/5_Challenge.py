@@ -1,4 +1,3 @@
-import streamlit as st
+from moa_core.ui.challenge import challenge_page
 
-st.title("Challenge")
-st.info("Coming soon.")
+challenge_page()

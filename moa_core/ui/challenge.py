@@ -6,9 +6,9 @@ temperature, system prompt per run); 3. what differs: the drafts aligned sentenc
 sentence; 4. your aggregator prompt, run on the drafts; 5. where the synthesis came from,
 and ratings.
 
-Everything is one stored run of kind "challenge": the drafts are proposers (layer 0),
-each synthesis attempt an aggregator call (layer 1, slot = attempt), recorded through
-the store's Recorder as the events arrive. The prompt you wrote is kept per attempt in
+Everything is one stored run of kind "challenge" (events from `moa_core.challenge`): the
+drafts are proposers (layer 0), each synthesis attempt an aggregator call (layer 1,
+slot = attempt), recorded through the store's Recorder as the events arrive. The prompt you wrote is kept per attempt in
 run.meta["challenge"] (the rendered prompt is also the aggregator call's system prompt).
 Only the run id lives in session state; everything else is read back from the store, so
 reruns (ratings, widget changes) lose nothing.
@@ -16,15 +16,11 @@ reruns (ratings, widget changes) lose nothing.
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import hashlib
-import json
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 import streamlit as st
@@ -33,17 +29,11 @@ from sqlalchemy.engine import Engine
 from moa_core.analysis.alignment import Alignment, align_drafts
 from moa_core.analysis.diversity import aggregator_report, layer_diversity
 from moa_core.analysis.embeddings import get_embedder
-from moa_core.config import AgentSpec, LayerSpec, MoAConfig
-from moa_core.engine import CONTEXT_MARGIN, RunInputError, fit_drafts, run_single, validate_question
-from moa_core.events import CallRef, DraftDone, DraftStarted, Event, LayerDone, RunDone, RunStarted, TokenDelta, Totals
-from moa_core.prompts import (
-    DEFAULT_AGGREGATOR_TEMPLATE,
-    DRAFTS_PLACEHOLDER,
-    QUESTION_PLACEHOLDER,
-    aggregator_messages,
-    render_template,
-)
-from moa_core.providers import llm
+from moa_core.challenge import draft_events, synthesis_events, todays_suggestion
+from moa_core.config import AgentSpec
+from moa_core.engine import RunInputError, validate_question
+from moa_core.events import DraftDone, DraftStarted, Event, RunDone, TokenDelta, Totals
+from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER, QUESTION_PLACEHOLDER, render_template
 from moa_core.providers.catalog import model_available
 from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run
@@ -54,166 +44,16 @@ from moa_core.ui.layout import fmt_cost, fmt_seconds, rater_name, run_async, sto
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.run_view import gen_meta, run_link
 
-KIND = "challenge"
-PRESET = "daily challenge"
+log = logging.getLogger(__name__)
+
 STATE = "challenge"
 MAX_RUNS = 6
 DEFAULT_RUNS = 3
 DEFAULT_TEMPERATURES = [0.7, 1.0, 1.2, 0.9, 1.1, 1.3]
-CALL_TIMEOUT = 300.0
 FLUSH_SECONDS = 0.1
 CURSOR = " ▌"
-
-SUGGESTIONS = [
-    "What happens, step by step, when a TLS 1.3 connection is established?",
-    "How does CRISPR-Cas9 cut DNA at a chosen site, and what limits its precision?",
-    "What were the main causes of the 2008 financial crisis?",
-    "How does a lithium-ion battery store and release energy, and why does it wear out?",
-    "How do Type 1 and Type 2 diabetes differ in cause, onset and treatment?",
-    "How does the Raft consensus algorithm elect a leader and keep logs consistent?",
-    "Why does the Moon always show the same face to the Earth?",
-    "How do mRNA vaccines train the immune system?",
-    "What does the Python global interpreter lock protect, and what does it cost?",
-    "What sets the boiling point of water, and how does altitude change it?",
-]
-
 STATUS_BADGE = {"shared": ("in every draft", "green"), "partial": ("in some drafts", "blue"),
                 "unique": ("only here", "orange")}
-
-
-def todays_suggestion(day: dt.date | None = None) -> str:
-    day = day or dt.date.today()
-    return SUGGESTIONS[day.toordinal() % len(SUGGESTIONS)]
-
-
-# -- events: the whole challenge as one run ----------------------------------------------------
-
-
-def challenge_config(agents: Sequence[AgentSpec], aggregator: AgentSpec | None = None,
-                     template: str = DEFAULT_AGGREGATOR_TEMPLATE) -> dict[str, Any]:
-    """The run's config: the N runs as one proposer layer; the aggregator shown is the
-    default one (the model and prompt actually used go to meta.challenge per attempt)."""
-    cfg = MoAConfig(name=PRESET, layers=[LayerSpec(proposers=list(agents))],
-                    aggregator=aggregator or _default_aggregator(agents), aggregator_template=template,
-                    description="Daily challenge: the aggregator model and prompt of each synthesis are in "
-                                "meta.challenge.attempts.")
-    return cfg.model_dump(mode="json")
-
-
-def _default_aggregator(agents: Sequence[AgentSpec]) -> AgentSpec:
-    first = agents[0]
-    return AgentSpec(model=first.model, api_base=first.api_base, api_key_env=first.api_key_env,
-                     context_window=first.context_window, extra=dict(first.extra), temperature=0.3,
-                     max_tokens=max(a.max_tokens for a in agents), label="Synthesis")
-
-
-def _totals(calls: Sequence[DraftDone], base: Totals | None, wall: float) -> Totals:
-    b = base or Totals()
-    return Totals(b.prompt_tokens + sum(c.usage.prompt_tokens for c in calls),
-                  b.completion_tokens + sum(c.usage.completion_tokens for c in calls),
-                  b.cost + sum(c.cost for c in calls), b.wall_time + wall,
-                  b.calls + len(calls), b.failed_calls + sum(1 for c in calls if not c.ok))
-
-
-async def _merge(streams: Sequence[AsyncIterator[Event]]) -> AsyncIterator[tuple[int, Event]]:
-    """Events of several runs as they come, tagged with the stream's index; closing this
-    generator cancels and closes every stream (so their model calls stop)."""
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-    end = object()
-
-    async def pump(i: int, stream: AsyncIterator[Event]) -> None:
-        try:
-            async with aclosing(stream) as events:  # type: ignore[type-var]
-                async for ev in events:
-                    await queue.put((i, ev))
-        except Exception as exc:  # noqa: BLE001 - re-raised in the consumer
-            await queue.put((i, exc))
-        finally:
-            queue.put_nowait((i, end))
-
-    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            i, ev = await queue.get()
-            if ev is end:
-                remaining -= 1
-            elif isinstance(ev, Exception):
-                raise ev
-            else:
-                yield i, ev
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def draft_events(run_id: str, question: str, agents: Sequence[AgentSpec], *,
-                       timeout: float = CALL_TIMEOUT, num_retries: int = 1) -> AsyncIterator[Event]:
-    """RunStarted (kind challenge), then every run's call as proposer-0-<i>, LayerDone, RunDone.
-
-    Each run is `engine.run_single` (timeouts, retries, errors as events); their events
-    are re-addressed to this run. The run ends "done" with no final text: a synthesis
-    attempt later adds the aggregator call and the final text.
-    """
-    question = validate_question(question)
-    started = time.time()
-    yield RunStarted(run_id, question, [], challenge_config(agents),
-                     "challenge-" + hashlib.sha256(json.dumps([a.model_dump(mode="json") for a in agents],
-                                                              sort_keys=True).encode()).hexdigest()[:16],
-                     PRESET, KIND, started)
-    done: list[DraftDone] = []
-    streams = [run_single(question, a, kind=KIND, timeout=timeout, num_retries=num_retries) for a in agents]
-    async with aclosing(_merge(streams)) as merged:
-        async for slot, ev in merged:
-            if isinstance(ev, (DraftStarted, TokenDelta, DraftDone)):
-                ev = replace(ev, ref=CallRef(run_id, "proposer", 0, slot, ev.ref.model, ev.ref.label))
-                if isinstance(ev, DraftDone):
-                    done.append(ev)
-                yield ev
-    ok = sum(1 for d in done if d.ok)
-    yield LayerDone(run_id, 0, ok, len(done) - ok, time.time())
-    yield RunDone(run_id, "done" if ok else "failed", "", _totals(done, None, time.time() - started), time.time(),
-                  None if ok else "Every run failed: " + "; ".join(f"{d.ref.name}: {d.error}" for d in done))
-
-
-def fit_for(agent: AgentSpec, question: str, template: str, drafts: list[str]) -> list[str]:
-    """Drafts trimmed (fairly) so the prompt fits the aggregator's context window."""
-    window = agent.context_window or llm.context_window(agent.model)
-    if window is None:
-        return drafts
-    fixed = aggregator_messages(question, [""] * len(drafts), template)
-    budget = window - agent.max_tokens - CONTEXT_MARGIN - llm.count_tokens(
-        agent.model, "\n".join(m["content"] for m in fixed))
-    return fit_drafts(agent.model, drafts, budget)
-
-
-async def synthesis_events(run_id: str, question: str, drafts: list[str], template: str, agent: AgentSpec,
-                           slot: int, base: Totals | None = None, *, timeout: float = CALL_TIMEOUT,
-                           num_retries: int = 1) -> AsyncIterator[Event]:
-    """One synthesis attempt: aggregator-1-<slot> events, then RunDone with the final text.
-
-    The messages are exactly `prompts.aggregator_messages(question, drafts, template)`:
-    the rendered template as system message, the question as user message.
-    """
-    if DRAFTS_PLACEHOLDER not in template:
-        raise RunInputError(f"The prompt must contain {DRAFTS_PLACEHOLDER} where the drafts go.")
-    started = time.time()
-    system = aggregator_messages(question, fit_for(agent, question, template, drafts), template)[0]["content"]
-    caller = agent.model_copy(update={"system_prompt": system})
-    final: DraftDone | None = None
-    async with aclosing(run_single(question, caller, kind=KIND, timeout=timeout, num_retries=num_retries)) as events:
-        async for ev in events:
-            if isinstance(ev, (DraftStarted, TokenDelta, DraftDone)):
-                ev = replace(ev, ref=CallRef(run_id, "aggregator", 1, slot, ev.ref.model, agent.label or "Synthesis"))
-                if isinstance(ev, DraftDone):
-                    final = ev
-                yield ev
-    calls = [final] if final else []
-    ok = final is not None and final.ok
-    yield RunDone(run_id, "done" if ok else "failed", final.text if final else "",
-                  _totals(calls, base, time.time() - started), time.time(),
-                  None if ok else f"The synthesis failed: {final.error if final else 'no answer'}")
 
 
 # -- session state -------------------------------------------------------------------------
@@ -280,9 +120,27 @@ def _live_column(title: str) -> dict[str, Any]:
 
 
 async def _stream(engine: Engine, events: AsyncIterator[Event], columns: dict[str, dict[str, Any]]) -> RunDone | None:
-    """Record the events and show each call's text streaming into its column."""
-    result = None
-    async with aclosing(Recorder(engine).record(events)) as stream:
+    """Record the events and show each call's text streaming into its column.
+
+    If the script stops mid-stream (Stop, rerun, closed tab), `aclosing` closes the events,
+    which cancels the model calls; calls still streaming are then saved as cancelled with
+    the text they had."""
+    results: list[RunDone] = []
+    recorder = Recorder(engine)
+    try:
+        await _show(recorder, events, columns, results)
+    finally:
+        for run_id in recorder.open_runs():  # a synthesis has no RunStarted: record() does not close it
+            try:
+                recorder.close_unfinished(run_id)
+            except StoreError:
+                log.exception("could not close run %s", run_id)
+    return results[-1] if results else None
+
+
+async def _show(recorder: Recorder, events: AsyncIterator[Event], columns: dict[str, dict[str, Any]],
+                result: list[RunDone]) -> None:
+    async with aclosing(recorder.record(events)) as stream:
         async for ev in stream:
             if isinstance(ev, DraftStarted):
                 columns[ev.ref.call_id]["box"].caption("thinking…")
@@ -301,8 +159,7 @@ async def _stream(engine: Engine, events: AsyncIterator[Event], columns: dict[st
                 else:
                     col["meta"].error(ev.error)
             elif isinstance(ev, RunDone):
-                result = ev
-    return result
+                result.append(ev)
 
 
 def _run_drafts(engine: Engine, question: str, agents: list[AgentSpec]) -> None:
@@ -315,15 +172,11 @@ def _run_drafts(engine: Engine, question: str, agents: list[AgentSpec]) -> None:
         with col:
             cols[f"proposer-0-{i}"] = _live_column(f"Draft {i + 1} · {agents[i].model}")
     try:
-        run_async(_stream(engine, _recorded(Recorder, draft_events(run_id, question, agents)), cols))
+        run_async(_stream(engine, draft_events(run_id, question, agents), cols))
     except StoreError as err:
         st.error(f"The challenge could not be recorded: {err}")
         return
     st.rerun()
-
-
-def _recorded(_: Any, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    return events
 
 
 def _drafts_of(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -461,6 +314,7 @@ def _step_synthesize(engine: Engine, data: dict[str, Any], usable: list[dict[str
     except StoreError as err:
         st.error(f"The synthesis could not be recorded: {err}")
         return
+    st.session_state.pop("chal_pick", None)  # show the new attempt
     st.rerun()
 
 
@@ -539,8 +393,8 @@ def challenge_page() -> None:
     state = _state()
     top = st.columns([5, 1])
     top[0].title("Daily challenge")
-    if state["run_id"] and top[1].button("New challenge", key="chal_new_btn", on_click=_reset):
-        st.rerun()
+    if state["run_id"]:
+        top[1].button("New challenge", key="chal_new_btn", on_click=_reset)
     st.caption("Ask one question several times, look at what the answers disagree on, write the prompt that "
                "merges them, and see what your synthesis kept, dropped and made up.")
     models = model_choices()
@@ -584,4 +438,4 @@ def challenge_page() -> None:
                    icon="💾")
 
 
-__all__ = ["challenge_config", "challenge_page", "draft_events", "fit_for", "synthesis_events", "todays_suggestion"]
+__all__ = ["challenge_page"]

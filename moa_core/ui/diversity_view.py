@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # open links, emphasis, headings, lists, tables, LaTeX ($), Streamlit directives (:red[..])
 # or HTML (which Streamlit does not render without unsafe_allow_html anyway).
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:^=\"'&%@/?;,])")
+_AUTOLINK = re.compile(r"(?i)(\bwww|\b[a-z][a-z0-9+.-]*(?=://)|@)")
 PALETTE = ["blue", "violet", "orange", "green", "red", "gray"]
 
 
@@ -35,6 +36,9 @@ def md_escape(text: str, max_len: int | None = None) -> str:
     flat = re.sub(r"\s+", " ", text or "").strip()
     if max_len is not None and len(flat) > max_len:
         flat = flat[: max_len - 1] + "…"
+    # GFM turns bare URLs and e-mail addresses into links even when escaped: a zero-width
+    # space after the scheme or "www" and after "@" keeps them plain text.
+    flat = _AUTOLINK.sub("\\1\u200b", flat)
     return _MD_SPECIAL.sub(r"\\\1", flat)
 
 

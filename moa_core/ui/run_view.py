@@ -11,6 +11,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from moa_core.analysis.charts import run_timeline
+from moa_core.ui.diversity_view import diversity_view
 from moa_core.ui.layout import fmt_cost, fmt_seconds
 from moa_core.ui.rating import rating_widget
 
@@ -78,6 +79,7 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
         frame = pd.DataFrame(gens)
         if not frame.empty:
             st.plotly_chart(run_timeline(frame), width="stretch", key=f"timeline-{key}{run['id']}")
+    diversity_view(data, engine, key=key)
     trims = (run.get("meta") or {}).get("context_trimmed")
     if trims:
         st.caption(f"Drafts were trimmed to fit a context window {len(trims)} time(s).")
