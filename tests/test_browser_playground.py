@@ -103,7 +103,7 @@ def test_default_preset_streams_drafts_side_by_side_then_rate_and_share(page, ap
 
     # the run's own link opens it in History, exactly as it ran
     run_id = runs[0][0]
-    page.goto(f"{app_server.url}/history?run={run_id}")
+    page.goto(f"{app_server.url}/History?run={run_id}")
     wait_idle(page)
     page.get_by_text("Why is the sky blue?").first.wait_for()
     assert page.get_by_text("by alice").count() == 1

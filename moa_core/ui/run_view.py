@@ -24,7 +24,7 @@ def gen_meta(g: dict[str, Any]) -> str:
 
 
 def run_link(run_id: str) -> str:
-    return f"/history?run={run_id}"
+    return f"/History?run={run_id}"
 
 
 def _output(engine: Engine, g: dict[str, Any], ratings: list[dict[str, Any]], title: str, rate: bool, rater: str) -> None:
