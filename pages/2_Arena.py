@@ -1,4 +1,3 @@
-import streamlit as st
+from moa_core.ui.arena import arena_page
 
-st.title("Arena")
-st.info("Coming soon.")
+arena_page()

@@ -1,4 +1,3 @@
-import streamlit as st
+from moa_core.ui.analysis_page import analysis_page
 
-st.title("Analysis")
-st.info("Coming soon.")
+analysis_page()

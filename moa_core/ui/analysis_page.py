@@ -28,6 +28,7 @@ from moa_core.store.queries import filter_options
 from moa_core.ui.layout import store
 
 N_BOOT = 200
+FEW_BATTLES = 10
 TIME_RANGES: dict[str, float | None] = {
     "All time": None, "Last 24 hours": 86_400.0, "Last 7 days": 7 * 86_400.0, "Last 30 days": 30 * 86_400.0,
     "Custom dates": None,
@@ -86,6 +87,11 @@ def _leaderboard_section(board: pd.DataFrame, votes: int) -> None:
                  column_config={"win rate": st.column_config.ProgressColumn("win rate", format="percent",
                                                                             min_value=0.0, max_value=1.0),
                                 "rating": st.column_config.NumberColumn("rating", format="%d")})
+    few = int((board["battles"] < FEW_BATTLES).sum())
+    if few:
+        st.caption(f":material/warning: {few} contender(s) have fewer than {FEW_BATTLES} battles. Their intervals "
+                   "come from resampling very few votes and understate the uncertainty (a single vote gives an "
+                   "interval of zero width).")
     download(board, "leaderboard", "an_dl_board")
     st.plotly_chart(leaderboard_figure(board, title="Ratings with 95% confidence intervals"), width="stretch",
                     key="an_forest")

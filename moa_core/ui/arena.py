@@ -36,10 +36,14 @@ from moa_core.store.recorder import Recorder, annotate_run
 from moa_core.ui.blind_review import blind_review
 from moa_core.ui.config_editor import model_choices
 from moa_core.ui.layout import rater_name, run_async, store
+from moa_core.ui.rating import rating_widget
 from moa_core.ui.run_view import gen_meta
 from moa_core.ui.streaming import FLUSH_SECONDS, LiveColumn
 
 KEY = "arena_battle"
+STOP_POLL_SECONDS = 0.1
+HEARTBEAT_SECONDS = 1.0
+TAKE_OVER_TIMEOUT = 60.0
 MODES = ["Battle", "Blind review"]
 _rng = random.SystemRandom()
 
@@ -146,6 +150,9 @@ def _setup(rater: str) -> None:
     except (RunInputError, ArenaError) as err:
         st.error(str(err))
         return
+    old = st.session_state.get(KEY)
+    if old is not None:
+        old.stop.set()  # a battle still streaming on a stopped script run winds down
     st.session_state[KEY] = battle
 
 
@@ -157,6 +164,7 @@ def _cast(battle_id: str, choice: str) -> None:
     battle = st.session_state.get(KEY)
     if battle is not None and battle.id == battle_id and battle.open_for_votes and battle.choice is None:
         battle.choice = choice
+        battle.stop.set()  # a vote stops both answers
 
 
 def _new_battle() -> None:
@@ -219,7 +227,8 @@ def _settle(engine: Engine, battle: Battle, rater: str) -> None:
         battle.note, battle.choice = "Enter your name in the sidebar, then vote again.", None
         return
     try:
-        battle.vote_id = add_vote(engine, verdict.left_id, verdict.right_id, verdict.outcome, rater,  # type: ignore[arg-type]
+        assert verdict.left_id is not None and verdict.right_id is not None and verdict.outcome is not None
+        battle.vote_id = add_vote(engine, verdict.left_id, verdict.right_id, verdict.outcome, rater,
                                   blind=True, question_set=battle.question_set)
     except (ValueError, StoreError) as err:
         battle.note, battle.choice = f"The vote could not be saved: {err}", None
@@ -232,8 +241,10 @@ async def _stream_battle(engine: Engine, battle: Battle, boxes: dict[str, LiveCo
     """Run both contenders at once, recorded, streaming each final answer into its column.
 
     Returns each side's RunDone. A failed side stops the other one (the battle can no
-    longer produce a vote). If the script is stopped (a vote, any rerun), the `finally`
-    cancels both streams; their recorders mark the runs cancelled with partial text.
+    longer produce a vote), and so does `battle.stop` (a vote, a new battle). If the
+    script itself is stopped (Streamlit raises at the next screen update), the `finally`
+    still cancels both streams; their recorders mark the runs cancelled with their
+    partial text. `battle.closed` is set once that is written.
     """
     recorder = Recorder(engine, question_set=battle.question_set)
     queue: asyncio.Queue[tuple[str, Event | BaseException | None]] = asyncio.Queue()
@@ -257,9 +268,25 @@ async def _stream_battle(engine: Engine, battle: Battle, boxes: dict[str, LiveCo
     results: dict[str, RunDone] = {}
     tasks = [asyncio.create_task(pump(s)) for s in SIDES]
     running = set(SIDES)
+    get: asyncio.Future[Any] | None = None
+    started = last_beat = time.monotonic()
     try:
-        while running:
-            side, ev = await queue.get()
+        while running and not battle.stop.is_set():
+            # Poll, so a stop request is seen even while no tokens arrive (MoA drafting).
+            get = get or asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({get}, timeout=STOP_POLL_SECONDS)
+            if not done:
+                now = time.monotonic()
+                if now - last_beat >= HEARTBEAT_SECONDS:
+                    # A screen update is also where Streamlit stops a script whose user has
+                    # moved on (another page, a rerun): without tokens there would be none.
+                    last_beat = now
+                    for col in boxes.values():
+                        if not col.text:
+                            col.box.caption(f"waiting for the answer… {now - started:.0f}s")
+                continue
+            side, ev = get.result()
+            get = None
             if ev is None:
                 running.discard(side)
                 continue
@@ -279,36 +306,64 @@ async def _stream_battle(engine: Engine, battle: Battle, boxes: dict[str, LiveCo
                 if ev.status == "failed":
                     break
     finally:
+        if get is not None:
+            get.cancel()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        battle.closed.set()
     return results
 
 
 def _stream(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn]) -> None:
     battle.status = "streaming"
-    for col in boxes.values():
-        col.box.caption("waiting for the answer…")
     try:
-        results = run_async(_stream_battle(engine, battle, boxes))
-    except StoreError as err:
-        battle.status, battle.note = "invalid", f"The battle could not be recorded: {err}"
-        _mark_invalid(engine, battle, battle.note)
-    except Exception as err:  # noqa: BLE001 - shown to the user; the battle cannot count
-        battle.status, battle.note = "invalid", f"The battle stopped: {type(err).__name__}: {err}"
-        _mark_invalid(engine, battle, battle.note)
-    else:
-        failed = {s: ev.error or "failed" for s, ev in results.items() if ev.status == "failed"}
-        if failed:
-            battle.status, battle.errors = "invalid", failed
-            battle.note = "; ".join(f"{s} failed: {e}" for s, e in failed.items())
-            _mark_invalid(engine, battle, battle.note)
-        else:
-            battle.status = "finished"
+        _stream_and_judge(engine, battle, boxes)
+    finally:
+        battle.closed.set()  # also when this script run is stopped before streaming began
+    if battle.stop.is_set():
+        return  # a newer script run (the vote, a new battle) has taken the battle over
     st.rerun()
 
 
-def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn]) -> None:
+def _stream_and_judge(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn]) -> None:
+    for col in boxes.values():
+        col.box.caption("waiting for the answer…")
+    results: dict[str, RunDone] = {}
+    problem = None
+    try:
+        results = run_async(_stream_battle(engine, battle, boxes))
+    except StoreError as err:
+        problem = f"The battle could not be recorded: {err}"
+    except Exception as err:  # noqa: BLE001 - shown to the user; the battle cannot count
+        problem = f"The battle stopped: {type(err).__name__}: {err}"
+    if battle.stop.is_set():
+        return  # the battle belongs to a newer script run now: leave its state alone
+    failed = {s: ev.error or "failed" for s, ev in results.items() if ev.status == "failed"}
+    if failed:
+        battle.errors = failed
+        problem = "; ".join(f"{s} failed: {e}" for s, e in failed.items())
+    if problem:
+        battle.status, battle.note = "invalid", problem
+        _mark_invalid(engine, battle, problem)
+    else:
+        battle.status = "finished"
+
+
+def _take_over(battle: Battle) -> None:
+    """The last script run was stopped while streaming: wait until it has recorded both runs.
+
+    With Streamlit's fast reruns the stopped run may still be unwinding on its own thread
+    while this one starts, so the vote must not read the runs before they are closed.
+    """
+    battle.stop.set()
+    if not battle.closed.is_set():
+        with st.spinner("Stopping both answers…"):
+            battle.closed.wait(TAKE_OVER_TIMEOUT)
+    battle.status = "stopped"
+
+
+def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn], rater: str) -> None:
     """Show both answers as stored (finished, partial or failed)."""
     for side in SIDES:
         col = boxes[side]
@@ -330,6 +385,8 @@ def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn]) -> None:
                 st.caption("stopped when the vote was cast" if battle.choice else "stopped before it finished")
             if battle.revealed and gen is not None:
                 st.caption(gen_meta(gen))
+                if rater and (gen.get("text") or "").strip():
+                    rating_widget(engine, gen, [], rater)  # an absolute 1-5 score, beside the vote
 
 
 def _outcome(battle: Battle) -> None:
@@ -354,21 +411,20 @@ def _outcome(battle: Battle) -> None:
 def _battle(engine: Engine, battle: Battle, rater: str) -> None:
     if battle.status == "streaming":
         # Only a stopped script leaves this state behind: the vote (or another widget) stopped it.
-        battle.status = "stopped"
+        _take_over(battle)
     if battle.choice is not None and battle.open_for_votes:
         _settle(engine, battle, rater)
     st.markdown("##### Question")
     st.markdown(battle.question)
     if battle.question_set:
         st.caption(f"from the question set {code(battle.question_set)}")
-    boxes = _layout(battle)
     _vote_buttons(battle)
     if battle.status == "new":
         st.caption("Vote whenever you like, even while the answers are still coming: voting stops both.")
-        _stream(engine, battle, boxes)
+        _stream(engine, battle, _layout(battle))
         return
-    _fill(engine, battle, boxes)
     _outcome(battle)
+    _fill(engine, battle, _layout(battle), rater)
 
 
 def arena_page() -> None:

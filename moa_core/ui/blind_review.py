@@ -18,6 +18,7 @@ from moa_core.arena import CHOICE_LABELS, CHOICES, SIDES
 from moa_core.store.analysis_queries import review_candidates, voted_pairs
 from moa_core.store.db import StoreError
 from moa_core.store.ratings import add_vote
+from moa_core.ui.rating import rating_widget
 
 KEY = "arena_review"
 _rng = random.SystemRandom()
@@ -90,6 +91,9 @@ def blind_review(engine: Engine, rater: str) -> None:
             st.markdown(f"#### {side}" + (f" · {_code(pair.names[side])}" if voted else ""))
             with st.container(key=f"review_answer_{side}"):
                 st.markdown(pair.texts[side])
+            if voted:
+                gen_id = pair.left_id if side == "A" else pair.right_id
+                rating_widget(engine, {"id": gen_id, "error": None, "text": pair.texts[side]}, [], rater)
     for col, (choice, label) in zip(st.columns(4), CHOICE_LABELS.items()):
         col.button(label, key=f"review_vote_{choice}", on_click=_cast, args=(choice, pos), disabled=voted,
                    width="stretch", type="primary" if state["choice"] == choice else "secondary")
