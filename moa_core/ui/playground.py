@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import streamlit as st
@@ -30,8 +31,18 @@ def chat_history(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
     return history
 
 
+STOP_SETTLE_SECONDS = 5.0
+
+
 def _refresh_turn(engine: Any, turn: dict[str, Any]) -> dict[str, Any] | None:
     data = get_run(engine, turn["run_id"])
+    # After Stop, Streamlit may start this rerun while the stopped script is still
+    # unwinding (fast reruns): give it a moment to record the run as cancelled.
+    deadline = time.monotonic() + STOP_SETTLE_SECONDS
+    while data is not None and turn.get("status") == "running" and data["run"]["status"] == "running" \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+        data = get_run(engine, turn["run_id"])
     if data is not None:
         turn["status"] = data["run"]["status"]
         turn["answer"] = data["run"].get("final_text") or ""
