@@ -1,10 +1,11 @@
-"""`moa`: ask a question through a MoA config, list models, export the store."""
+"""`moa`: ask a question through a MoA config, evaluate configs, list models, export the store."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import moa_core  # noqa: F401  (offline litellm settings first)
@@ -145,6 +146,211 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- moa eval
+
+
+def _judge_from_arg(args: argparse.Namespace):
+    """--judge MODEL | a YAML/JSON agent file | none -> AgentSpec or None."""
+    from pathlib import Path
+
+    import yaml
+    from pydantic import ValidationError
+
+    from moa_core.config import format_validation_error
+    from moa_core.evaluation.judge_call import judge_agent
+
+    ref = (args.judge or "").strip()
+    if not ref or ref.lower() == "none":
+        return None
+    overrides = {"api_base": args.judge_api_base, "max_tokens": args.judge_max_tokens}
+    path = Path(ref).expanduser()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml", ".json"):
+            if not path.exists():
+                raise CliError(f"judge file not found: {path}")
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if not isinstance(data, dict) or "model" not in data:
+                raise CliError(f"{path}: a judge file is a mapping with at least 'model'")
+            return judge_agent(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+        return judge_agent(ref, **overrides)
+    except ValidationError as err:
+        raise CliError(f"invalid judge: {format_validation_error(err)}") from None
+    except yaml.YAMLError as err:
+        raise CliError(f"{path}: not valid YAML/JSON: {err}") from None
+
+
+def _eval_plan(args: argparse.Namespace, engine):
+    from moa_core.evaluation.contenders import (
+        ContenderError,
+        collaborativeness_contenders,
+        resolve_contender,
+        resolve_contenders,
+        unique_names,
+    )
+    from moa_core.evaluation.questions import QuestionSetError
+    from moa_core.evaluation.runner import EvalPlan, EvalPlanError, default_eval_name, load_questions, plan_from_store
+
+    try:
+        if args.resume:
+            if args.contender or args.collab:
+                raise CliError("--resume takes the stored plan; do not pass contenders with it")
+            return plan_from_store(engine, args.resume, limit=args.limit)
+        contenders = []
+        pairs = args.pairs
+        if args.collab:
+            configs = resolve_contender(args.collab)
+            if len(configs) != 1 or configs[0].config is None:
+                raise CliError(f"--collab needs one MoA config, got {args.collab!r}")
+            contenders += collaborativeness_contenders(configs[0].config)
+            pairs = pairs or "vs_first"
+        if args.contender:
+            contenders += resolve_contenders(args.contender)
+        if not contenders:
+            raise CliError("give at least one --contender (a preset, a config file or a model string), or --collab")
+        contenders = [c.with_max_tokens(args.max_tokens) for c in unique_names(contenders)]
+        judge = _judge_from_arg(args)
+        questions, source = load_questions(args.questions, args.limit)
+        name = args.name or default_eval_name(questions.name, contenders, judge)
+        return EvalPlan(name, questions, contenders, judge, pairs or "all", source=source, limit=args.limit)
+    except (ContenderError, EvalPlanError, QuestionSetError, ConfigError) as err:
+        raise CliError(str(err)) from None
+
+
+def _problems(plan) -> list[str]:
+    from moa_core.providers.catalog import config_problems, model_available
+
+    out: list[str] = []
+    for c in plan.contenders:
+        if c.config is not None:
+            out += config_problems(c.config)
+        elif "mock_response" not in c.agent.extra:
+            ok, why = model_available(c.agent.model, c.agent.api_base)
+            out += [] if ok else [why]
+    if plan.judge is not None and "mock_response" not in plan.judge.extra:
+        ok, why = model_available(plan.judge.model, plan.judge.api_base)
+        out += [] if ok else [f"judge {why}"]
+    return list(dict.fromkeys(out))
+
+
+def _print_report(console, report, plan) -> None:
+    from rich.table import Table
+
+    from moa_core.evaluation.report import pairwise_display
+    from moa_core.evaluation.runner import format_duration
+
+    def table(title: str, df, fmt=None) -> None:
+        t = Table(title=title, title_justify="left")
+        for col in df.columns:
+            t.add_column(str(col), overflow="fold")
+        for row in df.itertuples(index=False):
+            t.add_row(*[(fmt or {}).get(c, str)(v) for c, v in zip(df.columns, row, strict=True)])
+        console.print(t)
+
+    if report.judged:
+        table(f"Judged win rates ({report.judge}; both orders, disagreement = tie; 95% Wilson CI)",
+              pairwise_display(report.pairwise))
+        if report.same_position:
+            console.print(f"[yellow]Position bias: in {report.same_position} of {report.judged} judgement(s) the "
+                          "judge picked the same position (A or B) in both orders; those count as ties.[/yellow]")
+        if report.unparseable:
+            console.print(f"[yellow]{report.unparseable} judgement(s) unparseable: kept out of the win rates, "
+                          "not counted as ties.[/yellow]")
+    elif plan.judge is not None:
+        console.print("No judged pairs yet.")
+    if not report.reference.empty:
+        pct = lambda x: f"{100 * x:.0f}%" if x == x else "–"  # noqa: E731
+        ref = report.reference.assign(CI=[f"{pct(lo)}–{pct(hi)}" for lo, hi in
+                                          zip(report.reference["ci_low"], report.reference["ci_high"], strict=True)])
+        table("Reference check (short answers against the reference, no judge)",
+              ref[["contender", "n", "correct", "accuracy", "CI"]], {"accuracy": pct})
+    if not report.costs.empty:
+        c = report.costs
+        money = lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")  # noqa: E731
+        secs = lambda x: format_duration(x) if x == x else "–"  # noqa: E731
+        costs = c.assign(calls=(c["calls"] / c["questions"]).map(lambda x: f"{x:.1f}"),
+                         cost=c["cost_per_question"].map(money),
+                         tokens=c["tokens_per_question"].map(lambda x: f"{x:.0f}" if x == x else "–"),
+                         latency=[f"{secs(m)} / {secs(md)}" for m, md in
+                                  zip(c["latency_mean"], c["latency_median"], strict=True)])
+        table("Per question, on average (latency: mean / median)",
+              costs[["contender", "questions", "calls", "tokens", "cost", "latency"]])
+    if not report.collaborativeness.empty:
+        c = report.collaborativeness
+        pct = lambda x: f"{100 * x:.0f}%" if x == x else "–"  # noqa: E731
+        table("Collaborativeness (win rate against the full config: alone vs aggregating the others)",
+              c[["model", "alone_n", "alone_win_rate", "aggregator_n", "aggregator_win_rate", "delta", "clear_gain"]],
+              {"alone_win_rate": pct, "aggregator_win_rate": pct,
+               "delta": lambda x: f"{100 * x:+.0f} pts" if x == x else "–"})
+    judge = plan.judge.model if plan.judge else ""
+    if judge.startswith("local/"):
+        console.print("[yellow]The judge is a tiny local model: its verdicts are weak evidence (position bias, "
+                      "shallow reading). Use a strong judge before drawing conclusions.[/yellow]")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from moa_core.evaluation.records import eval_report
+    from moa_core.evaluation.runner import finished_items, format_duration, run_evaluation
+    from moa_core.store.db import StoreError, open_db
+
+    console = Console()
+    if args.concurrency < 1:
+        raise CliError("--concurrency must be at least 1")
+    try:
+        engine = open_db(args.database)
+    except StoreError as err:
+        raise CliError(str(err)) from None
+    plan = _eval_plan(args, engine)
+    problems = _problems(plan)
+    if problems:
+        raise CliError("cannot run this evaluation: " + "; ".join(problems))
+    answers_done, judged_done = finished_items(engine, plan)
+    pairs = len(plan.pair_list())
+    console.print(f"[bold]{plan.name}[/bold]", soft_wrap=True, highlight=False)
+    console.print(f"{len(plan.questions)} question(s) × {len(plan.contenders)} contenders "
+                  f"({', '.join(c.name for c in plan.contenders)})"
+                  + (f", {pairs} pair(s) judged by {plan.judge.model} in both orders" if plan.judge else ", no judge"),
+                  soft_wrap=True, highlight=False)
+    if answers_done or judged_done:
+        console.print(f"Resuming: {answers_done} answer(s) and {judged_done} judgement(s) already done.")
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[info]}"),
+                        console=console, transient=False)
+    task = progress.add_task("evaluating", total=None, eta="–", info="")
+
+    def on_progress(p) -> None:
+        extra = " · ".join(x for x in (f"{p.resumed} resumed" if p.resumed else "",
+                                       f"{p.failed} failed" if p.failed else "",
+                                       f"{p.unparseable} unparseable" if p.unparseable else "") if x)
+        progress.update(task, total=p.total, completed=p.done, eta=format_duration(p.eta), info=extra)
+
+    started = time.monotonic()
+    try:
+        with progress:
+            summary = asyncio.run(run_evaluation(engine, plan, concurrency=args.concurrency, on_progress=on_progress))
+    except KeyboardInterrupt:
+        console.print(f"[yellow]Interrupted. Finished items are stored; run the same command again, or "
+                      f"`moa eval --resume \"{plan.name}\"`, to continue.[/yellow]", soft_wrap=True)
+        return 130
+    except StoreError as err:
+        raise CliError(str(err)) from None
+    done_line = (f"Done in {format_duration(time.monotonic() - started)}: {summary.answers_new} new answer(s), "
+                 f"{summary.judgements_new} new judgement(s), "
+                 f"{summary.answers_resumed + summary.judgements_resumed} resumed, "
+                 f"{summary.answers_failed + summary.judgements_failed} failed")
+    if summary.judgements_blocked:
+        done_line += f", {summary.judgements_blocked} judgement(s) skipped for a missing answer"
+    console.print(done_line + ".", soft_wrap=True)
+    for err in summary.errors[:10]:
+        console.print(f"[red]{err}[/red]")
+    if not args.no_report:
+        _print_report(console, eval_report(engine, plan.name, plan.judge.model if plan.judge else None), plan)
+    failed = summary.answers_failed + summary.judgements_failed
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moa", description="Mixture-of-Agents from the command line.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -156,6 +362,30 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--no-save", action="store_true", help="do not record the run in the database")
     models = sub.add_parser("models", help="list models and whether they can be used")
     models.add_argument("--available", action="store_true", help="only the ones usable now")
+    ev = sub.add_parser("eval", help="evaluate contenders over a question set, with a pairwise judge",
+                        description="Answer a question set with every contender, judge every pair in both orders, "
+                                    "report win rates with 95% intervals. Interrupted evaluations resume: run the "
+                                    "same command again, or use --resume NAME.")
+    ev.add_argument("--questions", default="moa-studio-30",
+                    help="a bundled question set name or a JSONL file (default moa-studio-30)")
+    ev.add_argument("--contender", action="append", default=[], metavar="SPEC",
+                    help="a preset or config file (MoA), CONFIG:aggregator / CONFIG:baselines / CONFIG:proposers "
+                         "(those models alone), or a litellm model string; repeat for each contender")
+    ev.add_argument("--judge",
+                    help="judge model (litellm string) or a YAML/JSON agent file; omit or 'none' for no judge")
+    ev.add_argument("--judge-api-base", help="API base for the judge model (a self-hosted server)")
+    ev.add_argument("--judge-max-tokens", type=int, help="max tokens of each judge reply (default 256)")
+    ev.add_argument("--limit", type=int, help="only the first N questions")
+    ev.add_argument("--concurrency", type=int, default=2, help="items (answers or judgements) in flight (default 2)")
+    ev.add_argument("--name", help="evaluation name (default: derived from the questions, contenders and judge)")
+    ev.add_argument("--max-tokens", type=int, help="cap every contender agent's max_tokens (quick runs)")
+    ev.add_argument("--pairs", choices=("all", "vs_first"), help="judge all pairs (default) or each against the first")
+    ev.add_argument("--collab", metavar="CONFIG",
+                    help="collaborativeness: each proposer of CONFIG alone and as aggregator of the others, "
+                         "each judged against CONFIG")
+    ev.add_argument("--resume", metavar="NAME", help="continue a stored evaluation with its stored plan")
+    ev.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
+    ev.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     exp = sub.add_parser("export", help="export runs, generations, ratings and votes")
     exp.add_argument("--out", default="export", help="output directory")
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
@@ -172,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _models(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "eval":
+            return _eval(args)
     except CliError as err:
         print(f"moa: {err}", file=sys.stderr)
         return 2

@@ -1,4 +1,3 @@
-import streamlit as st
+from moa_core.ui.evaluate_page import evaluate_page
 
-st.title("Evaluate")
-st.info("Coming soon.")
+evaluate_page()

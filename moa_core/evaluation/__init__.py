@@ -1,4 +1,4 @@
-"""Evaluation: question sets, the pairwise judge, reports, and (later) the runner.
+"""Evaluation: question sets, contenders, the pairwise judge, the batch runner, reports.
 
 Submodules are imported explicitly by their users; nothing is re-exported here so that
 importing one part (e.g. question loading in the CLI) never pulls in pandas or litellm.

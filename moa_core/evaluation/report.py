@@ -19,6 +19,8 @@ from typing import Literal
 
 import pandas as pd
 
+from moa_core.analysis.stats import wilson_interval as _wilson
+
 OUTCOMES = ("left", "right", "tie", "unparseable")
 OVERALL = "(overall)"
 SETTINGS = ("alone", "aggregator")
@@ -35,16 +37,10 @@ COLLAB_COLUMNS = ("model", "setting", "question_id", "outcome")
 def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a proportion ``successes / n``; (nan, nan) when n == 0.
 
-    ``successes`` may be fractional (ties counted as half)."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2.0 * n)) / denom
-    half = z * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denom
-    # Clamp only float noise: the exact bounds always lie within [0, 1].
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ``successes`` may be fractional (ties counted as half). A thin scalar wrapper over
+    :func:`moa_core.analysis.stats.wilson_interval` with the exact 95% quantile."""
+    lo, hi = _wilson(successes, n, z)
+    return (float(lo), float(hi))
 
 
 def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -240,3 +236,106 @@ def collaborativeness(rows: pd.DataFrame) -> pd.DataFrame:
         f"{s}_{k}" for s in SETTINGS for k in ("n", "win_rate", "ci_low", "ci_high")
     ] + ["delta", "unparseable", "clear_gain"]
     return pd.DataFrame(out, columns=columns)
+
+
+# ---------------------------------------------------------------- evaluation frames
+#
+# The functions below take the frames of moa_core.evaluation.records (one row per
+# stored answer or judgement) and shape them for the functions above.
+
+_FLIP = {"left": "right", "right": "left", "tie": "tie", "unparseable": "unparseable"}
+
+
+def judged_outcomes(judgements: pd.DataFrame) -> pd.DataFrame:
+    """Finished judgements as :data:`OUTCOME_COLUMNS` rows (input to :func:`win_rates`)."""
+    if judgements.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in OUTCOME_COLUMNS})
+    df = judgements[judgements["outcome"].isin(OUTCOMES)]
+    return df.loc[:, list(OUTCOME_COLUMNS)].reset_index(drop=True)
+
+
+def position_bias(judgements: pd.DataFrame) -> int:
+    """How many judgements picked the same *position* in both orders (A then A, or B
+    then B): the judge followed the slot, not the answer, and the pair became a tie."""
+    if judgements.empty:
+        return 0
+    same = judgements["verdict_ab"].isin(["A", "B"]) & (judgements["verdict_ab"] == judgements["verdict_ba"])
+    return int(same.sum())
+
+
+def reference_summary(answers: pd.DataFrame) -> pd.DataFrame:
+    """Per contender, over questions with a reference answer: how many answers state it.
+
+    Columns: contender, n, correct, accuracy, ci_low, ci_high (95% Wilson). Empty when
+    no question has a reference.
+    """
+    columns = ["contender", "n", "correct", "accuracy", "ci_low", "ci_high"]
+    if answers.empty or "reference_ok" not in answers.columns:
+        return pd.DataFrame(columns=columns)
+    has_ref = answers[answers["reference"].fillna("").astype(str).str.strip().astype(bool)]
+    rows = []
+    for contender, g in has_ref.groupby("contender", sort=False):
+        ok = g["reference_ok"].fillna(False).astype(bool)
+        n, k = len(g), int(ok.sum())
+        lo, hi = wilson_interval(k, n)
+        rows.append({"contender": contender, "n": n, "correct": k, "accuracy": k / n if n else math.nan,
+                     "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def per_question(answers: pd.DataFrame) -> pd.DataFrame:
+    """One row per (question, contender): cost, tokens, end-to-end latency, reference check."""
+    cols = ["question_id", "category", "contender", "cost", "prompt_tokens", "completion_tokens", "tokens",
+            "latency", "reference_ok"]
+    if answers.empty:
+        return pd.DataFrame(columns=cols)
+    df = answers.assign(tokens=answers["prompt_tokens"] + answers["completion_tokens"],
+                        latency=answers["wall_time"])
+    return df.loc[:, cols].reset_index(drop=True)
+
+
+def cost_rows(answers: pd.DataFrame) -> pd.DataFrame:
+    """:data:`GENERATION_COLUMNS` rows for :func:`cost_summary`: one per answer, with the
+    run's end-to-end latency (exact for layered MoA configs)."""
+    if answers.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in GENERATION_COLUMNS})
+    df = answers.assign(latency=answers["wall_time"])
+    return df.loc[:, list(GENERATION_COLUMNS)].reset_index(drop=True)
+
+
+def collaborativeness_rows(judgements: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
+    """Input for :func:`collaborativeness` from an evaluation built with
+    ``collaborativeness_contenders``: every judgement of a marked contender (a model
+    alone, or that model aggregating the others) against an unmarked opponent, oriented
+    so that left is the marked contender."""
+    cols = [*COLLAB_COLUMNS, "opponent"]
+    if judgements.empty or answers.empty or "collab_model" not in answers.columns:
+        return pd.DataFrame(columns=cols)
+    marks = answers.dropna(subset=["collab_model"]).drop_duplicates("contender").set_index("contender")
+    rows = []
+    for r in judged_outcomes(judgements).itertuples(index=False):
+        a_marked, b_marked = r.contender_a in marks.index, r.contender_b in marks.index
+        if a_marked == b_marked:
+            continue
+        me, opponent, outcome = ((r.contender_a, r.contender_b, r.outcome) if a_marked
+                                 else (r.contender_b, r.contender_a, _FLIP[r.outcome]))
+        rows.append({"model": marks.at[me, "collab_model"], "setting": marks.at[me, "collab_setting"],
+                     "question_id": r.question_id, "outcome": outcome, "opponent": opponent})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _pct(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
+
+
+def pairwise_display(pairwise: pd.DataFrame) -> pd.DataFrame:
+    """:func:`pairwise_report` as compact text columns for tables: category, A, B,
+    "A/B/tie" (counts), unparseable, "A win rate (95% CI)"."""
+    cols = ["category", "A", "B", "A/B/tie", "unparseable", "A win rate (95% CI)"]
+    rows = [
+        {"category": r.category, "A": r.contender_a, "B": r.contender_b,
+         "A/B/tie": f"{int(r.wins_a)}/{int(r.wins_b)}/{int(r.ties)}", "unparseable": int(r.unparseable),
+         "A win rate (95% CI)": f"{_pct(r.win_rate_a)} ({_pct(r.ci_low)}–{_pct(r.ci_high)})" if r.n else "–"}
+        for r in pairwise.itertuples(index=False)
+    ]
+    return pd.DataFrame(rows, columns=cols)
