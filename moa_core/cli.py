@@ -394,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from moa_core.store.db import StoreError
+
     args = build_parser().parse_args(argv)
     try:
         if args.command == "ask":
@@ -404,7 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "eval":
             return _eval(args)
-    except CliError as err:
+    except (CliError, StoreError) as err:
+        # StoreError: the database cannot be opened, migrated or written (one line, password
+        # hidden); nothing was run or recorded half-way.
         print(f"moa: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -104,7 +104,9 @@ def playground_page() -> None:
 
     if config is not None:
         config_summary(config)
-    question = st.chat_input("Ask a question…", key="question", disabled=config is None, max_chars=100_000)
+    # No max_chars: Streamlit's chat input silently drops any edit (a paste) that would go past
+    # it, leaving the box empty; validate_question below names the limit instead.
+    question = st.chat_input("Ask a question…", key="question", disabled=config is None)
     if not question:
         return
     try:
