@@ -390,12 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", default="export", help="output directory")
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
+    sub.add_parser("serve-models", add_help=False,
+                   help="serve the bundled models over HTTP (OpenAI-compatible); see `moa serve-models --help`")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from moa_core.store.db import StoreError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve-models"]:  # its own parser, so `moa serve-models --help` lists its options
+        from moa_core.providers.servers import main as serve_models
+
+        return serve_models(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "ask":

@@ -5,10 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER
 
@@ -72,6 +81,40 @@ class AgentSpec(BaseModel):
         return params
 
 
+class DeploymentSpec(BaseModel):
+    """One place that serves a Router group: a litellm model string, and where it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, description="litellm model string, e.g. openai/smollm2-135m")
+    api_base: str | None = None
+    api_key_env: str | None = Field(
+        default=None, description="name of the environment variable holding this deployment's key (never the key)"
+    )
+    weight: int = Field(default=1, ge=1, le=1000, description="share of calls under the simple-shuffle strategy")
+    name: str | None = Field(default=None, description="shown as the deployment that served a call")
+    max_parallel_requests: int | None = Field(default=None, ge=1, description="calls this deployment takes at once")
+    extra: dict[str, Any] = Field(default_factory=dict, description="extra litellm parameters")
+
+    _strip_model = field_validator("model")(AgentSpec._strip_model.__func__)  # type: ignore[attr-defined]
+    _no_secrets = field_validator("extra")(AgentSpec._no_secrets.__func__)  # type: ignore[attr-defined]
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.api_base:
+            where = self.api_base.split("://", 1)[-1].split("/", 1)[0]
+            return f"{self.model} @ {where}"
+        return self.model
+
+
+RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing"]
+# Router fields left out of dumps (and so of stable_hash, stored configs and saved YAML)
+# while they hold their defaults: a config without a Router keeps the hash it always had.
+_ROUTER_DEFAULTS: dict[str, Any] = {"deployments": {}, "fallbacks": {}, "routing_strategy": "simple-shuffle"}
+
+
 class LayerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,6 +132,15 @@ class MoAConfig(BaseModel):
     baselines: list[AgentSpec] = Field(default_factory=list)
     timeout: float = Field(default=120.0, gt=0, le=3600, description="seconds per call")
     num_retries: int = Field(default=2, ge=0, le=10)
+    deployments: dict[str, list[DeploymentSpec]] = Field(
+        default_factory=dict,
+        description="Router groups: an agent whose model is a group name is served by one of its deployments",
+    )
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="group -> models tried in order when every deployment of the group fails",
+    )
+    routing_strategy: RoutingStrategy = "simple-shuffle"
 
     @field_validator("aggregator_template")
     @classmethod
@@ -101,6 +153,41 @@ class MoAConfig(BaseModel):
     def _name_not_blank(self) -> MoAConfig:
         self.name = self.name.strip() or "custom"
         return self
+
+    @model_validator(mode="after")
+    def _router_consistent(self) -> MoAConfig:
+        for group, deps in self.deployments.items():
+            if not group.strip():
+                raise ValueError("deployments: a group name must not be empty")
+            if not deps:
+                raise ValueError(f"deployments.{group}: list at least one deployment")
+            names = [d.display_name for d in deps]
+            if len(set(names)) != len(names):
+                raise ValueError(f"deployments.{group}: two deployments have the same name; set `name` on each")
+        for group, targets in self.fallbacks.items():
+            if group not in self.deployments:
+                raise ValueError(f"fallbacks.{group}: not a group listed under deployments")
+            if not targets or any(not t.strip() for t in targets) or group in targets:
+                raise ValueError(f"fallbacks.{group}: list other model names or groups to fall back to")
+        for agent in self.all_agents():
+            if agent.model in self.deployments and (agent.api_base or agent.api_key_env):
+                raise ValueError(
+                    f"agent {agent.display_name}: {agent.model} is a Router group; put api_base and "
+                    "api_key_env on its deployments, not on the agent"
+                )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_router(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for key, default in _ROUTER_DEFAULTS.items():
+            if key in data and data[key] == default:
+                del data[key]
+        return data
+
+    def uses_router(self, agent: AgentSpec) -> bool:
+        """Whether this agent's calls go through the litellm Router (its model names a group)."""
+        return agent.model in self.deployments
 
     def all_agents(self) -> list[AgentSpec]:
         agents = [a for layer in self.layers for a in layer.proposers]

@@ -9,6 +9,7 @@ which in turn frees local model instances.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -31,6 +32,8 @@ from moa_core.events import (
 )
 from moa_core.prompts import aggregator_messages, proposer_messages
 from moa_core.providers import llm
+from moa_core.providers.secrets import redact_secrets
+from moa_core.providers.router import router_for
 
 MAX_QUESTION_CHARS = 100_000
 # Tokens kept free in the receiving agent's window beyond its own max_tokens: chat
@@ -54,16 +57,25 @@ def validate_question(question: str) -> str:
     return q
 
 
-def short_error(exc: BaseException) -> str:
-    """One line a user can read: the provider's message without litellm's prefixes."""
+_REPEATED_NAME = re.compile(r"\b(\w+): (?:\1: )+")
+
+
+def short_error(exc: BaseException, key_env: str | None = None) -> str:
+    """One line a user can read: the provider's message without litellm's prefixes, with
+    any key value (from the environment, or the agent's `key_env`) replaced by ***."""
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "timed out"
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    name = type(exc).__name__
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    # litellm's mid-stream errors append the same message again after "Original exception:"
+    msg = msg.split(" Original exception: ", 1)[0]
     for prefix in ("litellm.", "LocalException - "):
         while prefix in msg[:60]:
             head, _, tail = msg.partition(prefix)
             msg = head + tail
-    return f"{type(exc).__name__}: {msg}"[:500]
+    # litellm nests class names ("X: X: X: message"): say each once
+    msg = _REPEATED_NAME.sub(r"\1: ", f"{name}: {msg}")
+    return redact_secrets(msg, [key_env])[:500]
 
 
 def fit_drafts(model: str, drafts: list[str], budget: int) -> list[str]:
@@ -107,17 +119,24 @@ async def _call(
     await ctx.queue.put(DraftStarted(ref, messages[0]["content"] if messages[0]["role"] == "system" else "", agent.public_params(), started))
     result = llm.StreamResult()
     error: str | None = None
+    attempts = ctx.config.num_retries + 1
+    routed: dict[str, Any] = {}
+    if ctx.config.uses_router(agent):
+        routed["router"] = router_for(ctx.config)
+        # Through a Router, a call may also fall back to each model listed for its group.
+        attempts *= 1 + len(ctx.config.fallbacks.get(agent.model, []))
     try:
-        async with asyncio.timeout(ctx.config.timeout * (ctx.config.num_retries + 1)):
-            async for delta in llm.stream_chat(agent, messages, result, ctx.config.timeout, ctx.config.num_retries):
+        async with asyncio.timeout(ctx.config.timeout * attempts):
+            async for delta in llm.stream_chat(agent, messages, result, ctx.config.timeout, ctx.config.num_retries,
+                                               **routed):
                 await ctx.queue.put(TokenDelta(ref, delta, time.time()))
     except asyncio.CancelledError:
         done = DraftDone(ref, result.text, "cancelled", Usage(result.prompt_tokens, result.completion_tokens),
-                         result.cost, started, time.time(), _ttft(result, started), "cancelled")
+                         result.cost, started, time.time(), _ttft(result, started), "cancelled", result.deployment)
         ctx.queue.put_nowait(done)
         raise
     except Exception as exc:  # noqa: BLE001 - any provider failure becomes this call's error
-        error = short_error(exc)
+        error = short_error(exc, agent.api_key_env)
     if error is None and not result.text.strip():
         error = "empty answer"
     done = DraftDone(
@@ -130,6 +149,7 @@ async def _call(
         time.time(),
         _ttft(result, started),
         error,
+        result.deployment,
     )
     ctx.totals["prompt_tokens"] += done.usage.prompt_tokens
     ctx.totals["completion_tokens"] += done.usage.completion_tokens
@@ -138,6 +158,14 @@ async def _call(
     ctx.totals["failed_calls"] += 0 if done.ok else 1
     await ctx.queue.put(done)
     return done
+
+
+def _context_window(config: MoAConfig, agent: AgentSpec) -> int | None:
+    """The agent's input window; for a Router group, the smallest of its deployments' (when all are known)."""
+    if not config.uses_router(agent):
+        return llm.context_window(agent.model)
+    windows = [llm.context_window(d.model) for d in config.deployments[agent.model]]
+    return None if any(w is None for w in windows) else min(windows)  # type: ignore[type-var]
 
 
 def _ttft(result: llm.StreamResult, started: float) -> float | None:
@@ -150,7 +178,7 @@ async def _synth_messages(
     """Aggregator messages, with drafts trimmed to the agent's context window if needed."""
     template = ctx.config.aggregator_template
     messages = aggregator_messages(question, drafts, template, history, agent.system_prompt)
-    window = agent.context_window or llm.context_window(agent.model)
+    window = agent.context_window or _context_window(ctx.config, agent)
     if window is None:
         return messages
     fixed = aggregator_messages(question, [""] * len(drafts), template, history, agent.system_prompt)
@@ -275,14 +303,20 @@ async def run_single(
     run_id: str | None = None,
     timeout: float = 120.0,
     num_retries: int = 2,
+    routing: MoAConfig | None = None,
 ) -> AsyncIterator[Event]:
     """One model answering alone, as a run of its own with the same events as run_moa.
 
     The call has role `baseline`; the run's config is a one-proposer MoA config whose
-    aggregator is the same agent, so stored runs keep one shape.
+    aggregator is the same agent, so stored runs keep one shape. `routing`: a config whose
+    Router groups (deployments, fallbacks, strategy) the agent may name.
     """
+    router_fields = {}
+    if routing is not None and routing.uses_router(agent):
+        router_fields = dict(deployments=routing.deployments, fallbacks=routing.fallbacks,
+                             routing_strategy=routing.routing_strategy)
     config = MoAConfig(name=agent.display_name, layers=[LayerSpec(proposers=[agent])], aggregator=agent,
-                       timeout=timeout, num_retries=num_retries)
+                       timeout=timeout, num_retries=num_retries, **router_fields)
     question = validate_question(question)
     history = [{"role": m["role"], "content": m["content"]} for m in history]
     ctx = _Ctx(run_id or uuid.uuid4().hex, config, asyncio.Queue(),

@@ -83,6 +83,8 @@ class DraftDone:
     ended_at: float
     ttft: float | None
     error: str | None = None
+    # Calls served through a litellm Router: which deployment answered (None otherwise).
+    deployment: str | None = None
 
     @property
     def ok(self) -> bool:

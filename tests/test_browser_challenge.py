@@ -108,7 +108,7 @@ def test_challenge_walkthrough(page, app_server) -> None:
     assert ratings == [(5, "alice", "aggregator")]
 
     # the challenge is in History, and opens as it ran
-    page.goto(f"{app_server.url}/history")
+    page.goto(f"{app_server.url}/History")
     page.get_by_text("Open a run").wait_for()
     wait_idle(page)
     page.get_by_test_id("stMultiSelect").filter(has_text="Kind").click()

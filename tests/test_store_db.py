@@ -155,7 +155,7 @@ def test_migration_from_0001_keeps_rows(db_url: str) -> None:
                   {"a": g[0], "b": g[1], "blind": True, "t": now, "r": run_id})
 
     init_db(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     run = get_run(engine, run_id)
     assert run["run"]["question"] == "old q" and run["run"]["meta"] is None and run["run"]["tags"] is None
     assert [x["text"] for x in run["generations"]] == ["t0", "t1"]

@@ -83,7 +83,7 @@ async def _one_call(ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - any provider failure is this call's error
-        error = short_error(exc)
+        error = short_error(exc, agent.api_key_env)
     if error is None and not result.text.strip():
         error = "empty answer"
     ttft = None if result.first_token_at is None else result.first_token_at - started

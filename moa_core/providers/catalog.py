@@ -115,7 +115,12 @@ def config_problems(config: MoAConfig) -> list[str]:
     for agent in config.all_agents():
         if "mock_response" in agent.extra:  # litellm answers it offline, no key needed
             continue
-        ok, why = model_available(agent.model, agent.api_base)
-        if not ok and why not in problems:
-            problems.append(why)
+        if config.uses_router(agent):  # a Router group: its deployments are what gets called
+            targets = [(d.model, d.api_base) for d in config.deployments[agent.model]]
+        else:
+            targets = [(agent.model, agent.api_base)]
+        for model, api_base in targets:
+            ok, why = model_available(model, api_base)
+            if not ok and why not in problems:
+                problems.append(why)
     return problems

@@ -31,6 +31,27 @@ def ensure_ready() -> None:
     _ready = True
 
 
+class StreamCutError(RuntimeError):
+    """The stream ended before the provider said the answer was finished."""
+
+
+def _cut_short(response: Any, agent: AgentSpec) -> bool:
+    """True when the provider never sent a finish reason: the connection ended mid-answer.
+
+    litellm ends every stream with a chunk carrying finish_reason (it makes up "stop"
+    when the provider sent none), so what we iterate cannot tell. Its `chunks` list keeps
+    the provider's own chunks, the finish one only if the provider sent it (the Router's
+    wrapper shares that list). Mock responses never send one; after a Router fallback the
+    serving stream is not visible here: both are given the benefit of the doubt.
+    """
+    if "mock_response" in agent.extra or getattr(response, "fallback_headers_adopted", False):
+        return False
+    chunks = getattr(response, "chunks", None)
+    if not isinstance(chunks, list):
+        return False
+    return not any(getattr(c, "choices", None) and c.choices[0].finish_reason for c in chunks)
+
+
 @dataclass
 class StreamResult:
     text: str = ""
@@ -41,6 +62,9 @@ class StreamResult:
     first_token_at: float | None = None
     chunks: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Router calls: the deployment that served the call, and its litellm model string.
+    deployment: str | None = None
+    served_model: str | None = None
 
 
 def call_kwargs(agent: AgentSpec, messages: list[dict[str, Any]], timeout: float, num_retries: int) -> dict[str, Any]:
@@ -78,21 +102,38 @@ def _estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> fl
         return 0.0
 
 
+def router_kwargs(agent: AgentSpec, messages: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
+    """Arguments of a Router call: where and with which key come from the group's deployments,
+    retries and fallbacks from the Router."""
+    kwargs = call_kwargs(agent, messages, timeout, 0)
+    for k in ("api_base", "api_key", "num_retries"):
+        kwargs.pop(k, None)
+    return kwargs
+
+
 async def stream_chat(
     agent: AgentSpec,
     messages: list[dict[str, Any]],
     result: StreamResult,
     timeout: float = 120.0,
     num_retries: int = 2,
+    router: Any = None,
 ) -> AsyncIterator[str]:
     """Yield text deltas; fill `result` with usage, cost and finish reason as they arrive.
 
+    `router` (a `router.MoARouter`) serves agents whose model names one of its groups;
+    `result.deployment` then tells which deployment answered.
     Errors propagate to the caller (the engine turns them into an error event).
     """
     ensure_ready()
     import litellm
 
-    response = await litellm.acompletion(**call_kwargs(agent, messages, timeout, num_retries))
+    if router is not None and agent.model in router.groups:
+        response = await router.router.acompletion(**router_kwargs(agent, messages, timeout))
+        result.deployment, result.served_model = router.served_by(response, agent.model)
+    else:
+        router = None
+        response = await litellm.acompletion(**call_kwargs(agent, messages, timeout, num_retries))
     try:
         async for chunk in response:
             result.chunks += 1
@@ -118,11 +159,18 @@ async def stream_chat(
                 await close()
             except Exception:  # noqa: BLE001 - closing a broken stream must not mask its error
                 pass
+    if _cut_short(response, agent):
+        raise StreamCutError("the stream ended before the answer was finished (connection dropped?)")
+    if router is not None:  # a mid-stream fallback switches deployments
+        label, served = router.served_by(response, agent.model)
+        if label:
+            result.deployment, result.served_model = label, served
+    model = result.served_model or agent.model
     if not result.completion_tokens and result.text:
-        result.completion_tokens = count_tokens(agent.model, result.text)
+        result.completion_tokens = count_tokens(model, result.text)
     if not result.prompt_tokens:
-        result.prompt_tokens = count_tokens(agent.model, "\n".join(str(m["content"]) for m in messages))
-    result.cost = _estimate_cost(agent.model, result.prompt_tokens, result.completion_tokens)
+        result.prompt_tokens = count_tokens(model, "\n".join(str(m["content"]) for m in messages))
+    result.cost = _estimate_cost(model, result.prompt_tokens, result.completion_tokens)
 
 
 def count_tokens(model: str, text: str) -> int:

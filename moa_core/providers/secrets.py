@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 
 SECRETS_FILE = Path(__file__).resolve().parents[2] / ".streamlit" / "secrets.toml"
 _SUFFIXES = ("_API_KEY", "_API_BASE", "_API_VERSION", "_BASE_URL")
+# Environment variables whose values are credentials (OPENAI_API_KEY, HF_TOKEN, ...).
+_SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+_MIN_SECRET_LEN = 8  # shorter values are too likely to occur in ordinary text
 
 
 def read_secret_names(path: Path = SECRETS_FILE) -> dict[str, str]:
@@ -32,3 +36,17 @@ def load_secrets_into_env(path: Path = SECRETS_FILE) -> list[str]:
             os.environ[name] = value
             copied.append(name)
     return copied
+
+
+def redact_secrets(text: str, names: Iterable[str | None] = ()) -> str:
+    """`text` with the value of every credential-like environment variable, and of the
+    variables named in `names` (an agent's `api_key_env`), replaced by ***.
+
+    Provider errors can quote the key they were sent (a proxy echoing the request);
+    such messages are stored, logged and shown, so they pass through here first.
+    """
+    wanted = {n for n in os.environ if n.upper().endswith(_SECRET_ENV_SUFFIXES)} | {n for n in names if n}
+    for value in sorted({os.environ.get(n) or "" for n in wanted}, key=len, reverse=True):
+        if len(value) >= _MIN_SECRET_LEN:
+            text = text.replace(value, "***")
+    return text

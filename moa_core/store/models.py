@@ -88,6 +88,8 @@ class Generation(SQLModel, table=True):
     started_at: float
     ended_at: float | None = None
     status: str = Field(default="streaming", max_length=16)
+    # Added in revision 0003.
+    deployment: str | None = None
 
 
 class Rating(SQLModel, table=True):

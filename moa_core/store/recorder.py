@@ -179,7 +179,7 @@ class Recorder:
             "text": ev.text or draft.text, "error": err, "finish_reason": ev.finish_reason,
             "prompt_tokens": ev.usage.prompt_tokens, "completion_tokens": ev.usage.completion_tokens,
             "cost": ev.cost, "ttft": ev.ttft, "latency": ev.latency, "started_at": ev.started_at,
-            "ended_at": ev.ended_at, "status": status,
+            "ended_at": ev.ended_at, "status": status, "deployment": ev.deployment,
         }
         self._write(
             f"result of {ev.ref.call_id} in run {ev.ref.run_id}",

@@ -19,8 +19,9 @@ STATUS_ICON = {"done": "✅", "failed": "❌", "cancelled": "⏹️", "running":
 
 
 def gen_meta(g: dict[str, Any]) -> str:
+    via = f" · via {g['deployment']}" if g.get("deployment") else ""
     return (f"`{g['model']}` · {g['prompt_tokens']}→{g['completion_tokens']} tok · "
-            f"TTFT {fmt_seconds(g['ttft'])} · {fmt_seconds(g['latency'])} · {fmt_cost(g['cost'])}")
+            f"TTFT {fmt_seconds(g['ttft'])} · {fmt_seconds(g['latency'])} · {fmt_cost(g['cost'])}{via}")
 
 
 def run_link(run_id: str) -> str:

@@ -54,8 +54,9 @@ class LiveRun:
 
 
 def meta_line(d: DraftDone) -> str:
+    via = f" · via {d.deployment}" if d.deployment else ""
     return (f"`{d.ref.model}` · {d.usage.prompt_tokens}→{d.usage.completion_tokens} tok · "
-            f"TTFT {fmt_seconds(d.ttft)} · {fmt_seconds(d.latency)} · {fmt_cost(d.cost)}")
+            f"TTFT {fmt_seconds(d.ttft)} · {fmt_seconds(d.latency)} · {fmt_cost(d.cost)}{via}")
 
 
 def _column(title: str) -> LiveColumn:

@@ -35,12 +35,6 @@ TRANSIENT = ["500once", "429once"]
 # What each fault must leave in the call's error message (the user reads it).
 ERROR_WORDS = {"500": "server error", "429": "rate limit", "hang": "timed out", "drop": "", "garbage": ""}
 
-DROP_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG 1: a stream cut mid-way (no finish_reason, no [DONE]) is taken as a finished answer: "
-           "litellm fills in finish_reason='stop', so the truncated text is stored as done and fed to "
-           "the aggregator/judge. Fix: moa_core/providers/llm.py stream_chat raises when the provider never "
-           "sent a finish reason (see the report).")
 
 
 def retries_for(fault: str) -> int:
@@ -134,7 +128,7 @@ def _expect_fault(target: str, fault: str, cfg: MoAConfig, faulty: list[AgentSpe
 
 
 @pytest.mark.parametrize("target", [t for t in TARGETS if t != "judge"])
-@pytest.mark.parametrize("fault", [pytest.param(f, marks=DROP_BUG) if f == "drop" else f for f in FAULTS])
+@pytest.mark.parametrize("fault", FAULTS)
 async def test_fault_in_run(fault_server, rel_db, target, fault):
     cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, target, fault, retries_for(fault))
     _expect_fault(target, fault, cfg, faulty, events, dones, fault_server)
@@ -195,7 +189,7 @@ async def _judge_cell(server, engine, fault: str, retries: int):
     return judge, summary, judge_runs[0], gens, votes
 
 
-@pytest.mark.parametrize("fault", [pytest.param(f, marks=DROP_BUG) if f == "drop" else f for f in FAULTS])
+@pytest.mark.parametrize("fault", FAULTS)
 async def test_fault_in_judge(fault_server, rel_db, fault):
     judge, summary, (run_id, status, error), gens, votes = await _judge_cell(fault_server, rel_db, fault,
                                                                              retries_for(fault))
@@ -222,11 +216,6 @@ async def test_transient_fault_in_judge_is_retried(fault_server, rel_db, fault):
         assert stamps[1] - stamps[0] >= 0.9
 
 
-@pytest.mark.xfail(strict=True, reason="BUG 5 (minor): litellm repeats exception names in its messages, so a "
-                                       "call's error reads 'InternalServerError: InternalServerError: "
-                                       "InternalServerError: OpenAIException - ...' and a malformed stream's error "
-                                       "carries the whole message twice ('... Original exception: ...'); fix in "
-                                       "moa_core/engine.py short_error (see the report)")
 async def test_call_errors_read_as_one_short_message(fault_server, rel_db):
     cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "500", retries=0)
     messages = [dones[faulty[0].label].error]

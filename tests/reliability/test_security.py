@@ -76,10 +76,6 @@ async def test_api_keys_never_reach_the_database_or_the_exports(fault_server, re
     assert FAKE_OPENAI_KEY not in shown and FAKE_CUSTOM_KEY not in shown
 
 
-@pytest.mark.xfail(strict=True, reason="BUG 2: a provider error that echoes the key (as a misconfigured "
-                                       "OpenAI-compatible proxy does) is stored verbatim in generation.error and "
-                                       "run.error, and shown on the page; fix: redact key values in "
-                                       "moa_core/engine.py short_error (see the report)")
 async def test_a_key_echoed_in_a_provider_error_is_not_stored(key_stub, rel_db, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_OPENAI_KEY)
     monkeypatch.setenv(CUSTOM_KEY_ENV, FAKE_CUSTOM_KEY)
