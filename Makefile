@@ -19,7 +19,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install install-test system-test-deps benchmarks clean
+.PHONY: run test install install-test system-test-deps serve-models benchmarks clean
 
 run: install
 	$(BIN)/streamlit run app.py --server.port $(PORT)
@@ -52,10 +52,18 @@ system-test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql >/dev/null; \
 	fi
 
+# The bundled models behind llama-cpp-python's OpenAI-compatible server, e.g.
+# make serve-models MODELS=smollm2-135m REPLICAS=2
+serve-models: install
+	$(BIN)/moa serve-models $(MODELS) --replicas $(or $(REPLICAS),1)
+
 benchmarks: install-test
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/local_throughput.py
 	$(BIN)/python benchmarks/leaderboard.py
+	$(BIN)/python benchmarks/store.py
+	$(BIN)/python benchmarks/ui_stream.py
+	$(BIN)/python benchmarks/servers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -7,6 +7,7 @@ names the URL (password hidden) and the driver's reason.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -92,24 +93,49 @@ def _create(url: URL) -> Engine:
     return create_engine(url, json_serializer=_json_dumps, pool_pre_ping=True)
 
 
-_write_locks: dict[int, threading.Lock] = {}
+_write_locks: dict[int, tuple[threading.Lock, Any]] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _sqlite_write_lock(engine: Engine) -> tuple[threading.Lock, Any]:
+    """A thread lock, plus an open sidecar file to flock() when the database is a file."""
+    with _write_locks_guard:
+        if id(engine) not in _write_locks:
+            db = engine.url.database
+            lockfile = None
+            if db and not _is_memory(engine.url) and not db.startswith("file:"):
+                try:
+                    lockfile = open(f"{db}.writelock", "a+b")  # noqa: SIM115 - kept open for the engine's life
+                except OSError:
+                    lockfile = None  # read-only directory: SQLite's own locking still applies
+            _write_locks[id(engine)] = (threading.Lock(), lockfile)
+        return _write_locks[id(engine)]
 
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """`engine.begin()`, but SQLite writers of one process queue on a Python lock first.
+    """`engine.begin()`, but SQLite writers queue for their turn first.
 
-    SQLite allows one writer at a time; without the lock, threads of the same process
-    meet in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and makes
-    the slowest commits slow. Other processes still meet there, as they must.
+    SQLite allows one writer at a time, and a writer that finds the database locked
+    sleeps in SQLite's busy handler in growing steps (up to 100 ms), which makes the
+    slowest commits slow when many sessions rate at once. Writers here queue instead on
+    a thread lock (same process) and an flock on a sidecar file (other processes), which
+    wake the next writer as soon as the previous one commits.
     """
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             yield conn
         return
-    lock = _write_locks.setdefault(id(engine), threading.Lock())
-    with lock, engine.begin() as conn:
-        yield conn
+    lock, lockfile = _sqlite_write_lock(engine)
+    with lock:
+        if lockfile is not None:
+            fcntl.flock(lockfile.fileno(), fcntl.LOCK_EX)
+        try:
+            with engine.begin() as conn:
+                yield conn
+        finally:
+            if lockfile is not None:
+                fcntl.flock(lockfile.fileno(), fcntl.LOCK_UN)
 
 
 def get_engine(url: str | None = None) -> Engine:
