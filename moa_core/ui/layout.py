@@ -32,7 +32,14 @@ def store() -> Engine:
 
 
 def rater_name() -> str:
-    """Who is rating: asked once in the sidebar, kept for the whole session."""
+    """Who is rating: the logged-in identity when `st.login` is configured, else a name
+    asked once in the sidebar and kept for the whole session."""
+    user = getattr(st, "user", None)
+    if user is not None and getattr(user, "is_logged_in", False):
+        who = user.get("email") or user.get("name") or ""
+        st.sidebar.caption(f"Rating as {who}")
+        st.session_state.rater = who
+        return who
     if "rater" not in st.session_state:
         st.session_state.rater = ""
     name = st.sidebar.text_input("Your name (for ratings)", value=st.session_state.rater, key="rater_input",
