@@ -120,11 +120,20 @@ def open_app(page, server: AppServer, path: str = "/") -> None:
     wait_idle(page)
 
 
+IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return app && app.getAttribute('data-test-script-state') === 'notRunning'
+      && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+
+
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Until the script has finished its run (no 'running' status widget)."""
+    """Until the script has finished its run: the app says `notRunning` twice, 300 ms apart
+    (the status widget alone shows up only after a delay, so it cannot say a run started)."""
     page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    for _ in range(2):
+        page.wait_for_function(IDLE_JS, timeout=timeout)
+        page.wait_for_timeout(300)
 
 
 def ask(page, question: str) -> None:
