@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import moa_core  # noqa: F401  (offline litellm settings first)
 from moa_core.config import DEFAULT_PRESET, ConfigError, MoAConfig, list_presets, load_config, load_preset
-from moa_core.engine import RunInputError, run_moa
+from moa_core.engine import RunInputError, run_moa, validate_question
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, TokenDelta
 
 
@@ -72,6 +72,16 @@ async def _ask(args: argparse.Namespace) -> int:
     problems = config_problems(config)
     if problems:
         raise CliError("cannot run this config: " + "; ".join(problems))
+    try:
+        validate_question(args.question)
+    except RunInputError as err:
+        raise CliError(str(err)) from None
+    from moa_core.providers import local
+
+    stages = [[a.model for a in config.layers[0].proposers] + [b.model for b in config.baselines]]
+    stages += [[a.model for a in layer.proposers] for layer in config.layers[1:]] + [[config.aggregator.model]]
+    with console.status("Loading local models…"):
+        local.preload(local.instances_needed(stages))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} tok"),
                         TextColumn("{task.fields[state]}"), console=console, transient=True)
     tasks: dict[str, int] = {}

@@ -467,6 +467,36 @@ def register_with_litellm() -> None:
     _registered = True
 
 
+def instances_needed(models_by_stage: list[list[str]]) -> dict[str, int]:
+    """For each local model, the most calls to it that run at once in any stage."""
+    need: dict[str, int] = {}
+    for stage in models_by_stage:
+        counts: dict[str, int] = {}
+        for m in stage:
+            if m.startswith(f"{PROVIDER}/"):
+                name = m.split("/", 1)[1]
+                counts[name] = counts.get(name, 0) + 1
+        for name, n in counts.items():
+            need[name] = max(need.get(name, 0), n)
+    return need
+
+
+def preload(need: dict[str, int]) -> None:
+    """Load every instance a run will use before it starts.
+
+    llama-cpp silences a model load by pointing sys.stdout and fds 1/2 at /dev/null for
+    its duration, process-wide: anything another thread prints meanwhile (a finished
+    draft in the CLI) is lost. Loading up front keeps loads away from output.
+    """
+    for name, n in need.items():
+        if name not in LOCAL_MODELS or not any(s.name == name for s in available_local_models()):
+            continue  # the call itself will report the problem
+        pool = get_pool(name)
+        held = [pool.acquire(threading.Event()) for _ in range(min(n, pool.size))]
+        for inst in held:
+            pool.release(inst)
+
+
 def warm_up(names: list[str] | None = None) -> float:
     """Verify and load one instance of each model; returns seconds taken."""
     t0 = time.perf_counter()
