@@ -15,10 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, not_, select
+from sqlalchemy import Engine, func, select
 
 from moa_core.store.models import JUDGE_PREFIX
 from moa_core.store.queries import (
+    RATER_KINDS,
+    check_rater_kind,
+    rater_filter,
     GEN,
     RUN,
     VOTE,
@@ -34,7 +37,6 @@ from moa_core.store.queries import (
 from moa_core.store.util import TimeLike
 
 MOA_PREFIX = "MoA · "
-RATER_KINDS = ("people", "judges", "all")
 COUNT_COLUMNS = ["left", "right", "outcome", "count"]
 COST_COLUMNS = ["contender", "cost", "latency", "answers"]
 
@@ -57,16 +59,6 @@ def contender_names(df: pd.DataFrame, prefix: str = "") -> pd.Series:
     return moa.where(is_moa, single).astype("object")
 
 
-def _check_rater_kind(rater_kind: str) -> None:
-    if rater_kind not in RATER_KINDS:
-        raise ValueError(f"rater_kind must be one of {', '.join(RATER_KINDS)}, got {rater_kind!r}")
-
-
-def _rater_filter(col: Any, rater_kind: str) -> Any | None:
-    is_judge = col.like(f"{JUDGE_PREFIX}%")
-    return {"people": not_(is_judge), "judges": is_judge, "all": None}[rater_kind]
-
-
 def vote_counts(
     engine: Engine,
     since: TimeLike = None,
@@ -82,7 +74,7 @@ def vote_counts(
     (or of the left generation's run), question set of the vote. Self-battles (both sides
     the same contender) are dropped: they carry no information about strength.
     """
-    _check_rater_kind(rater_kind)
+    check_rater_kind(rater_kind)
     left, right = GEN.alias("l"), GEN.alias("r")
     lrun, rrun, vrun = RUN.alias("lrun"), RUN.alias("rrun"), RUN.alias("vrun")
     kind_col = func.coalesce(vrun.c.kind, lrun.c.kind)
@@ -100,7 +92,7 @@ def vote_counts(
         .join(rrun, rrun.c.id == right.c.run_id)
         .outerjoin(vrun, vrun.c.id == VOTE.c.run_id)
     )
-    stmt = _where(stmt, *_time(VOTE.c.created_at, since, until), _rater_filter(VOTE.c.rater, rater_kind),
+    stmt = _where(stmt, *_time(VOTE.c.created_at, since, until), rater_filter(VOTE.c.rater, rater_kind),
                   _many(VOTE.c.rater, rater), _many(kind_col, kind), _many(VOTE.c.question_set, question_set))
     stmt = stmt.group_by(*keys)
     cells = _frame(engine, stmt)
@@ -124,7 +116,7 @@ def contender_ratings(
     question_set: Many = None,
 ) -> pd.DataFrame:
     """One row per 1..5 rating with a ``contender`` column (same naming as the votes)."""
-    _check_rater_kind(rater_kind)
+    check_rater_kind(rater_kind)
     df = ratings_df(engine, since=since, until=until, kind=kind)
     if not df.empty and rater_kind != "all":
         judge = df["rater"].astype(str).str.startswith(JUDGE_PREFIX)

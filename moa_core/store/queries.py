@@ -158,6 +158,20 @@ def ratings_df(
     return df
 
 
+RATER_KINDS = ("people", "judges", "all")
+
+
+def check_rater_kind(rater_kind: str) -> None:
+    if rater_kind not in RATER_KINDS:
+        raise ValueError(f"rater_kind must be one of {', '.join(RATER_KINDS)}, got {rater_kind!r}")
+
+
+def rater_filter(col: Any, rater_kind: str) -> Any | None:
+    """People, judges (raters named `judge:<model>`) or everyone; call check_rater_kind first."""
+    is_judge = col.like(f"{JUDGE_PREFIX}%")
+    return {"people": not_(is_judge), "judges": is_judge, "all": None}[rater_kind]
+
+
 def votes_df(
     engine: Engine,
     since: TimeLike = None,
@@ -174,12 +188,10 @@ def votes_df(
     `kind` is the kind of the vote's run (or of the left generation's run). `model`
     keeps votes where either side is that model or label.
     """
-    if rater_kind not in ("people", "judges", "all"):
-        raise ValueError(f"rater_kind must be 'people', 'judges' or 'all', got {rater_kind!r}")
+    check_rater_kind(rater_kind)
     left, right, lrun = GEN.alias("l"), GEN.alias("r"), RUN.alias("lrun")
     vrun = RUN.alias("vrun")
     kind_col = func.coalesce(vrun.c.kind, lrun.c.kind)
-    is_judge = VOTE.c.rater.like(f"{JUDGE_PREFIX}%")
     stmt = (
         select(VOTE.c.id, VOTE.c.created_at, VOTE.c.outcome, VOTE.c.blind, VOTE.c.rater,
                VOTE.c.question_set, func.coalesce(VOTE.c.run_id, left.c.run_id).label("run_id"),
@@ -196,7 +208,7 @@ def votes_df(
         .order_by(VOTE.c.created_at, VOTE.c.id)
     )
     stmt = _where(stmt, *_time(VOTE.c.created_at, since, until),
-                  {"people": not_(is_judge), "judges": is_judge, "all": None}[rater_kind],
+                  rater_filter(VOTE.c.rater, rater_kind),
                   _many(VOTE.c.rater, rater), _many(kind_col, kind), _many(VOTE.c.question_set, question_set),
                   or_(_model_match(left, model), _model_match(right, model)) if model is not None else None)
     df = _frame(engine, stmt)
