@@ -1,8 +1,8 @@
 """MoA Studio entry point: page config and navigation. All logic lives in moa_core."""
 
-import moa_core  # noqa: F401  (offline litellm settings before anything imports litellm)
 import streamlit as st
 
+import moa_core  # noqa: F401  (offline litellm settings before anything imports litellm)
 from moa_core.ui.layout import warm_local_models
 
 st.set_page_config(page_title="MoA Studio", page_icon=":material/hub:", layout="wide")
@@ -12,7 +12,9 @@ warm_local_models()
 # "History"): on a fresh server's first request the file-based names are checked first,
 # and a shared link like /History?run=<id> would otherwise show "Page not found".
 PAGES = [
-    st.Page("pages/1_Playground.py", title="Playground", icon=":material/science:", url_path="Playground", default=True),
+    st.Page(
+        "pages/1_Playground.py", title="Playground", icon=":material/science:", url_path="Playground", default=True
+    ),
     st.Page("pages/2_Arena.py", title="Arena", icon=":material/swords:", url_path="Arena"),
     st.Page("pages/3_Analysis.py", title="Analysis", icon=":material/leaderboard:", url_path="Analysis"),
     st.Page("pages/4_Evaluate.py", title="Evaluate", icon=":material/fact_check:", url_path="Evaluate"),

@@ -48,8 +48,15 @@ def synthetic_votes(n_votes: int, n_contenders: int, seed: int = 0) -> tuple[pd.
 # -- the naive way: one row per vote ------------------------------------------------------
 
 
-def naive_fit(left: np.ndarray, right: np.ndarray, score: np.ndarray, k: int, l2: float = DEFAULT_L2,
-              tol: float = 1e-9, max_iter: int = 100) -> np.ndarray:
+def naive_fit(
+    left: np.ndarray,
+    right: np.ndarray,
+    score: np.ndarray,
+    k: int,
+    l2: float = DEFAULT_L2,
+    tol: float = 1e-9,
+    max_iter: int = 100,
+) -> np.ndarray:
     """Penalised BT log-strengths by Newton's method, every sum taken over the vote rows."""
     beta = np.zeros(k)
     gauge = np.ones((k, k))
@@ -88,8 +95,14 @@ def naive_leaderboard(votes: pd.DataFrame, n_boot: int, seed: int = 0) -> dict:
         rows = rng.integers(0, n, n)
         boot[b] = naive_fit(left[rows], right[rows], score[rows], k)
     t3 = time.perf_counter()
-    return {"names": names, "point": to_rating(point), "boot": to_rating(boot),
-            "t_encode": t1 - t0, "t_fit": t2 - t1, "t_boot": t3 - t2}
+    return {
+        "names": names,
+        "point": to_rating(point),
+        "boot": to_rating(boot),
+        "t_encode": t1 - t0,
+        "t_fit": t2 - t1,
+        "t_boot": t3 - t2,
+    }
 
 
 def main() -> None:

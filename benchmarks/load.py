@@ -47,21 +47,34 @@ RUN_TOKENS = 20
 
 def agent(api_base: str, name: str, **opts: object) -> AgentSpec:
     suffix = ",".join(f"{k}={v}" for k, v in opts.items())
-    return AgentSpec(model=f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""), label=name, api_base=api_base,
-                     max_tokens=4096)
+    return AgentSpec(
+        model=f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""), label=name, api_base=api_base, max_tokens=4096
+    )
 
 
 def run_config(api_base: str, tokens: int = RUN_TOKENS, delay: float = 0.03) -> MoAConfig:
     a = lambda n: agent(api_base, n, tokens=tokens, delay=delay)  # noqa: E731
-    return MoAConfig(name="load", layers=[LayerSpec(proposers=[a("p0"), a("p1"), a("p2")])], aggregator=a("agg"),
-                     baselines=[a("solo")], timeout=60, num_retries=1)
+    return MoAConfig(
+        name="load",
+        layers=[LayerSpec(proposers=[a("p0"), a("p1"), a("p2")])],
+        aggregator=a("agg"),
+        baselines=[a("solo")],
+        timeout=60,
+        num_retries=1,
+    )
 
 
 def big_config(api_base: str, tokens: int, proposers: int = 6, layers: int = 3) -> MoAConfig:
     return MoAConfig(
-        name="big", layers=[LayerSpec(proposers=[agent(api_base, f"l{k}p{i}", tokens=tokens) for i in range(proposers)])
-                            for k in range(layers)],
-        aggregator=agent(api_base, "agg", tokens=tokens), timeout=120, num_retries=0)
+        name="big",
+        layers=[
+            LayerSpec(proposers=[agent(api_base, f"l{k}p{i}", tokens=tokens) for i in range(proposers)])
+            for k in range(layers)
+        ],
+        aggregator=agent(api_base, "agg", tokens=tokens),
+        timeout=120,
+        num_retries=0,
+    )
 
 
 async def recorded_run(db_url: str, config: MoAConfig, question: str, tag: str) -> dict[str, Any]:
@@ -91,7 +104,7 @@ def runs_in_threads(db_url: str, api_base: str, n: int, tag: str, go: Path | Non
         try:
             start.wait(60)
             results.append(asyncio.run(recorded_run(db_url, config, f"Question {i} from {tag}?", tag)))
-        except Exception as exc:  # noqa: BLE001 - reported, counted as lost
+        except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
 
     if go is not None:
@@ -124,7 +137,7 @@ def writes_in_threads(db_url: str, gen_ids: list[int], n: int, threads: int, rat
                 else:
                     left, right = gen_ids[i % len(gen_ids)], gen_ids[(i + 1) % len(gen_ids)]
                     rid = -add_vote(engine, left, right, ("left", "right", "tie", "both_bad")[i % 4], rater)
-            except Exception as exc:  # noqa: BLE001 - reported, counted as lost
+            except Exception as exc:
                 with lock:
                     errors.append(f"{type(exc).__name__}: {exc}")
             else:
@@ -137,8 +150,13 @@ def writes_in_threads(db_url: str, gen_ids: list[int], n: int, threads: int, rat
         t.start()
     for t in ts:
         t.join()
-    return {"written": len(ids), "ratings": sum(1 for i in ids if i > 0), "votes": sum(1 for i in ids if i < 0),
-            "errors": errors[:5], "error_count": len(errors)}
+    return {
+        "written": len(ids),
+        "ratings": sum(1 for i in ids if i > 0),
+        "votes": sum(1 for i in ids if i < 0),
+        "errors": errors[:5],
+        "error_count": len(errors),
+    }
 
 
 def _status_kb(field: str) -> int:
@@ -240,16 +258,38 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 _emit({"runs": runs_in_threads(db, args.api_base, args.runs, args.tag, go)})
             else:
-                procs = [subprocess.Popen([sys.executable, __file__, "runs", "--db", db, "--api-base", args.api_base,
-                                           "--runs", str(args.runs), "--tag", f"proc{i}", "--go", f"{tmp}/go",
-                                           "--json"], stdout=subprocess.PIPE, text=True) for i in range(args.procs)]
+                procs = [
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            __file__,
+                            "runs",
+                            "--db",
+                            db,
+                            "--api-base",
+                            args.api_base,
+                            "--runs",
+                            str(args.runs),
+                            "--tag",
+                            f"proc{i}",
+                            "--go",
+                            f"{tmp}/go",
+                            "--json",
+                        ],
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                    for i in range(args.procs)
+                ]
                 t0 = time.time()
                 Path(f"{tmp}/go").touch()
                 here = runs_in_threads(db, args.api_base, args.runs, args.tag)
                 there = [r for pr in procs for r in json.loads(pr.communicate()[0].splitlines()[-1])["runs"]]
                 done = [r for r in here + there if r["status"] == "done"]
-                print(f"runs: {len(done)}/{len(here) + len(there)} done in {time.time() - t0:.1f}s "
-                      f"({args.runs} threads here + {args.procs} process(es) x {args.runs})")
+                print(
+                    f"runs: {len(done)}/{len(here) + len(there)} done in {time.time() - t0:.1f}s "
+                    f"({args.runs} threads here + {args.procs} process(es) x {args.runs})"
+                )
         if args.what in ("all", "writes"):
             ids = [int(x) for x in args.gen_ids.split(",")] if args.gen_ids else seed_generations(db)
             t0 = time.time()
@@ -257,17 +297,21 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 _emit(out)
             else:
-                print(f"writes: {out['written']}/{args.writes} in {time.time() - t0:.1f}s from {args.threads} threads, "
-                      f"{out['error_count']} error(s)")
+                print(
+                    f"writes: {out['written']}/{args.writes} in {time.time() - t0:.1f}s from {args.threads} threads, "
+                    f"{out['error_count']} error(s)"
+                )
         if args.what in ("all", "memory"):
             out = memory_run(args.api_base, db, args.tokens, trace=True)
             if args.json:
                 _emit(out)
             else:
-                print(f"memory: 6x3 run of {args.tokens}-token outputs {out['status']} in {out['wall']:.1f}s "
-                      f"(tracemalloc on); peak traced {out['peak_mb']:.1f} MB, still held {out['left_mb']:.1f} MB, "
-                      f"peak RSS +{out['rss_peak_growth_mb']:.0f} MB, "
-                      f"{out['stream_wrappers_left']} litellm stream(s) left alive")
+                print(
+                    f"memory: 6x3 run of {args.tokens}-token outputs {out['status']} in {out['wall']:.1f}s "
+                    f"(tracemalloc on); peak traced {out['peak_mb']:.1f} MB, still held {out['left_mb']:.1f} MB, "
+                    f"peak RSS +{out['rss_peak_growth_mb']:.0f} MB, "
+                    f"{out['stream_wrappers_left']} litellm stream(s) left alive"
+                )
     finally:
         if server is not None:
             server.__exit__(None, None, None)

@@ -108,31 +108,43 @@ async def bench(max_tokens: int, repeats: int, direct: bool) -> None:
 
     results: dict[str, list[Sample]] = {"sequential": [], "concurrent": []}
     for i in range(repeats):  # alternate the order so drifting background load hits both modes
-        for mode in (("sequential", "concurrent") if i % 2 == 0 else ("concurrent", "sequential")):
+        for mode in ("sequential", "concurrent") if i % 2 == 0 else ("concurrent", "sequential"):
             results[mode].append(await measure(mode, agents, direct))
 
-    print(f"# Local throughput: local-moa proposers ({'stream_local direct' if direct else 'llm.stream_chat via litellm'})\n")
-    print(f"prompt: {PROMPT!r}; max_tokens {max_tokens}; temperature 0; {repeats} repeats per mode (alternating "
-          f"order), median; models loaded + verified in {load_s:.1f}s before timing (excluded); "
-          f"{os.cpu_count()} cores; n_threads=1 per instance\n")
-    print("| mode | wall s | completion tokens | tokens/s (median) | tokens/s (best) | cores used by us | cores used by other processes |")
+    print(
+        f"# Local throughput: local-moa proposers ({'stream_local direct' if direct else 'llm.stream_chat via litellm'})\n"
+    )
+    print(
+        f"prompt: {PROMPT!r}; max_tokens {max_tokens}; temperature 0; {repeats} repeats per mode (alternating "
+        f"order), median; models loaded + verified in {load_s:.1f}s before timing (excluded); "
+        f"{os.cpu_count()} cores; n_threads=1 per instance\n"
+    )
+    print(
+        "| mode | wall s | completion tokens | tokens/s (median) | tokens/s (best) | cores used by us | cores used by other processes |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     rate: dict[str, float] = {}
     best: dict[str, float] = {}
     for mode, runs in results.items():
         rate[mode] = statistics.median(r.rate for r in runs)
         best[mode] = max(r.rate for r in runs)
-        print(f"| {mode} | {statistics.median(r.wall for r in runs):.2f} | {statistics.median(r.tokens for r in runs):.0f} | "
-              f"{rate[mode]:.1f} | {best[mode]:.1f} | {statistics.median(r.own_cores for r in runs):.2f} | "
-              f"{statistics.median(r.other_cores for r in runs):.2f} |")
+        print(
+            f"| {mode} | {statistics.median(r.wall for r in runs):.2f} | {statistics.median(r.tokens for r in runs):.0f} | "
+            f"{rate[mode]:.1f} | {best[mode]:.1f} | {statistics.median(r.own_cores for r in runs):.2f} | "
+            f"{statistics.median(r.other_cores for r in runs):.2f} |"
+        )
     speedup = rate["concurrent"] / rate["sequential"]
-    print(f"\nspeedup (concurrent / sequential tokens/s): {speedup:.2f}x median, "
-          f"{best['concurrent'] / best['sequential']:.2f}x best-of-{repeats} (target >= {TARGET}x) "
-          f"-> {'OK' if speedup >= TARGET else 'BELOW TARGET'}")
+    print(
+        f"\nspeedup (concurrent / sequential tokens/s): {speedup:.2f}x median, "
+        f"{best['concurrent'] / best['sequential']:.2f}x best-of-{repeats} (target >= {TARGET}x) "
+        f"-> {'OK' if speedup >= TARGET else 'BELOW TARGET'}"
+    )
     other = statistics.median(r.other_cores for rs in results.values() for r in rs)
     if other > 0.3:
-        print(f"warning: other processes kept {other:.2f} of {os.cpu_count()} cores busy during the runs; "
-              "the concurrent mode needs the idle cores, so its speedup is understated")
+        print(
+            f"warning: other processes kept {other:.2f} of {os.cpu_count()} cores busy during the runs; "
+            "the concurrent mode needs the idle cores, so its speedup is understated"
+        )
     print("\n| model | tokens | alone s | alone tok/s | concurrent s | concurrent tok/s |")
     print("|---|---:|---:|---:|---:|---:|")
     for j, name in enumerate(names):

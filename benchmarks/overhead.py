@@ -80,10 +80,13 @@ class _ChildServer:
     (a real provider does not share the client's interpreter either)."""
 
     def __init__(self) -> None:
-        code = ("import sys\nfrom tests.fake_openai import FakeOpenAI\n"
-                "s = FakeOpenAI().__enter__()\nprint(s.url, flush=True)\nsys.stdin.read()\n")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        code = (
+            "import sys\nfrom tests.fake_openai import FakeOpenAI\n"
+            "s = FakeOpenAI().__enter__()\nprint(s.url, flush=True)\nsys.stdin.read()\n"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         if not self.url.startswith("http"):
@@ -102,8 +105,9 @@ class _ChildServer:
             self.proc.kill()
 
 
-async def _stub_stream_chat(agent: AgentSpec, messages: list, result: llm.StreamResult,
-                            timeout: float = 120.0, num_retries: int = 2):
+async def _stub_stream_chat(
+    agent: AgentSpec, messages: list, result: llm.StreamResult, timeout: float = 120.0, num_retries: int = 2
+):
     """Same timing as the fake server, with no HTTP and no litellm: what is left is the engine."""
     await asyncio.sleep(TTFT)
     for i in range(TOKENS):
@@ -202,11 +206,15 @@ async def bench_mode(mode: str, repeats: int) -> float:
         single_cpu = (time.thread_time() - c0) / len(singles)
         unit = statistics.median(singles)
         print(f"## {mode}: {MODES[mode]}\n")
-        print(f"single call alone: nominal {NOMINAL:.3f}s, measured median {unit:.3f}s "
-              f"(min {min(singles):.3f}, max {max(singles):.3f}); fixed per-call cost "
-              f"{(unit - NOMINAL) * 1000:.0f} ms wall, {single_cpu * 1000:.1f} ms CPU on the event loop\n")
-        print("| proposers | layers | ideal s (nominal) | ideal s (measured call) | measured s | ratio vs nominal "
-              "| ratio vs measured call | calls stretched s | engine gaps s | loop CPU ms/call |")
+        print(
+            f"single call alone: nominal {NOMINAL:.3f}s, measured median {unit:.3f}s "
+            f"(min {min(singles):.3f}, max {max(singles):.3f}); fixed per-call cost "
+            f"{(unit - NOMINAL) * 1000:.0f} ms wall, {single_cpu * 1000:.1f} ms CPU on the event loop\n"
+        )
+        print(
+            "| proposers | layers | ideal s (nominal) | ideal s (measured call) | measured s | ratio vs nominal "
+            "| ratio vs measured call | calls stretched s | engine gaps s | loop CPU ms/call |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         worst = 0.0
         for p, n in CONFIGS:
@@ -215,36 +223,55 @@ async def bench_mode(mode: str, repeats: int) -> float:
             ideal_nom, ideal_meas = (n + 1) * NOMINAL, (n + 1) * unit
             ratio = med["wall"] / ideal_meas
             worst = max(worst, ratio)
-            print(f"| {p} | {n} | {ideal_nom:.3f} | {ideal_meas:.3f} | {med['wall']:.3f} | "
-                  f"{med['wall'] / ideal_nom:.3f} | {ratio:.3f} | {med['stage_slowest'] - ideal_meas:+.3f} | "
-                  f"{med['gaps']:.3f} | {med['loop_cpu'] * 1000 / (p * n + 1):.1f} |")
-        print(f"\nworst ratio vs measured single call: {worst:.3f} (target <= {TARGET}) "
-              f"-> {'OK' if worst <= TARGET else 'ABOVE TARGET'}")
+            print(
+                f"| {p} | {n} | {ideal_nom:.3f} | {ideal_meas:.3f} | {med['wall']:.3f} | "
+                f"{med['wall'] / ideal_nom:.3f} | {ratio:.3f} | {med['stage_slowest'] - ideal_meas:+.3f} | "
+                f"{med['gaps']:.3f} | {med['loop_cpu'] * 1000 / (p * n + 1):.1f} |"
+            )
+        print(
+            f"\nworst ratio vs measured single call: {worst:.3f} (target <= {TARGET}) "
+            f"-> {'OK' if worst <= TARGET else 'ABOVE TARGET'}"
+        )
     wall = time.perf_counter() - t0
     other = max(0.0, _machine_busy() - busy0 - (time.process_time() - own0)) / wall
-    print(f"other processes on the machine kept {other:.2f} of {os.cpu_count()} cores busy during this mode"
-          f"{' (includes the child server)' if mode == 'child' else ''}\n")
+    print(
+        f"other processes on the machine kept {other:.2f} of {os.cpu_count()} cores busy during this mode"
+        f"{' (includes the child server)' if mode == 'child' else ''}\n"
+    )
     return worst
 
 
 async def bench(modes: list[str], repeats: int) -> None:
-    print(f"# MoA engine overhead\n\nfake calls: {TOKENS} tokens, ttft {TTFT}s, delay {DELAY}s "
-          f"(nominal {NOMINAL:.2f}s per call); {repeats} repeats per config, medians; "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start\n")
+    print(
+        f"# MoA engine overhead\n\nfake calls: {TOKENS} tokens, ttft {TTFT}s, delay {DELAY}s "
+        f"(nominal {NOMINAL:.2f}s per call); {repeats} repeats per config, medians; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start\n"
+    )
     for mode in modes:
         await bench_mode(mode, repeats)
-    print("ideal = (layers + 1) x call time. 'calls stretched' = sum over stages of the slowest call's latency "
-          "minus the single-call time (what running the calls concurrently on one event loop costs); "
-          "'engine gaps' = RunStarted to the first call + each stage's last DraftDone to the next stage's first "
-          "DraftStarted + the aggregator's DraftDone to RunDone; 'loop CPU' = CPU time of the event-loop "
-          "thread per call.")
+    print(
+        "ideal = (layers + 1) x call time. 'calls stretched' = sum over stages of the slowest call's latency "
+        "minus the single-call time (what running the calls concurrently on one event loop costs); "
+        "'engine gaps' = RunStarted to the first call + each stage's last DraftDone to the next stage's first "
+        "DraftStarted + the aggregator's DraftDone to RunDone; 'loop CPU' = CPU time of the event-loop "
+        "thread per call."
+    )
 
 
 def _category(filename: str, name: str) -> str:
     if filename == "~":
         return "builtin " + name.split(" of ")[0].strip("<>")[:40]
-    for key in ("moa_core/engine", "moa_core/providers", "litellm", "openai", "httpx", "httpcore", "aiohttp",
-                "pydantic", "asyncio"):
+    for key in (
+        "moa_core/engine",
+        "moa_core/providers",
+        "litellm",
+        "openai",
+        "httpx",
+        "httpcore",
+        "aiohttp",
+        "pydantic",
+        "asyncio",
+    ):
         if key in filename:
             return key
     return "other (" + filename.rsplit("/", 1)[-1] + ")"
@@ -252,8 +279,8 @@ def _category(filename: str, name: str) -> str:
 
 async def profile(mode: str, proposers: int, layers: int, runs: int) -> None:
     """Where the event loop's time goes, by package (main thread only; epoll idle excluded)."""
-    import cProfile
     import collections
+    import cProfile
     import pstats
 
     with server_for(mode) as server:
@@ -272,8 +299,10 @@ async def profile(mode: str, proposers: int, layers: int, runs: int) -> None:
         by_cat[_category(filename, name)] += tottime
     calls = runs * (proposers * layers + 1)
     total = sum(by_cat.values())
-    print(f"event-loop busy time ({mode}, {proposers}x{layers}, {runs} runs, {calls} calls, under cProfile): "
-          f"{total:.3f}s = {total / calls * 1000:.1f} ms per call\n")
+    print(
+        f"event-loop busy time ({mode}, {proposers}x{layers}, {runs} runs, {calls} calls, under cProfile): "
+        f"{total:.3f}s = {total / calls * 1000:.1f} ms per call\n"
+    )
     print("| where | ms per call | share |\n|---|---:|---:|")
     for cat, t in by_cat.most_common(15):
         print(f"| {cat} | {t / calls * 1000:.2f} | {t / total:.0%} |")
@@ -284,8 +313,11 @@ async def profile(mode: str, proposers: int, layers: int, runs: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--modes", default="child,inproc,stub",
-                    help="comma-separated: " + "; ".join(f"{k} = {v}" for k, v in MODES.items()))
+    ap.add_argument(
+        "--modes",
+        default="child,inproc,stub",
+        help="comma-separated: " + "; ".join(f"{k} = {v}" for k, v in MODES.items()),
+    )
     ap.add_argument("--profile", action="store_true", help="cProfile the 6x3 config instead (main thread only)")
     args = ap.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]

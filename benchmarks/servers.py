@@ -87,8 +87,10 @@ async def _burst(agents: Sequence[AgentSpec], router: routing.MoARouter | None =
 
 
 def _proposers(max_tokens: int) -> list[AgentSpec]:
-    return [a.model_copy(update={"temperature": 0.0, "max_tokens": max_tokens})
-            for a in load_preset("local-moa").layers[0].proposers]
+    return [
+        a.model_copy(update={"temperature": 0.0, "max_tokens": max_tokens})
+        for a in load_preset("local-moa").layers[0].proposers
+    ]
 
 
 async def bench_replicas(repeats: int, max_tokens: int, runs_list: Sequence[int]) -> None:
@@ -109,13 +111,23 @@ async def bench_replicas(repeats: int, max_tokens: int, runs_list: Sequence[int]
             return agent.model_copy(update={"model": srv.litellm_model, "api_base": srv.api_base})
 
         group_cfg = MoAConfig(
-            layers=[LayerSpec(proposers=[a.model_copy(update={"model": servers.group_name(n)}) for a, n in zip(props, names)])],
-            aggregator=props[0], num_retries=0, timeout=600,
-            deployments={g: [DeploymentSpec(**d) for d in deps] for g, deps in two.deployments().items()})
+            layers=[
+                LayerSpec(
+                    proposers=[
+                        a.model_copy(update={"model": servers.group_name(n)})
+                        for a, n in zip(props, names, strict=False)
+                    ]
+                )
+            ],
+            aggregator=props[0],
+            num_retries=0,
+            timeout=600,
+            deployments={g: [DeploymentSpec(**d) for d in deps] for g, deps in two.deployments().items()},
+        )
         router = routing.router_for(group_cfg)
         llm.ensure_ready()
         # warm-up: every server, the in-process pools, litellm's clients
-        await _burst([direct(a, s) for a, n in zip(props, names) for s in by_model[n]])
+        await _burst([direct(a, s) for a, n in zip(props, names, strict=False) for s in by_model[n]])
         local.warm_up(names)
         await _burst(props)
 
@@ -123,12 +135,18 @@ async def bench_replicas(repeats: int, max_tokens: int, runs_list: Sequence[int]
         print("|---:|---:|---|---:|---:|---:|---|")
         for runs in runs_list:
             cases = {
-                "in-process local/": lambda: _burst(props * runs),
-                "1 replica": lambda: _burst([direct(a, first[n]) for a, n in zip(props, names)] * runs),
-                "2 replicas (Router)": lambda: _burst(
-                    [a.model_copy(update={"model": servers.group_name(n)}) for a, n in zip(props, names)] * runs, router),
-                "2 pinned": lambda: _burst([direct(a, by_model[n][i % 2]) for i in range(runs)
-                                            for a, n in zip(props, names)]),
+                "in-process local/": lambda runs=runs: _burst(props * runs),
+                "1 replica": lambda runs=runs: _burst(
+                    [direct(a, first[n]) for a, n in zip(props, names, strict=False)] * runs
+                ),
+                "2 replicas (Router)": lambda runs=runs: _burst(
+                    [a.model_copy(update={"model": servers.group_name(n)}) for a, n in zip(props, names, strict=False)]
+                    * runs,
+                    router,
+                ),
+                "2 pinned": lambda runs=runs: _burst(
+                    [direct(a, by_model[n][i % 2]) for i in range(runs) for a, n in zip(props, names, strict=False)]
+                ),
             }
             if runs == 1:
                 del cases["2 pinned"]  # one call per model: nothing to split, same as "1 replica"
@@ -156,10 +174,13 @@ async def bench_replicas(repeats: int, max_tokens: int, runs_list: Sequence[int]
 
 class _ChildFake:
     def __init__(self) -> None:
-        code = ("import sys\nfrom tests.fake_openai import FakeOpenAI\n"
-                "s = FakeOpenAI().__enter__()\nprint(s.url, flush=True)\nsys.stdin.read()\n")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        code = (
+            "import sys\nfrom tests.fake_openai import FakeOpenAI\n"
+            "s = FakeOpenAI().__enter__()\nprint(s.url, flush=True)\nsys.stdin.read()\n"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
 
@@ -171,20 +192,29 @@ class _ChildFake:
 
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 async def bench_overhead(calls: int) -> None:
-    print(f"## Router overhead on the fake server (8 tokens, no delay), {calls} sequential calls, "
-          "then 10 bursts of 8\n")
+    print(
+        f"## Router overhead on the fake server (8 tokens, no delay), {calls} sequential calls, then 10 bursts of 8\n"
+    )
     fake = _ChildFake()
     try:
         model = "openai/fake-bench@tokens=8"
         direct = AgentSpec(model=model, api_base=fake.url, max_tokens=16)
-        cfg = MoAConfig(layers=[LayerSpec(proposers=[AgentSpec(model="pool", max_tokens=16)])],
-                        aggregator=AgentSpec(model="pool", max_tokens=16), num_retries=0, timeout=30,
-                        deployments={"pool": [DeploymentSpec(model=model, api_base=fake.url, name="one"),
-                                              DeploymentSpec(model=model, api_base=fake.url + "/", name="two")]})
+        cfg = MoAConfig(
+            layers=[LayerSpec(proposers=[AgentSpec(model="pool", max_tokens=16)])],
+            aggregator=AgentSpec(model="pool", max_tokens=16),
+            num_retries=0,
+            timeout=30,
+            deployments={
+                "pool": [
+                    DeploymentSpec(model=model, api_base=fake.url, name="one"),
+                    DeploymentSpec(model=model, api_base=fake.url + "/", name="two"),
+                ]
+            },
+        )
         router = routing.router_for(cfg)
         routed = AgentSpec(model="pool", max_tokens=16)
         llm.ensure_ready()
@@ -199,15 +229,17 @@ async def bench_overhead(calls: int) -> None:
             for label, agent, r in order:
                 seq[label].append((await _call(agent, r))[1])
         bursts: dict[str, list[float]] = {"direct": [], "Router": []}
-        for i in range(10):
+        for _ in range(10):
             bursts["direct"].append((await _burst([direct] * 8))[1])
             bursts["Router"].append((await _burst([routed] * 8, router))[1])
         print("| path | sequential call median ms | p90 ms | burst of 8 median ms | p90 ms |")
         print("|---|---:|---:|---:|---:|")
         for label in ("direct", "Router"):
             s, b = seq[label], bursts[label]
-            print(f"| {label} | {statistics.median(s) * 1000:.1f} | {_pct(s, 0.9) * 1000:.1f} | "
-                  f"{statistics.median(b) * 1000:.1f} | {_pct(b, 0.9) * 1000:.1f} |")
+            print(
+                f"| {label} | {statistics.median(s) * 1000:.1f} | {_pct(s, 0.9) * 1000:.1f} | "
+                f"{statistics.median(b) * 1000:.1f} | {_pct(b, 0.9) * 1000:.1f} |"
+            )
         d = (statistics.median(seq["Router"]) - statistics.median(seq["direct"])) * 1000
         db = (statistics.median(bursts["Router"]) - statistics.median(bursts["direct"])) * 1000
         print(f"\nRouter minus direct: {d:+.1f} ms per sequential call, {db:+.1f} ms per burst of 8\n")
@@ -234,8 +266,10 @@ async def main(argv: Sequence[str] | None = None) -> None:
     wall = time.perf_counter() - t0
     mine = (time.process_time() - own0) + (_children_cpu() - kids0)
     other = max(0.0, _machine_busy() - busy0 - mine) / wall
-    print(f"other processes kept about {other:.2f} of {os.cpu_count()} cores busy while this ran "
-          "(servers started here count as this benchmark's own)")
+    print(
+        f"other processes kept about {other:.2f} of {os.cpu_count()} cores busy while this ran "
+        "(servers started here count as this benchmark's own)"
+    )
     routing.clear_cache()
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, insert, select  # noqa: E402
+from sqlalchemy import func, insert, select
 
-from moa_core.store import add_rating, add_vote, open_db  # noqa: E402
-from moa_core.store.models import Generation, Rating, Run, Vote  # noqa: E402
+from moa_core.store import add_rating, add_vote, open_db
+from moa_core.store.models import Generation, Rating, Run, Vote
 
 
 def seed(url: str) -> list[int]:
@@ -30,12 +30,40 @@ def seed(url: str) -> list[int]:
     run_id = uuid.uuid4().hex
     now = time.time()
     with engine.begin() as c:
-        c.execute(insert(Run.__table__).values(id=run_id, created_at=now, kind="playground", question="q",
-                                               history=[], config={}, config_hash="h", preset="p", status="done"))
-        c.execute(insert(Generation.__table__), [
-            dict(run_id=run_id, call_id=f"proposer-0-{i}", role="proposer", layer=0, slot=i, model=f"m{i}",
-                 params={}, text="t", started_at=now, status="done") for i in range(4)])
-        return [r for (r,) in c.execute(select(Generation.__table__.c.id).where(Generation.__table__.c.run_id == run_id))]
+        c.execute(
+            insert(Run.__table__).values(
+                id=run_id,
+                created_at=now,
+                kind="playground",
+                question="q",
+                history=[],
+                config={},
+                config_hash="h",
+                preset="p",
+                status="done",
+            )
+        )
+        c.execute(
+            insert(Generation.__table__),
+            [
+                dict(
+                    run_id=run_id,
+                    call_id=f"proposer-0-{i}",
+                    role="proposer",
+                    layer=0,
+                    slot=i,
+                    model=f"m{i}",
+                    params={},
+                    text="t",
+                    started_at=now,
+                    status="done",
+                )
+                for i in range(4)
+            ],
+        )
+        return [
+            r for (r,) in c.execute(select(Generation.__table__.c.id).where(Generation.__table__.c.run_id == run_id))
+        ]
 
 
 def writer(url: str, gens: list[int], n: int, tag: str, rate: float = 0.0) -> list[float]:
@@ -61,8 +89,10 @@ def _proc(url: str, gens: list[int], n: int, tag: str, rate: float, out: mp.Queu
 
 def count_feedback(url: str) -> int:
     with open_db(url).connect() as c:
-        return c.execute(select(func.count()).select_from(Rating.__table__)).scalar() + \
-            c.execute(select(func.count()).select_from(Vote.__table__)).scalar()
+        return (
+            c.execute(select(func.count()).select_from(Rating.__table__)).scalar()
+            + c.execute(select(func.count()).select_from(Vote.__table__)).scalar()
+        )
 
 
 def concurrent_writes(url: str, per_writer: int, rate: float = 0.0) -> dict[str, float]:
@@ -95,9 +125,15 @@ def concurrent_writes(url: str, per_writer: int, rate: float = 0.0) -> dict[str,
     rows = count_feedback(url) - before
     latencies.sort()
     written = 24 * per_writer
-    return {"writers": 24, "written": written, "rows": rows, "lost": written - rows, "wall_s": wall,
-            "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
+    return {
+        "writers": 24,
+        "written": written,
+        "rows": rows,
+        "lost": written - rows,
+        "wall_s": wall,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+    }
 
 
 def bulk_generations(url: str, n: int = 100_000) -> dict[str, float]:
@@ -105,10 +141,35 @@ def bulk_generations(url: str, n: int = 100_000) -> dict[str, float]:
     run_id = uuid.uuid4().hex
     now = time.time()
     with engine.begin() as c:
-        c.execute(insert(Run.__table__).values(id=run_id, created_at=now, kind="eval", question="q", history=[],
-                                               config={}, config_hash="h", preset="p", status="done"))
-    rows = [dict(run_id=run_id, call_id=f"proposer-0-{i}", role="proposer", layer=0, slot=i, model="m", params={},
-                 text="draft text " * 20, started_at=now, status="done", completion_tokens=40) for i in range(n)]
+        c.execute(
+            insert(Run.__table__).values(
+                id=run_id,
+                created_at=now,
+                kind="eval",
+                question="q",
+                history=[],
+                config={},
+                config_hash="h",
+                preset="p",
+                status="done",
+            )
+        )
+    rows = [
+        dict(
+            run_id=run_id,
+            call_id=f"proposer-0-{i}",
+            role="proposer",
+            layer=0,
+            slot=i,
+            model="m",
+            params={},
+            text="draft text " * 20,
+            started_at=now,
+            status="done",
+            completion_tokens=40,
+        )
+        for i in range(n)
+    ]
     t0 = time.perf_counter()
     with engine.begin() as c:
         c.execute(insert(Generation.__table__), rows)
@@ -122,15 +183,19 @@ def main() -> None:
     args = ap.parse_args()
     url = args.url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     db = url.split(":", 1)[0]
-    print("| database | writers | pace | written | rows | lost | p50 commit | p99 commit | wall |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| database | writers | pace | written | rows | lost | p50 commit | p99 commit | wall |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
     # Back to back, every writer saturating: latency is mostly waiting for the one SQLite
     # writer slot. Paced at 10 writes/s per writer (240/s in all), closer to people rating.
     for rate in (0.0, 10.0):
         w = concurrent_writes(url, args.per_writer, rate)
         pace = "back to back" if not rate else f"{rate:g}/s each"
-        print(f"| {db} | 20 threads + 4 processes | {pace} | {w['written']} | {w['rows']} | {w['lost']} | "
-              f"{w['p50_ms']:.1f} ms | {w['p99_ms']:.1f} ms | {w['wall_s']:.1f} s |")
+        print(
+            f"| {db} | 20 threads + 4 processes | {pace} | {w['written']} | {w['rows']} | {w['lost']} | "
+            f"{w['p50_ms']:.1f} ms | {w['p99_ms']:.1f} ms | {w['wall_s']:.1f} s |"
+        )
     b = bulk_generations(url)
     print(f"\nbulk insert of {b['rows']:,} generations: {b['seconds']:.2f} s")
 

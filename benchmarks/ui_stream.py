@@ -77,8 +77,14 @@ from moa_core.events import DraftDone, RunDone  # noqa: E402
 from tests.browser_support import start_app  # noqa: E402
 
 CHROMIUM = os.environ.get("MOA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 QUESTION = "Why is the sky blue? Answer in two sentences."
 FIRST_TOKEN_SLACK = 0.3  # s: first token <= TTFT + 0.3 s
 WALL_RATIO = 1.05  # browser wall <= 1.05 x engine alone
@@ -140,7 +146,7 @@ WATCH_JS = r"""(titles) => {
 # Loaded into the app's process only (a sitecustomize.py on its PYTHONPATH, written to a temp
 # dir): stamps with time.time() where the script thread spends the run, one JSON line each.
 # The wrappers add a few microseconds per stamp; nothing in the project changes.
-TRACE_SITECUSTOMIZE = r'''
+TRACE_SITECUSTOMIZE = r"""
 import json, os, sys, time
 sys.path.insert(0, os.environ["MOA_UI_TRACE_ROOT"])
 _out = open(os.environ["MOA_UI_TRACE"], "a", buffering=1)
@@ -198,7 +204,7 @@ def _traced_collect(*a, **kw):
     finally:
         _stamp("gc.collect:end")
 gc.collect = _traced_collect
-'''
+"""
 
 
 # Installed before the app's own code (an init script): stamps every websocket message that
@@ -225,12 +231,18 @@ WS_JS = r"""(() => {
 
 # -- configs -----------------------------------------------------------------------------
 
+
 def fake_config(server_url: str) -> dict[str, Any]:
     """Different TTFTs per column, so each column's first token is timed on its own."""
 
     def agent(name: str, label: str, ttft: float, tokens: int = 40, delay: float = 0.02) -> dict[str, Any]:
-        return {"model": f"openai/fake-{name}@tokens={tokens},delay={delay},ttft={ttft}", "label": label,
-                "api_base": server_url, "max_tokens": 256, "temperature": 0.0}
+        return {
+            "model": f"openai/fake-{name}@tokens={tokens},delay={delay},ttft={ttft}",
+            "label": label,
+            "api_base": server_url,
+            "max_tokens": 256,
+            "temperature": 0.0,
+        }
 
     return {
         "name": "ui-bench-fake",
@@ -246,8 +258,11 @@ def local_config(greedy: bool) -> dict[str, Any]:
     data = yaml.safe_load((ROOT / "data" / "presets" / "local-moa.yaml").read_text())
     if greedy:
         data["name"] = "local-moa-greedy"
-        for a in [*(p for layer in data["layers"] for p in layer["proposers"]), data["aggregator"],
-                  *data.get("baselines", [])]:
+        for a in [
+            *(p for layer in data["layers"] for p in layer["proposers"]),
+            data["aggregator"],
+            *data.get("baselines", []),
+        ]:
             a["temperature"] = 0.0
     return data
 
@@ -268,10 +283,13 @@ class ChildFakeServer:
     in-process engine run for a GIL (a real provider does not share either interpreter)."""
 
     def __init__(self) -> None:
-        code = ("import sys\nfrom tests.fake_openai import FakeOpenAI\n"
-                "s = FakeOpenAI().__enter__()\nprint(s.url, flush=True)\nsys.stdin.read()\n")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        code = (
+            "import sys\nfrom tests.fake_openai import FakeOpenAI\n"
+            "s = FakeOpenAI().__enter__()\nprint(s.url, flush=True)\nsys.stdin.read()\n"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
 
@@ -282,6 +300,7 @@ class ChildFakeServer:
 
 
 # -- one browser run, one engine run -----------------------------------------------------
+
 
 @dataclass
 class CallTiming:
@@ -370,8 +389,7 @@ def cpu_seconds(app_pid: int) -> dict[str, float]:
         mine.append(pid)
         todo += children.get(pid, [])
     chromium = sum(procs[p][1] for p in mine if "chrom" in _comm(p))
-    return {"app": procs.get(app_pid, (0, 0.0))[1], "chromium": chromium,
-            "self": procs.get(os.getpid(), (0, 0.0))[1]}
+    return {"app": procs.get(app_pid, (0, 0.0))[1], "chromium": chromium, "self": procs.get(os.getpid(), (0, 0.0))[1]}
 
 
 def _comm(pid: int) -> str:
@@ -401,7 +419,10 @@ def wait_script_done(page, timeout: float = 120_000) -> None:
         """() => { const s = document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state');
                    if (s !== 'notRunning') { window.__quietSince = null; return false; }
                    window.__quietSince = window.__quietSince || Date.now();
-                   return Date.now() - window.__quietSince >= 300; }""", timeout=timeout, polling=50)
+                   return Date.now() - window.__quietSince >= 300; }""",
+        timeout=timeout,
+        polling=50,
+    )
 
 
 def open_app(page, server) -> None:
@@ -451,7 +472,8 @@ class Session:
                 wait_script_done(self.page)
                 self.page.wait_for_function(
                     "() => !document.querySelector('[data-testid=\"stMainBlockContainer\"]')"
-                    ".textContent.includes('link to this run')")
+                    ".textContent.includes('link to this run')"
+                )
             return self.page
         self.close()
         self.ctx = self.browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -487,22 +509,46 @@ def browser_run(session: Session, config: MoAConfig, trace: Path | None) -> Brow
         ui = page.evaluate("({...window.__ui, wsLink: window.__ws.link})")
     finally:
         session.after_run()
-    runs = db_rows(server.db_path, "select id, created_at, wall_time, status from run where created_at >= ? "
-                   "order by created_at", (submit - 1,))
+    runs = db_rows(
+        server.db_path,
+        "select id, created_at, wall_time, status from run where created_at >= ? order by created_at",
+        (submit - 1,),
+    )
     assert len(runs) == 1 and runs[0][3] == "done", runs
     run_id, created_at, wall_time, _ = runs[0]
     calls = {}
     for role, layer, label, started, ttft, ended, tokens, status in db_rows(
-            server.db_path, "select role, layer, label, started_at, ttft, ended_at, completion_tokens, status "
-            "from generation where run_id = ?", (run_id,)):
+        server.db_path,
+        "select role, layer, label, started_at, ttft, ended_at, completion_tokens, status "
+        "from generation where run_id = ?",
+        (run_id,),
+    ):
         assert status == "done" and ttft is not None, (label, status)
         title = title_of_gen(role, label)
-        calls[title] = CallTiming(title, role, layer, started, ttft, ended, tokens,
-                                  starts_with_run=role == "baseline" or (role == "proposer" and layer == 0))
+        calls[title] = CallTiming(
+            title,
+            role,
+            layer,
+            started,
+            ttft,
+            ended,
+            tokens,
+            starts_with_run=role == "baseline" or (role == "proposer" and layer == 0),
+        )
     missing = [t for t in calls if t not in ui["first"]]
     assert not missing, f"no visible first token seen for {missing}"
-    return BrowserRun(submit, ui["keydown"], created_at, wall_time, ui["link"], ui["idle"], calls, ui,
-                      {k: cpu1[k] - cpu0[k] for k in cpu0}, read_trace(trace, submit, ui["idle"]))
+    return BrowserRun(
+        submit,
+        ui["keydown"],
+        created_at,
+        wall_time,
+        ui["link"],
+        ui["idle"],
+        calls,
+        ui,
+        {k: cpu1[k] - cpu0[k] for k in cpu0},
+        read_trace(trace, submit, ui["idle"]),
+    )
 
 
 _ENGINE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
@@ -534,6 +580,7 @@ def engine_run(config: MoAConfig) -> EngineRun:
 
 # -- report ------------------------------------------------------------------------------
 
+
 def med(xs) -> float:
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else float("nan")
@@ -551,9 +598,11 @@ def fmt(x: float, signed: bool = False) -> str:
 
 def first_token_table(config: MoAConfig, browser: list[BrowserRun], engine: list[EngineRun]) -> bool:
     print("### First token visible, per column\n")
-    print("| column | TTFT s (engine, in app) | submit→visible s | submit→visible − TTFT s | "
-          "token→visible (UI delay) s | of which token→flush s | of which flush→visible s | "
-          "\"thinking…\" visible − call start s | engine alone: start→first token s | target | met |")
+    print(
+        "| column | TTFT s (engine, in app) | submit→visible s | submit→visible − TTFT s | "
+        "token→visible (UI delay) s | of which token→flush s | of which flush→visible s | "
+        '"thinking…" visible − call start s | engine alone: start→first token s | target | met |'
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     ok_all = True
     for title in titles_of(config):
@@ -570,33 +619,43 @@ def first_token_table(config: MoAConfig, browser: list[BrowserRun], engine: list
         else:
             target, ok = f"UI delay ≤ {FIRST_TOKEN_SLACK} (starts after the drafts)", delay <= FIRST_TOKEN_SLACK
         ok_all &= ok
-        print(f"| {title} | {fmt(ttft)} | {fmt(vis)} | {fmt(over, True)} | {fmt(delay, True)} | "
-              f"{fmt(to_flush, True)} | {fmt(from_flush, True)} | {fmt(think, True)} | {fmt(alone)} | "
-              f"{target} | {'yes' if ok else 'NO'} |")
+        print(
+            f"| {title} | {fmt(ttft)} | {fmt(vis)} | {fmt(over, True)} | {fmt(delay, True)} | "
+            f"{fmt(to_flush, True)} | {fmt(from_flush, True)} | {fmt(think, True)} | {fmt(alone)} | "
+            f"{target} | {'yes' if ok else 'NO'} |"
+        )
     return ok_all
 
 
 def wall_table(browser: list[BrowserRun], engine: list[EngineRun]) -> bool:
     print("\n### Whole run: browser against the engine alone\n")
-    print("| repeat | browser wall s (submit→link visible) | engine alone wall s | browser / engine alone | "
-          "submit→run start s | engine in app s (run.wall_time) | engine RunDone→link visible s | "
-          "tokens browser / engine | CPU s browser run: app process / chromium | CPU s engine alone |")
+    print(
+        "| repeat | browser wall s (submit→link visible) | engine alone wall s | browser / engine alone | "
+        "submit→run start s | engine in app s (run.wall_time) | engine RunDone→link visible s | "
+        "tokens browser / engine | CPU s browser run: app process / chromium | CPU s engine alone |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
-    for i, (b, e) in enumerate(zip(browser, engine), 1):
+    for i, (b, e) in enumerate(zip(browser, engine, strict=False), 1):
         row = (b.wall, e.wall, b.wall / e.wall, b.created_at - b.submit, b.engine_wall, b.link - b.run_done)
         rows.append(row)
-        print(f"| {i} | " + " | ".join(fmt(x) for x in row) + f" | {b.tokens} / {e.tokens} | "
-              f"{b.cpu['app']:.2f} / {b.cpu['chromium']:.2f} | {e.cpu:.2f} |")
-    meds = [med(col) for col in zip(*rows)]
+        print(
+            f"| {i} | " + " | ".join(fmt(x) for x in row) + f" | {b.tokens} / {e.tokens} | "
+            f"{b.cpu['app']:.2f} / {b.cpu['chromium']:.2f} | {e.cpu:.2f} |"
+        )
+    meds = [med(col) for col in zip(*rows, strict=False)]
     ratio = med(b.wall for b in browser) / med(e.wall for e in engine)
-    print("| median | " + " | ".join(fmt(x) for x in meds) + f" | {med(b.tokens for b in browser):.0f} / "
-          f"{med(e.tokens for e in engine):.0f} | {med(b.cpu['app'] for b in browser):.2f} / "
-          f"{med(b.cpu['chromium'] for b in browser):.2f} | {med(e.cpu for e in engine):.2f} |")
+    print(
+        "| median | " + " | ".join(fmt(x) for x in meds) + f" | {med(b.tokens for b in browser):.0f} / "
+        f"{med(e.tokens for e in engine):.0f} | {med(b.cpu['app'] for b in browser):.2f} / "
+        f"{med(b.cpu['chromium'] for b in browser):.2f} | {med(e.cpu for e in engine):.2f} |"
+    )
     ok = ratio <= WALL_RATIO
-    print(f"\nmedian browser wall / median engine-alone wall = **{ratio:.3f}** (target ≤ {WALL_RATIO}) → "
-          f"{'met' if ok else 'NOT MET'}. Engine alone: RunDone → asyncio.run returned "
-          f"{med(e.teardown for e in engine) * 1000:.0f} ms (inside its wall time).")
+    print(
+        f"\nmedian browser wall / median engine-alone wall = **{ratio:.3f}** (target ≤ {WALL_RATIO}) → "
+        f"{'met' if ok else 'NOT MET'}. Engine alone: RunDone → asyncio.run returned "
+        f"{med(e.teardown for e in engine) * 1000:.0f} ms (inside its wall time)."
+    )
     return ok
 
 
@@ -612,44 +671,78 @@ def breakdown_table(browser: list[BrowserRun], engine: list[EngineRun]) -> None:
     def rerun_start(b: BrowserRun) -> float | None:
         return b.stamp("playground_page:start", after=b.stamp("st.rerun"))
 
-    add("submit → script run starts (websocket, Streamlit starts the rerun)",
-        lambda b: diff(b.stamp("playground_page:start"), b.submit))
-    add("script start → run created (sidebar editor, page, checks, layout of the columns)",
-        lambda b: diff(b.created_at, b.stamp("playground_page:start")))
+    add(
+        "submit → script run starts (websocket, Streamlit starts the rerun)",
+        lambda b: diff(b.stamp("playground_page:start"), b.submit),
+    )
+    add(
+        "script start → run created (sidebar editor, page, checks, layout of the columns)",
+        lambda b: diff(b.created_at, b.stamp("playground_page:start")),
+    )
     add("engine run in the app (run.wall_time)", lambda b: b.engine_wall)
-    add("  of which more than the engine alone (median engine alone subtracted)",
-        lambda b: b.engine_wall - med(e.wall - e.teardown for e in engine))
-    add("RunDone → stream_run returned (recorder's last write, progress cleared)",
-        lambda b: diff(b.stamp("stream_run:returned"), b.run_done))
-    add("stream_run returned → asyncio.run returned (event-loop teardown)",
-        lambda b: diff(b.stamp("run_async:end"), b.stamp("stream_run:returned")))
-    add("asyncio.run returned → st.rerun() (reload of the run from the DB)",
-        lambda b: diff(b.stamp("st.rerun"), b.stamp("run_async:end")))
+    add(
+        "  of which more than the engine alone (median engine alone subtracted)",
+        lambda b: b.engine_wall - med(e.wall - e.teardown for e in engine),
+    )
+    add(
+        "RunDone → stream_run returned (recorder's last write, progress cleared)",
+        lambda b: diff(b.stamp("stream_run:returned"), b.run_done),
+    )
+    add(
+        "stream_run returned → asyncio.run returned (event-loop teardown)",
+        lambda b: diff(b.stamp("run_async:end"), b.stamp("stream_run:returned")),
+    )
+    add(
+        "asyncio.run returned → st.rerun() (reload of the run from the DB)",
+        lambda b: diff(b.stamp("st.rerun"), b.stamp("run_async:end")),
+    )
     add("st.rerun() → script starts again", lambda b: diff(rerun_start(b), b.stamp("st.rerun")))
-    add("  of which gc.collect() (Streamlit's runner.postScriptGC)",
-        lambda b: diff(b.stamp("gc.collect:end", after=b.stamp("st.rerun")),
-                       b.stamp("gc.collect:start", after=b.stamp("st.rerun")))
-        if (b.stamp("gc.collect:start", after=b.stamp("st.rerun")) or 1e18) < (rerun_start(b) or 0) else 0.0)
-    add("rerun: script start → render_run starts (sidebar editor, title, summary…)",
-        lambda b: diff(b.stamp("render_run:start", after=rerun_start(b)), rerun_start(b)))
-    add("render_run starts → the message with the link reaches the page",
-        lambda b: diff(b.ui.get("wsLink"), b.stamp("render_run:start", after=rerun_start(b))))
-    add("that message reaches the page → 'link to this run' visible (frontend)",
-        lambda b: diff(b.link, b.ui.get("wsLink")))
+    add(
+        "  of which gc.collect() (Streamlit's runner.postScriptGC)",
+        lambda b: (
+            diff(
+                b.stamp("gc.collect:end", after=b.stamp("st.rerun")),
+                b.stamp("gc.collect:start", after=b.stamp("st.rerun")),
+            )
+            if (b.stamp("gc.collect:start", after=b.stamp("st.rerun")) or 1e18) < (rerun_start(b) or 0)
+            else 0.0
+        ),
+    )
+    add(
+        "rerun: script start → render_run starts (sidebar editor, title, summary…)",
+        lambda b: diff(b.stamp("render_run:start", after=rerun_start(b)), rerun_start(b)),
+    )
+    add(
+        "render_run starts → the message with the link reaches the page",
+        lambda b: diff(b.ui.get("wsLink"), b.stamp("render_run:start", after=rerun_start(b))),
+    )
+    add(
+        "that message reaches the page → 'link to this run' visible (frontend)",
+        lambda b: diff(b.link, b.ui.get("wsLink")),
+    )
     add("**browser wall (sum)**", lambda b: b.wall)
-    add("for reference: the sidebar editor alone, in the rerun",
-        lambda b: diff(b.stamp("config_sidebar:end", after=rerun_start(b)),
-                       b.stamp("config_sidebar:start", after=rerun_start(b))))
-    add("for reference: render_run, start → end (ratings, timeline chart)",
-        lambda b: diff(b.stamp("render_run:end", after=rerun_start(b)),
-                       b.stamp("render_run:start", after=rerun_start(b))))
+    add(
+        "for reference: the sidebar editor alone, in the rerun",
+        lambda b: diff(
+            b.stamp("config_sidebar:end", after=rerun_start(b)), b.stamp("config_sidebar:start", after=rerun_start(b))
+        ),
+    )
+    add(
+        "for reference: render_run, start → end (ratings, timeline chart)",
+        lambda b: diff(
+            b.stamp("render_run:end", after=rerun_start(b)), b.stamp("render_run:start", after=rerun_start(b))
+        ),
+    )
     add("for reference: 'link' visible → script idle in the browser", lambda b: b.idle - b.link)
     print("\n### Where the browser's wall time goes (app-process trace stamps; medians, s)\n")
     print("| step | " + " | ".join(f"run {i}" for i in range(1, len(browser) + 1)) + " | median |")
     print("|---|" + "---:|" * (len(browser) + 1))
     for label, vals in rows:
-        print(f"| {label} | " + " | ".join(fmt(v if v is not None else float('nan')) for v in vals)
-              + f" | {fmt(med(vals))} |")
+        print(
+            f"| {label} | "
+            + " | ".join(fmt(v if v is not None else float("nan")) for v in vals)
+            + f" | {fmt(med(vals))} |"
+        )
 
 
 def timeline(b: BrowserRun) -> None:
@@ -662,40 +755,60 @@ def timeline(b: BrowserRun) -> None:
         marks.append((b.ui["wsLink"] - b.submit, "page: websocket message with the link arrives"))
     if b.ui.get("domAfterLinkMsg"):
         marks.append((b.ui["domAfterLinkMsg"] - b.submit, "page: first DOM change after that message"))
-    marks += [(b.created_at - b.submit, "run created"), (b.run_done - b.submit, "engine RunDone"),
-              (b.link - b.submit, "page: 'link to this run' visible")]
-    marks += [(ev["t"] - b.submit, "app: " + ev["what"] + (f" {ev['title']}" + (" final" if ev.get("final") else "")
-                                                             if ev["what"] == "flush" else ""))
-              for ev in b.trace if ev["what"] != "flush" or ev.get("final")]
+    marks += [
+        (b.created_at - b.submit, "run created"),
+        (b.run_done - b.submit, "engine RunDone"),
+        (b.link - b.submit, "page: 'link to this run' visible"),
+    ]
+    marks += [
+        (
+            ev["t"] - b.submit,
+            "app: "
+            + ev["what"]
+            + (f" {ev['title']}" + (" final" if ev.get("final") else "") if ev["what"] == "flush" else ""),
+        )
+        for ev in b.trace
+        if ev["what"] != "flush" or ev.get("final")
+    ]
     for title, c in b.calls.items():
         if title in b.ui["final"]:
-            marks.append((b.ui["final"][title] - b.submit,
-                          f"page: {title} final text ({(b.ui['final'][title] - c.ended_at) * 1000:+.0f} ms after "
-                          "its call ended)"))
+            marks.append(
+                (
+                    b.ui["final"][title] - b.submit,
+                    f"page: {title} final text ({(b.ui['final'][title] - c.ended_at) * 1000:+.0f} ms after "
+                    "its call ended)",
+                )
+            )
     print("\n<details><summary>Timeline of the last browser run (s after submit)</summary>\n")
     for t, what in sorted(marks):
         print(f"    {t:7.3f}  {what}")
     print("\n</details>")
 
 
-def report(name: str, config: MoAConfig, browser: list[BrowserRun], engine: list[EngineRun],
-           loads: list[float]) -> tuple[bool, bool]:
+def report(
+    name: str, config: MoAConfig, browser: list[BrowserRun], engine: list[EngineRun], loads: list[float]
+) -> tuple[bool, bool]:
     print(f"\n## {name}\n")
-    print(f"{len(browser)} browser runs and {len(engine)} engine-alone runs, alternating, after one warm-up "
-          f"of each; medians. Load average (1 min) during the runs: {min(loads):.2f}–{max(loads):.2f} "
-          f"on {os.cpu_count()} cores.\n")
+    print(
+        f"{len(browser)} browser runs and {len(engine)} engine-alone runs, alternating, after one warm-up "
+        f"of each; medians. Load average (1 min) during the runs: {min(loads):.2f}–{max(loads):.2f} "
+        f"on {os.cpu_count()} cores.\n"
+    )
     first_ok = first_token_table(config, browser, engine)
     wall_ok = wall_table(browser, engine)
     breakdown_table(browser, engine)
     timeline(browser[-1])
     keyd = [b.keydown - b.submit for b in browser if b.keydown]
-    print(f"\nEnter reached the page {med(keyd) * 1000:.1f} ms after the Python submit stamp (median); "
-          f"the page's observer ran {med(b.ui['mutations'] for b in browser):.0f} times per run. "
-          f"First tokens → {'met' if first_ok else 'NOT MET'}; wall time → {'met' if wall_ok else 'NOT MET'}.")
+    print(
+        f"\nEnter reached the page {med(keyd) * 1000:.1f} ms after the Python submit stamp (median); "
+        f"the page's observer ran {med(b.ui['mutations'] for b in browser):.0f} times per run. "
+        f"First tokens → {'met' if first_ok else 'NOT MET'}; wall time → {'met' if wall_ok else 'NOT MET'}."
+    )
     return first_ok, wall_ok
 
 
 # -- main --------------------------------------------------------------------------------
+
 
 def trace_env(workroot: Path) -> tuple[dict[str, str], Path]:
     site = workroot / "trace-site"
@@ -706,8 +819,9 @@ def trace_env(workroot: Path) -> tuple[dict[str, str], Path]:
     return {"PYTHONPATH": path, "MOA_UI_TRACE": str(log), "MOA_UI_TRACE_ROOT": str(ROOT)}, log
 
 
-def bench_config(kind: str, browser, repeats: int, workroot: Path, trace: bool,
-                 app_env: dict[str, str], reuse: bool) -> tuple[bool, bool]:
+def bench_config(
+    kind: str, browser, repeats: int, workroot: Path, trace: bool, app_env: dict[str, str], reuse: bool
+) -> tuple[bool, bool]:
     fake = ChildFakeServer() if kind == "fake" else None
     server = None
     try:
@@ -728,8 +842,12 @@ def bench_config(kind: str, browser, repeats: int, workroot: Path, trace: bool,
             b_runs.append(browser_run(session, config, log))
             loads.append(os.getloadavg()[0])
             e_runs.append(engine_run(config))
-            print(f"[{kind}] repeat {i + 1}: browser {b_runs[-1].wall:.2f}s, engine {e_runs[-1].wall:.2f}s, "
-                  f"load {loads[-1]:.2f}", file=sys.stderr, flush=True)
+            print(
+                f"[{kind}] repeat {i + 1}: browser {b_runs[-1].wall:.2f}s, engine {e_runs[-1].wall:.2f}s, "
+                f"load {loads[-1]:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
         loads.append(os.getloadavg()[0])
         if trace and not b_runs[0].trace:
             print(f"[{kind}] the app's trace is empty; log:\n{server.log_text()[-2000:]}", file=sys.stderr)
@@ -761,14 +879,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default="fake,local", help="comma-separated: fake, local, local-greedy")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--no-trace", action="store_true",
-                    help="do not load the timing stamps into the app process (no breakdown table)")
-    ap.add_argument("--app-env", action="append", default=[], metavar="NAME=VALUE",
-                    help="extra environment for the app, e.g. a Streamlit option to try: "
-                         "STREAMLIT_RUNNER_POST_SCRIPT_GC=false (repeatable)")
-    ap.add_argument("--reuse-session", action="store_true",
-                    help="one browser session for all runs of a config (New conversation between runs) "
-                         "instead of a fresh session per run: the page has the app's code cached")
+    ap.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="do not load the timing stamps into the app process (no breakdown table)",
+    )
+    ap.add_argument(
+        "--app-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the app, e.g. a Streamlit option to try: "
+        "STREAMLIT_RUNNER_POST_SCRIPT_GC=false (repeatable)",
+    )
+    ap.add_argument(
+        "--reuse-session",
+        action="store_true",
+        help="one browser session for all runs of a config (New conversation between runs) "
+        "instead of a fresh session per run: the page has the app's code cached",
+    )
     args = ap.parse_args()
     app_env = dict(kv.split("=", 1) for kv in args.app_env)
     kinds = [k.strip() for k in args.configs.split(",") if k.strip()]
@@ -784,18 +913,20 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             offset = clock_check(browser)
-            print(f"# Playground in the browser vs the engine alone\n\nquestion: {QUESTION!r}; {os.cpu_count()} "
-                  f"cores; load average at start {os.getloadavg()[0]:.2f}; page clock − Python clock "
-                  f"{offset * 1000:+.1f} ms; app trace {'off' if args.no_trace else 'on'}; extra app environment: "
-                  f"{' '.join(args.app_env) or 'none'}; "
-                  f"{'one browser session per config' if args.reuse_session else 'a fresh browser session per run'}")
+            print(
+                f"# Playground in the browser vs the engine alone\n\nquestion: {QUESTION!r}; {os.cpu_count()} "
+                f"cores; load average at start {os.getloadavg()[0]:.2f}; page clock − Python clock "
+                f"{offset * 1000:+.1f} ms; app trace {'off' if args.no_trace else 'on'}; extra app environment: "
+                f"{' '.join(args.app_env) or 'none'}; "
+                f"{'one browser session per config' if args.reuse_session else 'a fresh browser session per run'}"
+            )
             for kind in kinds:
-                verdicts[kind] = bench_config(kind, browser, args.repeats, Path(tmp), not args.no_trace, app_env,
-                                              args.reuse_session)
+                verdicts[kind] = bench_config(
+                    kind, browser, args.repeats, Path(tmp), not args.no_trace, app_env, args.reuse_session
+                )
         finally:
             browser.close()
-    print("\n## Summary\n\n| config | first token ≤ TTFT + 0.3 s | browser wall ≤ 1.05 × engine alone |\n"
-          "|---|---|---|")
+    print("\n## Summary\n\n| config | first token ≤ TTFT + 0.3 s | browser wall ≤ 1.05 × engine alone |\n|---|---|---|")
     for kind, (first_ok, wall_ok) in verdicts.items():
         print(f"| {kind} | {'met' if first_ok else 'NOT MET'} | {'met' if wall_ok else 'NOT MET'} |")
 

@@ -288,8 +288,18 @@ def blind_review_pairs(
             if ids in voted or moa["contender"] == base["contender"]:
                 continue
             a, b = (moa, base) if rng.random() < 0.5 else (base, moa)
-            pairs.append(ReviewPair(str(run_id), str(moa["question"]), int(a["id"]), int(b["id"]),
-                                    str(a["contender"]), str(b["contender"]), str(a["text"]), str(b["text"])))
+            pairs.append(
+                ReviewPair(
+                    str(run_id),
+                    str(moa["question"]),
+                    int(a["id"]),
+                    int(b["id"]),
+                    str(a["contender"]),
+                    str(b["contender"]),
+                    str(a["text"]),
+                    str(b["text"]),
+                )
+            )
     rng.shuffle(pairs)
     return pairs
 

@@ -52,30 +52,46 @@ def todays_suggestion(day: dt.date | None = None) -> str:
 # -- events: the whole challenge as one run ----------------------------------------------------
 
 
-def challenge_config(agents: Sequence[AgentSpec], aggregator: AgentSpec | None = None,
-                     template: str = DEFAULT_AGGREGATOR_TEMPLATE) -> dict[str, Any]:
+def challenge_config(
+    agents: Sequence[AgentSpec], aggregator: AgentSpec | None = None, template: str = DEFAULT_AGGREGATOR_TEMPLATE
+) -> dict[str, Any]:
     """The run's config: the N runs as one proposer layer; the aggregator shown is the
     default one (the model and prompt actually used go to meta.challenge per attempt)."""
-    cfg = MoAConfig(name=PRESET, layers=[LayerSpec(proposers=list(agents))],
-                    aggregator=aggregator or _default_aggregator(agents), aggregator_template=template,
-                    description="Daily challenge: the aggregator model and prompt of each synthesis are in "
-                                "meta.challenge.attempts.")
+    cfg = MoAConfig(
+        name=PRESET,
+        layers=[LayerSpec(proposers=list(agents))],
+        aggregator=aggregator or _default_aggregator(agents),
+        aggregator_template=template,
+        description="Daily challenge: the aggregator model and prompt of each synthesis are in "
+        "meta.challenge.attempts.",
+    )
     return cfg.model_dump(mode="json")
 
 
 def _default_aggregator(agents: Sequence[AgentSpec]) -> AgentSpec:
     first = agents[0]
-    return AgentSpec(model=first.model, api_base=first.api_base, api_key_env=first.api_key_env,
-                     context_window=first.context_window, extra=dict(first.extra), temperature=0.3,
-                     max_tokens=max(a.max_tokens for a in agents), label="Synthesis")
+    return AgentSpec(
+        model=first.model,
+        api_base=first.api_base,
+        api_key_env=first.api_key_env,
+        context_window=first.context_window,
+        extra=dict(first.extra),
+        temperature=0.3,
+        max_tokens=max(a.max_tokens for a in agents),
+        label="Synthesis",
+    )
 
 
 def _totals(calls: Sequence[DraftDone], base: Totals | None, wall: float) -> Totals:
     b = base or Totals()
-    return Totals(b.prompt_tokens + sum(c.usage.prompt_tokens for c in calls),
-                  b.completion_tokens + sum(c.usage.completion_tokens for c in calls),
-                  b.cost + sum(c.cost for c in calls), b.wall_time + wall,
-                  b.calls + len(calls), b.failed_calls + sum(1 for c in calls if not c.ok))
+    return Totals(
+        b.prompt_tokens + sum(c.usage.prompt_tokens for c in calls),
+        b.completion_tokens + sum(c.usage.completion_tokens for c in calls),
+        b.cost + sum(c.cost for c in calls),
+        b.wall_time + wall,
+        b.calls + len(calls),
+        b.failed_calls + sum(1 for c in calls if not c.ok),
+    )
 
 
 async def _merge(streams: Sequence[AsyncIterator[Event]]) -> AsyncIterator[tuple[int, Event]]:
@@ -89,7 +105,7 @@ async def _merge(streams: Sequence[AsyncIterator[Event]]) -> AsyncIterator[tuple
             async with aclosing(stream) as events:  # type: ignore[type-var]
                 async for ev in events:
                     await queue.put((i, ev))
-        except Exception as exc:  # noqa: BLE001 - re-raised in the consumer
+        except Exception as exc:
             await queue.put((i, exc))
         finally:
             queue.put_nowait((i, end))
@@ -111,8 +127,9 @@ async def _merge(streams: Sequence[AsyncIterator[Event]]) -> AsyncIterator[tuple
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def draft_events(run_id: str, question: str, agents: Sequence[AgentSpec], *,
-                       timeout: float = CALL_TIMEOUT, num_retries: int = 1) -> AsyncIterator[Event]:
+async def draft_events(
+    run_id: str, question: str, agents: Sequence[AgentSpec], *, timeout: float = CALL_TIMEOUT, num_retries: int = 1
+) -> AsyncIterator[Event]:
     """RunStarted (kind challenge), then every run's call as proposer-0-<i>, LayerDone, RunDone.
 
     Each run is `engine.run_single` (timeouts, retries, errors as events); their events
@@ -121,10 +138,19 @@ async def draft_events(run_id: str, question: str, agents: Sequence[AgentSpec], 
     """
     question = validate_question(question)
     started = time.time()
-    yield RunStarted(run_id, question, [], challenge_config(agents),
-                     "challenge-" + hashlib.sha256(json.dumps([a.model_dump(mode="json") for a in agents],
-                                                              sort_keys=True).encode()).hexdigest()[:16],
-                     PRESET, KIND, started)
+    yield RunStarted(
+        run_id,
+        question,
+        [],
+        challenge_config(agents),
+        "challenge-"
+        + hashlib.sha256(json.dumps([a.model_dump(mode="json") for a in agents], sort_keys=True).encode()).hexdigest()[
+            :16
+        ],
+        PRESET,
+        KIND,
+        started,
+    )
     done: list[DraftDone] = []
     streams = [run_single(question, a, kind=KIND, timeout=timeout, num_retries=num_retries) for a in agents]
     async with aclosing(_merge(streams)) as merged:
@@ -136,8 +162,14 @@ async def draft_events(run_id: str, question: str, agents: Sequence[AgentSpec], 
                 yield ev
     ok = sum(1 for d in done if d.ok)
     yield LayerDone(run_id, 0, ok, len(done) - ok, time.time())
-    yield RunDone(run_id, "done" if ok else "failed", "", _totals(done, None, time.time() - started), time.time(),
-                  None if ok else "Every run failed: " + "; ".join(f"{d.ref.name}: {d.error}" for d in done))
+    yield RunDone(
+        run_id,
+        "done" if ok else "failed",
+        "",
+        _totals(done, None, time.time() - started),
+        time.time(),
+        None if ok else "Every run failed: " + "; ".join(f"{d.ref.name}: {d.error}" for d in done),
+    )
 
 
 def fit_for(agent: AgentSpec, question: str, template: str, drafts: list[str]) -> list[str]:
@@ -146,14 +178,27 @@ def fit_for(agent: AgentSpec, question: str, template: str, drafts: list[str]) -
     if window is None:
         return drafts
     fixed = aggregator_messages(question, [""] * len(drafts), template)
-    budget = window - agent.max_tokens - CONTEXT_MARGIN - llm.count_tokens(
-        agent.model, "\n".join(m["content"] for m in fixed))
+    budget = (
+        window
+        - agent.max_tokens
+        - CONTEXT_MARGIN
+        - llm.count_tokens(agent.model, "\n".join(m["content"] for m in fixed))
+    )
     return fit_drafts(agent.model, drafts, budget)
 
 
-async def synthesis_events(run_id: str, question: str, drafts: list[str], template: str, agent: AgentSpec,
-                           slot: int, base: Totals | None = None, *, timeout: float = CALL_TIMEOUT,
-                           num_retries: int = 1) -> AsyncIterator[Event]:
+async def synthesis_events(
+    run_id: str,
+    question: str,
+    drafts: list[str],
+    template: str,
+    agent: AgentSpec,
+    slot: int,
+    base: Totals | None = None,
+    *,
+    timeout: float = CALL_TIMEOUT,
+    num_retries: int = 1,
+) -> AsyncIterator[Event]:
     """One synthesis attempt: aggregator-1-<slot> events, then RunDone with the final text.
 
     The messages are exactly `prompts.aggregator_messages(question, drafts, template)`:
@@ -174,10 +219,24 @@ async def synthesis_events(run_id: str, question: str, drafts: list[str], templa
                 yield ev
     calls = [final] if final else []
     ok = final is not None and final.ok
-    yield RunDone(run_id, "done" if ok else "failed", final.text if final else "",
-                  _totals(calls, base, time.time() - started), time.time(),
-                  None if ok else f"The synthesis failed: {final.error if final else 'no answer'}")
+    yield RunDone(
+        run_id,
+        "done" if ok else "failed",
+        final.text if final else "",
+        _totals(calls, base, time.time() - started),
+        time.time(),
+        None if ok else f"The synthesis failed: {final.error if final else 'no answer'}",
+    )
 
 
-__all__ = ["CALL_TIMEOUT", "KIND", "PRESET", "SUGGESTIONS", "challenge_config", "draft_events", "fit_for",
-           "synthesis_events", "todays_suggestion"]
+__all__ = [
+    "CALL_TIMEOUT",
+    "KIND",
+    "PRESET",
+    "SUGGESTIONS",
+    "challenge_config",
+    "draft_events",
+    "fit_for",
+    "synthesis_events",
+    "todays_suggestion",
+]

@@ -37,9 +37,14 @@ def _summary_table(dones: Sequence[DraftDone]):
         table.add_column(col)
     for d in dones:
         table.add_row(
-            d.ref.role, str(d.ref.layer + 1) if d.ref.role == "proposer" else "-", d.ref.name,
-            f"{d.usage.prompt_tokens}/{d.usage.completion_tokens}", _fmt_s(d.ttft), _fmt_s(d.latency),
-            "free" if d.cost == 0 else f"${d.cost:.5f}", "ok" if d.ok else f"error: {d.error}",
+            d.ref.role,
+            str(d.ref.layer + 1) if d.ref.role == "proposer" else "-",
+            d.ref.name,
+            f"{d.usage.prompt_tokens}/{d.usage.completion_tokens}",
+            _fmt_s(d.ttft),
+            _fmt_s(d.latency),
+            "free" if d.cost == 0 else f"${d.cost:.5f}",
+            "ok" if d.ok else f"error: {d.error}",
         )
     return table
 
@@ -82,8 +87,14 @@ async def _ask(args: argparse.Namespace) -> int:
     stages += [[a.model for a in layer.proposers] for layer in config.layers[1:]] + [[config.aggregator.model]]
     with console.status("Loading local models…"):
         local.preload(local.instances_needed(stages))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} tok"),
-                        TextColumn("{task.fields[state]}"), console=console, transient=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed} tok"),
+        TextColumn("{task.fields[state]}"),
+        console=console,
+        transient=True,
+    )
     tasks: dict[str, int] = {}
     dones: list[DraftDone] = []
     final: RunDone | None = None
@@ -95,16 +106,22 @@ async def _ask(args: argparse.Namespace) -> int:
         with Live(progress, console=console, refresh_per_second=8, transient=True, redirect_stdout=False):
             async for ev in _record(events, not args.no_save):
                 if isinstance(ev, DraftStarted):
-                    tasks[ev.ref.call_id] = progress.add_task(f"{ev.ref.role} {ev.ref.name}", total=ev.params.get("max_tokens"), state="…")
+                    tasks[ev.ref.call_id] = progress.add_task(
+                        f"{ev.ref.role} {ev.ref.name}", total=ev.params.get("max_tokens"), state="…"
+                    )
                 elif isinstance(ev, TokenDelta):
                     progress.advance(tasks[ev.ref.call_id], 1)
                 elif isinstance(ev, ContextTrimmed):
-                    console.print(f"[yellow]drafts trimmed for {ev.ref.name}: {ev.tokens_before} → {ev.tokens_after} tokens "
-                                  f"(context {ev.context_window})[/yellow]")
+                    console.print(
+                        f"[yellow]drafts trimmed for {ev.ref.name}: {ev.tokens_before} → {ev.tokens_after} tokens "
+                        f"(context {ev.context_window})[/yellow]"
+                    )
                 elif isinstance(ev, DraftDone):
                     dones.append(ev)
                     progress.update(tasks[ev.ref.call_id], state="done" if ev.ok else "error")
-                    title = f"{ev.ref.role} · {ev.ref.name}" + (f" · layer {ev.ref.layer + 1}" if ev.ref.role == "proposer" else "")
+                    title = f"{ev.ref.role} · {ev.ref.name}" + (
+                        f" · layer {ev.ref.layer + 1}" if ev.ref.role == "proposer" else ""
+                    )
                     body = ev.text if ev.ok else f"[error] {ev.error}\n{ev.text}"
                     style = {"aggregator": "green", "baseline": "blue"}.get(ev.ref.role, "white") if ev.ok else "red"
                     console.print(Panel(Markdown(body) if ev.ok else body, title=title, border_style=style))
@@ -116,8 +133,10 @@ async def _ask(args: argparse.Namespace) -> int:
     if final is None:
         return 1
     t = final.totals
-    console.print(f"run {final.run_id[:8]} {final.status}: {t.calls} calls, {t.prompt_tokens}+{t.completion_tokens} tokens, "
-                  f"{'free' if t.cost == 0 else f'${t.cost:.4f}'}, {t.wall_time:.1f}s wall")
+    console.print(
+        f"run {final.run_id[:8]} {final.status}: {t.calls} calls, {t.prompt_tokens}+{t.completion_tokens} tokens, "
+        f"{'free' if t.cost == 0 else f'${t.cost:.4f}'}, {t.wall_time:.1f}s wall"
+    )
     if final.error:
         console.print(f"[red]{final.error}[/red]")
         return 1
@@ -257,44 +276,67 @@ def _print_report(console, report, plan) -> None:
         console.print(t)
 
     if report.judged:
-        table(f"Judged win rates ({report.judge}; both orders, disagreement = tie; 95% Wilson CI)",
-              pairwise_display(report.pairwise))
+        table(
+            f"Judged win rates ({report.judge}; both orders, disagreement = tie; 95% Wilson CI)",
+            pairwise_display(report.pairwise),
+        )
         if report.same_position:
-            console.print(f"[yellow]Position bias: in {report.same_position} of {report.judged} judgement(s) the "
-                          "judge picked the same position (A or B) in both orders; those count as ties.[/yellow]")
+            console.print(
+                f"[yellow]Position bias: in {report.same_position} of {report.judged} judgement(s) the "
+                "judge picked the same position (A or B) in both orders; those count as ties.[/yellow]"
+            )
         if report.unparseable:
-            console.print(f"[yellow]{report.unparseable} judgement(s) unparseable: kept out of the win rates, "
-                          "not counted as ties.[/yellow]")
+            console.print(
+                f"[yellow]{report.unparseable} judgement(s) unparseable: kept out of the win rates, "
+                "not counted as ties.[/yellow]"
+            )
     elif plan.judge is not None:
         console.print("No judged pairs yet.")
     if not report.reference.empty:
         pct = lambda x: f"{100 * x:.0f}%" if x == x else "–"  # noqa: E731
-        ref = report.reference.assign(CI=[f"{pct(lo)}–{pct(hi)}" for lo, hi in
-                                          zip(report.reference["ci_low"], report.reference["ci_high"], strict=True)])
-        table("Reference check (short answers against the reference, no judge)",
-              ref[["contender", "n", "correct", "accuracy", "CI"]], {"accuracy": pct})
+        ref = report.reference.assign(
+            CI=[
+                f"{pct(lo)}–{pct(hi)}"
+                for lo, hi in zip(report.reference["ci_low"], report.reference["ci_high"], strict=True)
+            ]
+        )
+        table(
+            "Reference check (short answers against the reference, no judge)",
+            ref[["contender", "n", "correct", "accuracy", "CI"]],
+            {"accuracy": pct},
+        )
     if not report.costs.empty:
         c = report.costs
         money = lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")  # noqa: E731
         secs = lambda x: format_duration(x) if x == x else "–"  # noqa: E731
-        costs = c.assign(calls=(c["calls"] / c["questions"]).map(lambda x: f"{x:.1f}"),
-                         cost=c["cost_per_question"].map(money),
-                         tokens=c["tokens_per_question"].map(lambda x: f"{x:.0f}" if x == x else "–"),
-                         latency=[f"{secs(m)} / {secs(md)}" for m, md in
-                                  zip(c["latency_mean"], c["latency_median"], strict=True)])
-        table("Per question, on average (latency: mean / median)",
-              costs[["contender", "questions", "calls", "tokens", "cost", "latency"]])
+        costs = c.assign(
+            calls=(c["calls"] / c["questions"]).map(lambda x: f"{x:.1f}"),
+            cost=c["cost_per_question"].map(money),
+            tokens=c["tokens_per_question"].map(lambda x: f"{x:.0f}" if x == x else "–"),
+            latency=[f"{secs(m)} / {secs(md)}" for m, md in zip(c["latency_mean"], c["latency_median"], strict=True)],
+        )
+        table(
+            "Per question, on average (latency: mean / median)",
+            costs[["contender", "questions", "calls", "tokens", "cost", "latency"]],
+        )
     if not report.collaborativeness.empty:
         c = report.collaborativeness
         pct = lambda x: f"{100 * x:.0f}%" if x == x else "–"  # noqa: E731
-        table("Collaborativeness (win rate against the full config: alone vs aggregating the others)",
-              c[["model", "alone_n", "alone_win_rate", "aggregator_n", "aggregator_win_rate", "delta", "clear_gain"]],
-              {"alone_win_rate": pct, "aggregator_win_rate": pct,
-               "delta": lambda x: f"{100 * x:+.0f} pts" if x == x else "–"})
+        table(
+            "Collaborativeness (win rate against the full config: alone vs aggregating the others)",
+            c[["model", "alone_n", "alone_win_rate", "aggregator_n", "aggregator_win_rate", "delta", "clear_gain"]],
+            {
+                "alone_win_rate": pct,
+                "aggregator_win_rate": pct,
+                "delta": lambda x: f"{100 * x:+.0f} pts" if x == x else "–",
+            },
+        )
     judge = plan.judge.model if plan.judge else ""
     if judge.startswith("local/"):
-        console.print("[yellow]The judge is a tiny local model: its verdicts are weak evidence (position bias, "
-                      "shallow reading). Use a strong judge before drawing conclusions.[/yellow]")
+        console.print(
+            "[yellow]The judge is a tiny local model: its verdicts are weak evidence (position bias, "
+            "shallow reading). Use a strong judge before drawing conclusions.[/yellow]"
+        )
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -319,21 +361,37 @@ def _eval(args: argparse.Namespace) -> int:
     answers_done, judged_done = finished_items(engine, plan)
     pairs = len(plan.pair_list())
     console.print(f"[bold]{plan.name}[/bold]", soft_wrap=True, highlight=False)
-    console.print(f"{len(plan.questions)} question(s) × {len(plan.contenders)} contenders "
-                  f"({', '.join(c.name for c in plan.contenders)})"
-                  + (f", {pairs} pair(s) judged by {plan.judge.model} in both orders" if plan.judge else ", no judge"),
-                  soft_wrap=True, highlight=False)
+    console.print(
+        f"{len(plan.questions)} question(s) × {len(plan.contenders)} contenders "
+        f"({', '.join(c.name for c in plan.contenders)})"
+        + (f", {pairs} pair(s) judged by {plan.judge.model} in both orders" if plan.judge else ", no judge"),
+        soft_wrap=True,
+        highlight=False,
+    )
     if answers_done or judged_done:
         console.print(f"Resuming: {answers_done} answer(s) and {judged_done} judgement(s) already done.")
-    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[info]}"),
-                        console=console, transient=False)
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA {task.fields[eta]}"),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
     task = progress.add_task("evaluating", total=None, eta="–", info="")
 
     def on_progress(p) -> None:
-        extra = " · ".join(x for x in (f"{p.resumed} resumed" if p.resumed else "",
-                                       f"{p.failed} failed" if p.failed else "",
-                                       f"{p.unparseable} unparseable" if p.unparseable else "") if x)
+        extra = " · ".join(
+            x
+            for x in (
+                f"{p.resumed} resumed" if p.resumed else "",
+                f"{p.failed} failed" if p.failed else "",
+                f"{p.unparseable} unparseable" if p.unparseable else "",
+            )
+            if x
+        )
         progress.update(task, total=p.total, completed=p.done, eta=format_duration(p.eta), info=extra)
 
     started = time.monotonic()
@@ -341,15 +399,20 @@ def _eval(args: argparse.Namespace) -> int:
         with progress:
             summary = asyncio.run(run_evaluation(engine, plan, concurrency=args.concurrency, on_progress=on_progress))
     except KeyboardInterrupt:
-        console.print(f"[yellow]Interrupted. Finished items are stored; run the same command again, or "
-                      f"`moa eval --resume \"{plan.name}\"`, to continue.[/yellow]", soft_wrap=True)
+        console.print(
+            f"[yellow]Interrupted. Finished items are stored; run the same command again, or "
+            f'`moa eval --resume "{plan.name}"`, to continue.[/yellow]',
+            soft_wrap=True,
+        )
         return 130
     except StoreError as err:
         raise CliError(str(err)) from None
-    done_line = (f"Done in {format_duration(time.monotonic() - started)}: {summary.answers_new} new answer(s), "
-                 f"{summary.judgements_new} new judgement(s), "
-                 f"{summary.answers_resumed + summary.judgements_resumed} resumed, "
-                 f"{summary.answers_failed + summary.judgements_failed} failed")
+    done_line = (
+        f"Done in {format_duration(time.monotonic() - started)}: {summary.answers_new} new answer(s), "
+        f"{summary.judgements_new} new judgement(s), "
+        f"{summary.answers_resumed + summary.judgements_resumed} resumed, "
+        f"{summary.answers_failed + summary.judgements_failed} failed"
+    )
     if summary.judgements_blocked:
         done_line += f", {summary.judgements_blocked} judgement(s) skipped for a missing answer"
     console.print(done_line + ".", soft_wrap=True)
@@ -372,17 +435,29 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--no-save", action="store_true", help="do not record the run in the database")
     models = sub.add_parser("models", help="list models and whether they can be used")
     models.add_argument("--available", action="store_true", help="only the ones usable now")
-    ev = sub.add_parser("eval", help="evaluate contenders over a question set, with a pairwise judge",
-                        description="Answer a question set with every contender, judge every pair in both orders, "
-                                    "report win rates with 95% intervals. Interrupted evaluations resume: run the "
-                                    "same command again, or use --resume NAME.")
-    ev.add_argument("--questions", default="moa-studio-30",
-                    help="a bundled question set name or a JSONL file (default moa-studio-30)")
-    ev.add_argument("--contender", action="append", default=[], metavar="SPEC",
-                    help="a preset or config file (MoA), CONFIG:aggregator / CONFIG:baselines / CONFIG:proposers "
-                         "(those models alone), or a litellm model string; repeat for each contender")
-    ev.add_argument("--judge",
-                    help="judge model (litellm string) or a YAML/JSON agent file; omit or 'none' for no judge")
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate contenders over a question set, with a pairwise judge",
+        description="Answer a question set with every contender, judge every pair in both orders, "
+        "report win rates with 95% intervals. Interrupted evaluations resume: run the "
+        "same command again, or use --resume NAME.",
+    )
+    ev.add_argument(
+        "--questions",
+        default="moa-studio-30",
+        help="a bundled question set name or a JSONL file (default moa-studio-30)",
+    )
+    ev.add_argument(
+        "--contender",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a preset or config file (MoA), CONFIG:aggregator / CONFIG:baselines / CONFIG:proposers "
+        "(those models alone), or a litellm model string; repeat for each contender",
+    )
+    ev.add_argument(
+        "--judge", help="judge model (litellm string) or a YAML/JSON agent file; omit or 'none' for no judge"
+    )
     ev.add_argument("--judge-api-base", help="API base for the judge model (a self-hosted server)")
     ev.add_argument("--judge-max-tokens", type=int, help="max tokens of each judge reply (default 256)")
     ev.add_argument("--limit", type=int, help="only the first N questions")
@@ -390,9 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--name", help="evaluation name (default: derived from the questions, contenders and judge)")
     ev.add_argument("--max-tokens", type=int, help="cap every contender agent's max_tokens (quick runs)")
     ev.add_argument("--pairs", choices=("all", "vs_first"), help="judge all pairs (default) or each against the first")
-    ev.add_argument("--collab", metavar="CONFIG",
-                    help="collaborativeness: each proposer of CONFIG alone and as aggregator of the others, "
-                         "each judged against CONFIG")
+    ev.add_argument(
+        "--collab",
+        metavar="CONFIG",
+        help="collaborativeness: each proposer of CONFIG alone and as aggregator of the others, "
+        "each judged against CONFIG",
+    )
     ev.add_argument("--resume", metavar="NAME", help="continue a stored evaluation with its stored plan")
     ev.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     ev.add_argument("--no-report", action="store_true", help="do not print the report at the end")
@@ -400,8 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", default="export", help="output directory")
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
-    sub.add_parser("serve-models", add_help=False,
-                   help="serve the bundled models over HTTP (OpenAI-compatible); see `moa serve-models --help`")
+    sub.add_parser(
+        "serve-models",
+        add_help=False,
+        help="serve the bundled models over HTTP (OpenAI-compatible); see `moa serve-models --help`",
+    )
     return p
 
 

@@ -63,8 +63,7 @@ class AgentSpec(BaseModel):
         bad = sorted(k for k in v if k.lower() in SECRET_PARAM_NAMES)
         if bad:
             raise ValueError(
-                f"{', '.join(bad)} may not be set in a config; put keys in the environment "
-                "or .streamlit/secrets.toml"
+                f"{', '.join(bad)} may not be set in a config; put keys in the environment or .streamlit/secrets.toml"
             )
         return v
 
@@ -191,7 +190,7 @@ class MoAConfig(BaseModel):
 
     def all_agents(self) -> list[AgentSpec]:
         agents = [a for layer in self.layers for a in layer.proposers]
-        return agents + [self.aggregator] + list(self.baselines)
+        return [*agents, self.aggregator, *list(self.baselines)]
 
     def stable_hash(self) -> str:
         """Hash of what determines the outputs (name and description excluded)."""

@@ -9,6 +9,7 @@ which in turn frees local model instances.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -32,8 +33,8 @@ from moa_core.events import (
 )
 from moa_core.prompts import aggregator_messages, proposer_messages
 from moa_core.providers import llm
-from moa_core.providers.secrets import redact_secrets
 from moa_core.providers.router import router_for
+from moa_core.providers.secrets import redact_secrets
 
 MAX_QUESTION_CHARS = 100_000
 # Tokens kept free in the receiving agent's window beyond its own max_tokens: chat
@@ -111,12 +112,14 @@ class _Ctx:
     totals: dict[str, float]
 
 
-async def _call(
-    ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]]
-) -> DraftDone:
+async def _call(ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]]) -> DraftDone:
     """One streamed model call; always ends with a DraftDone (error filled on failure)."""
     started = time.time()
-    await ctx.queue.put(DraftStarted(ref, messages[0]["content"] if messages[0]["role"] == "system" else "", agent.public_params(), started))
+    await ctx.queue.put(
+        DraftStarted(
+            ref, messages[0]["content"] if messages[0]["role"] == "system" else "", agent.public_params(), started
+        )
+    )
     result = llm.StreamResult()
     error: str | None = None
     attempts = ctx.config.num_retries + 1
@@ -127,15 +130,26 @@ async def _call(
         attempts *= 1 + len(ctx.config.fallbacks.get(agent.model, []))
     try:
         async with asyncio.timeout(ctx.config.timeout * attempts):
-            async for delta in llm.stream_chat(agent, messages, result, ctx.config.timeout, ctx.config.num_retries,
-                                               **routed):
+            async for delta in llm.stream_chat(
+                agent, messages, result, ctx.config.timeout, ctx.config.num_retries, **routed
+            ):
                 await ctx.queue.put(TokenDelta(ref, delta, time.time()))
     except asyncio.CancelledError:
-        done = DraftDone(ref, result.text, "cancelled", Usage(result.prompt_tokens, result.completion_tokens),
-                         result.cost, started, time.time(), _ttft(result, started), "cancelled", result.deployment)
+        done = DraftDone(
+            ref,
+            result.text,
+            "cancelled",
+            Usage(result.prompt_tokens, result.completion_tokens),
+            result.cost,
+            started,
+            time.time(),
+            _ttft(result, started),
+            "cancelled",
+            result.deployment,
+        )
         ctx.queue.put_nowait(done)
         raise
-    except Exception as exc:  # noqa: BLE001 - any provider failure becomes this call's error
+    except Exception as exc:
         error = short_error(exc, agent.api_key_env)
     if error is None and not result.text.strip():
         error = "empty answer"
@@ -199,14 +213,14 @@ async def _run_layers(ctx: _Ctx, question: str, history: Sequence[dict[str, Any]
     for k, layer in enumerate(ctx.config.layers):
         refs = [CallRef(ctx.run_id, "proposer", k, i, a.model, a.display_name) for i, a in enumerate(layer.proposers)]
 
-        async def one(ref: CallRef, agent: AgentSpec, prev: list[str] = drafts) -> DraftDone:
+        async def one(ref: CallRef, agent: AgentSpec, prev: list[str] = drafts, k: int = k) -> DraftDone:
             if k == 0:
                 msgs = proposer_messages(question, history, agent.system_prompt)
             else:
                 msgs = await _synth_messages(ctx, ref, agent, question, history, prev)
             return await _call(ctx, ref, agent, msgs)
 
-        results = await asyncio.gather(*(one(r, a) for r, a in zip(refs, layer.proposers)))
+        results = await asyncio.gather(*(one(r, a) for r, a in zip(refs, layer.proposers, strict=False)))
         ok = [r for r in results if r.ok]
         await ctx.queue.put(LayerDone(ctx.run_id, k, len(ok), len(results) - len(ok), time.time()))
         if not ok:
@@ -222,7 +236,9 @@ async def _run_layers(ctx: _Ctx, question: str, history: Sequence[dict[str, Any]
     return final.text, None
 
 
-async def _run_baseline(ctx: _Ctx, slot: int, agent: AgentSpec, question: str, history: Sequence[dict[str, Any]]) -> None:
+async def _run_baseline(
+    ctx: _Ctx, slot: int, agent: AgentSpec, question: str, history: Sequence[dict[str, Any]]
+) -> None:
     ref = CallRef(ctx.run_id, "baseline", -1, slot, agent.model, agent.display_name)
     await _call(ctx, ref, agent, proposer_messages(question, history, agent.system_prompt))
 
@@ -243,10 +259,16 @@ async def run_moa(
     """
     question = validate_question(question)
     history = [{"role": m["role"], "content": m["content"]} for m in history]
-    ctx = _Ctx(run_id or uuid.uuid4().hex, config, asyncio.Queue(),
-               dict(prompt_tokens=0, completion_tokens=0, cost=0.0, calls=0, failed_calls=0))
+    ctx = _Ctx(
+        run_id or uuid.uuid4().hex,
+        config,
+        asyncio.Queue(),
+        dict(prompt_tokens=0, completion_tokens=0, cost=0.0, calls=0, failed_calls=0),
+    )
     started = time.time()
-    yield RunStarted(ctx.run_id, question, history, config.model_dump(mode="json"), config.stable_hash(), config.name, kind, started)
+    yield RunStarted(
+        ctx.run_id, question, history, config.model_dump(mode="json"), config.stable_hash(), config.name, kind, started
+    )
     llm.ensure_ready()
 
     base_agents = list(config.baselines if baselines is None else baselines)
@@ -288,10 +310,8 @@ async def run_moa(
     finally:
         if not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already stopping
-                pass
 
 
 async def run_single(
@@ -313,18 +333,30 @@ async def run_single(
     """
     router_fields = {}
     if routing is not None and routing.uses_router(agent):
-        router_fields = dict(deployments=routing.deployments, fallbacks=routing.fallbacks,
-                             routing_strategy=routing.routing_strategy)
-    config = MoAConfig(name=agent.display_name, layers=[LayerSpec(proposers=[agent])], aggregator=agent,
-                       timeout=timeout, num_retries=num_retries, **router_fields)
+        router_fields = dict(
+            deployments=routing.deployments, fallbacks=routing.fallbacks, routing_strategy=routing.routing_strategy
+        )
+    config = MoAConfig(
+        name=agent.display_name,
+        layers=[LayerSpec(proposers=[agent])],
+        aggregator=agent,
+        timeout=timeout,
+        num_retries=num_retries,
+        **router_fields,
+    )
     question = validate_question(question)
     history = [{"role": m["role"], "content": m["content"]} for m in history]
-    ctx = _Ctx(run_id or uuid.uuid4().hex, config, asyncio.Queue(),
-               dict(prompt_tokens=0, completion_tokens=0, cost=0.0, calls=0, failed_calls=0))
+    ctx = _Ctx(
+        run_id or uuid.uuid4().hex,
+        config,
+        asyncio.Queue(),
+        dict(prompt_tokens=0, completion_tokens=0, cost=0.0, calls=0, failed_calls=0),
+    )
     started = time.time()
     payload = {"single": agent.model_dump(mode="json")}
-    yield RunStarted(ctx.run_id, question, history, payload, f"single-{config.stable_hash()}", agent.display_name,
-                     kind, started)
+    yield RunStarted(
+        ctx.run_id, question, history, payload, f"single-{config.stable_hash()}", agent.display_name, kind, started
+    )
     llm.ensure_ready()
     ref = CallRef(ctx.run_id, "baseline", -1, 0, agent.model, agent.display_name)
     task = asyncio.create_task(_call(ctx, ref, agent, proposer_messages(question, history, agent.system_prompt)))
@@ -337,24 +369,33 @@ async def run_single(
             else:
                 get.cancel()
         done = task.result()
-        yield RunDone(ctx.run_id, "done" if done.ok else "failed", done.text, _totals(ctx, started), time.time(),
-                      None if done.ok else f"{agent.display_name} failed: {done.error}")
+        yield RunDone(
+            ctx.run_id,
+            "done" if done.ok else "failed",
+            done.text,
+            _totals(ctx, started),
+            time.time(),
+            None if done.ok else f"{agent.display_name} failed: {done.error}",
+        )
     finally:
         if not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already stopping
-                pass
 
 
 def _totals(ctx: _Ctx, started: float) -> Totals:
     t = ctx.totals
-    return Totals(int(t["prompt_tokens"]), int(t["completion_tokens"]), float(t["cost"]),
-                  time.time() - started, int(t["calls"]), int(t["failed_calls"]))
+    return Totals(
+        int(t["prompt_tokens"]),
+        int(t["completion_tokens"]),
+        float(t["cost"]),
+        time.time() - started,
+        int(t["calls"]),
+        int(t["failed_calls"]),
+    )
 
 
 async def collect(events: AsyncIterator[Event]) -> list[Event]:
     """All events of a run, in order (for tests and scripts)."""
     return [ev async for ev in events]
-

@@ -55,8 +55,10 @@ def _price(agent: AgentSpec, prompt_tokens: int, completion_tokens: int) -> floa
     import litellm
 
     try:
-        p, c = litellm.cost_per_token(model=agent.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-    except Exception:  # noqa: BLE001 - unknown model
+        p, c = litellm.cost_per_token(
+            model=agent.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:
         return None
     return float(p + c)
 

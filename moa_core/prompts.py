@@ -27,14 +27,10 @@ def format_drafts(drafts: Sequence[str]) -> str:
 
 def render_template(template: str, question: str, drafts: Sequence[str]) -> str:
     # str.replace, not str.format: user templates and drafts may contain braces.
-    return template.replace(QUESTION_PLACEHOLDER, question).replace(
-        DRAFTS_PLACEHOLDER, format_drafts(drafts)
-    )
+    return template.replace(QUESTION_PLACEHOLDER, question).replace(DRAFTS_PLACEHOLDER, format_drafts(drafts))
 
 
-def proposer_messages(
-    question: str, history: Sequence[Message] = (), system_prompt: str = ""
-) -> list[Message]:
+def proposer_messages(question: str, history: Sequence[Message] = (), system_prompt: str = "") -> list[Message]:
     """Messages for an agent that answers the question on its own."""
     messages: list[Message] = []
     if system_prompt.strip():

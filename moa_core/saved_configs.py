@@ -14,6 +14,8 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "configs"
 def saved_dir() -> Path:
     """data/configs/, or MOA_SAVED_CONFIGS_DIR (read at each call, so tests and deployments can move it)."""
     return Path(os.environ.get("MOA_SAVED_CONFIGS_DIR") or DEFAULT_DIR)
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,59}$")
 
 

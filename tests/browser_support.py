@@ -9,6 +9,7 @@ Helpers: ask(page, question), wait_run_done(page), new_app(tmp_path, env) for ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -23,8 +24,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("MOA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 RUN_TIMEOUT_MS = 240_000
 
 
@@ -59,12 +67,34 @@ def start_app(workdir: Path, env: dict[str, str] | None = None, db_url: str | No
     db_path = workdir / "moa.db"
     db_url = db_url or f"sqlite:///{db_path}"
     log = workdir / f"streamlit-{port}.log"
-    full_env = {**os.environ, "DATABASE_URL": db_url, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                "HF_HUB_OFFLINE": "1", "MOA_SAVED_CONFIGS_DIR": str(workdir / "configs"), **(env or {})}
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "HF_HUB_OFFLINE": "1",
+        "MOA_SAVED_CONFIGS_DIR": str(workdir / "configs"),
+        **(env or {}),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=full_env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -156,7 +186,5 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" and report.failed and pg is not None:
         out = ROOT / "test-artifacts"
         out.mkdir(exist_ok=True)
-        try:
+        with contextlib.suppress(Exception):
             pg.screenshot(path=str(out / f"{item.name}.png"), full_page=True)
-        except Exception:  # noqa: BLE001 - a screenshot must not hide the real failure
-            pass

@@ -27,8 +27,9 @@ def fake_agent(server: FakeOpenAI, name: str, **opts: object) -> AgentSpec:
     return AgentSpec(model=model, api_base=server.url, max_tokens=64)
 
 
-def fake_config(server: FakeOpenAI, proposers: list[AgentSpec], layers: int = 1, aggregator: AgentSpec | None = None,
-                **kw: object) -> MoAConfig:
+def fake_config(
+    server: FakeOpenAI, proposers: list[AgentSpec], layers: int = 1, aggregator: AgentSpec | None = None, **kw: object
+) -> MoAConfig:
     return MoAConfig(
         name="fake",
         layers=[LayerSpec(proposers=proposers) for _ in range(layers)],

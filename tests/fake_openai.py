@@ -72,13 +72,13 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
                     self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
                 else:
                     self._json(404, {"error": {"message": "not found"}})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 model = body.get("model", "")
@@ -91,7 +91,9 @@ class FakeOpenAI:
                 if fail == "500" or (fail == "500once" and n_call == 1):
                     return self._json(500, {"error": {"message": "injected server error", "type": "server_error"}})
                 if fail == "429":
-                    return self._json(429, {"error": {"message": "injected rate limit", "type": "rate_limit"}}, {"Retry-After": "1"})
+                    return self._json(
+                        429, {"error": {"message": "injected rate limit", "type": "rate_limit"}}, {"Retry-After": "1"}
+                    )
                 if fail == "hang":
                     time.sleep(3600)
                     return
@@ -127,8 +129,21 @@ class FakeOpenAI:
                         self._sse(self._chunk(model, (" " if i else "") + w, None))
                     self._sse(self._chunk(model, "", "stop"))
                     if (body.get("stream_options") or {}).get("include_usage"):
-                        usage = {"prompt_tokens": 10 * len(messages), "completion_tokens": tokens, "total_tokens": 10 * len(messages) + tokens}
-                        self._sse({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": usage})
+                        usage = {
+                            "prompt_tokens": 10 * len(messages),
+                            "completion_tokens": tokens,
+                            "total_tokens": 10 * len(messages) + tokens,
+                        }
+                        self._sse(
+                            {
+                                "id": "x",
+                                "object": "chat.completion.chunk",
+                                "created": 0,
+                                "model": model,
+                                "choices": [],
+                                "usage": usage,
+                            }
+                        )
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
@@ -141,13 +156,29 @@ class FakeOpenAI:
             @staticmethod
             def _chunk(model: str, text: str, finish: str | None) -> dict[str, Any]:
                 delta = {"content": text} if text else {}
-                return {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                return {
+                    "id": "x",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
 
             @staticmethod
             def _completion(model: str, text: str, n_msgs: int, tokens: int) -> dict[str, Any]:
-                return {"id": "x", "object": "chat.completion", "created": 0, "model": model,
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 10 * n_msgs, "completion_tokens": tokens, "total_tokens": 10 * n_msgs + tokens}}
+                return {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": {
+                        "prompt_tokens": 10 * n_msgs,
+                        "completion_tokens": tokens,
+                        "total_tokens": 10 * n_msgs + tokens,
+                    },
+                }
 
         return Handler

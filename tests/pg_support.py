@@ -41,6 +41,7 @@ def find_pg_bindir() -> Path | None:
     on_path = shutil.which("pg_ctl")
     if on_path:
         candidates.append(Path(os.path.realpath(on_path)).parent)
+
     def version(bindir: str) -> list[int]:
         return [int(x) for x in Path(bindir).parent.name.split(".") if x.isdigit()]
 
@@ -62,8 +63,12 @@ def _cluster_user() -> str | None:
             return name
         except KeyError:
             pass
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", CLUSTER_USER],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", CLUSTER_USER],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return CLUSTER_USER
 
 
@@ -111,18 +116,44 @@ def pg_server() -> Iterator[str]:
     os.chmod(tmp, 0o700)
     port = _free_port()
     try:
-        _run(_as_user(user, [str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
-                             "-E", "UTF8", "--no-locale", "--no-sync"]), "initdb")
+        _run(
+            _as_user(
+                user,
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ],
+            ),
+            "initdb",
+        )
         # Durability is pointless for a throw-away cluster; turning it off keeps tests fast.
-        opts = (f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
-        _run(_as_user(user, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
-                             "-w", "-t", "60", "start"]), "pg_ctl start", log)
+        opts = (
+            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        )
+        _run(
+            _as_user(
+                user, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"]
+            ),
+            "pg_ctl start",
+            log,
+        )
         yield f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}/postgres"
     finally:
         if (data / "postmaster.pid").exists():
-            subprocess.run(_as_user(user, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                _as_user(user, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -24,7 +24,7 @@ from moa_core.analysis.alignment import (
     words,
 )
 
-STOP = frozenset("the a an it is was in of at to and by for on".split())
+STOP = frozenset(["the", "a", "an", "it", "is", "was", "in", "of", "at", "to", "and", "by", "for", "on"])
 
 
 def fake_embed(texts: Sequence[str]) -> np.ndarray:
@@ -43,12 +43,18 @@ def fake_embed(texts: Sequence[str]) -> np.ndarray:
 
 
 D1 = "The Eiffel Tower is in Paris. It was completed in 1889. It is made of wrought iron. Gustave Eiffel's company built it."
-D2 = ("The Eiffel Tower stands in Paris.\n\nIt was completed in 1889.\n\n- It is made of wrought iron.\n"
-      "- It is repainted every seven years.")
-D3 = ("The Eiffel Tower is in Paris. It was completed in 1887. **It is made of wrought iron.** "
-      "It was the tallest structure in the world until 1930.")
-FINAL = ("The Eiffel Tower is in Paris. It was completed in 1889. It is repainted every seven years. "
-         "It attracts millions of visitors.")
+D2 = (
+    "The Eiffel Tower stands in Paris.\n\nIt was completed in 1889.\n\n- It is made of wrought iron.\n"
+    "- It is repainted every seven years."
+)
+D3 = (
+    "The Eiffel Tower is in Paris. It was completed in 1887. **It is made of wrought iron.** "
+    "It was the tallest structure in the world until 1930."
+)
+FINAL = (
+    "The Eiffel Tower is in Paris. It was completed in 1889. It is repainted every seven years. "
+    "It attracts millions of visitors."
+)
 
 
 # -- sentences and small measures ---------------------------------------------------------------
@@ -68,9 +74,17 @@ print("x. Y")
 ---
 The value is 3.14 and J. Smith said so."""
     assert split_sentences(text) == [
-        "Water boils at 100 °C at sea level.", "E.g. in Paris it does.", "Dr. Smith agrees!", "Is it?", "Yes.",
-        "Bold item one", "Numbered item, i.e. the second one.", "Quoted claim.", "And another.",
-        'print("x. Y")', "The value is 3.14 and J. Smith said so.",
+        "Water boils at 100 °C at sea level.",
+        "E.g. in Paris it does.",
+        "Dr. Smith agrees!",
+        "Is it?",
+        "Yes.",
+        "Bold item one",
+        "Numbered item, i.e. the second one.",
+        "Quoted claim.",
+        "And another.",
+        'print("x. Y")',
+        "The value is 3.14 and J. Smith said so.",
     ]
     assert split_sentences("") == [] and split_sentences("  \n--- \n***") == []
 
@@ -88,11 +102,17 @@ def test_numbers_negation_and_conflicts() -> None:
 def test_rouge_l_matches_rouge_score_reference_values() -> None:
     # Expected values computed with rouge-score 0.1.2: RougeScorer(["rougeL"]).score(reference, candidate).
     cases = [
-        ("Water boils at 100 C at sea level. At higher altitude the boiling point is lower.",
-         "Water boils at 100 degrees at sea level; the boiling point drops with altitude.", (0.625, 0.714286, 0.666667)),
+        (
+            "Water boils at 100 C at sea level. At higher altitude the boiling point is lower.",
+            "Water boils at 100 degrees at sea level; the boiling point drops with altitude.",
+            (0.625, 0.714286, 0.666667),
+        ),
         ("The cat sat on the mat.", "The cat is on the mat.", (0.833333, 0.833333, 0.833333)),
-        ("Paris is the capital of France, and Lyon is the second city.", "Lyon? Paris! France's capital is Paris.",
-         (0.25, 0.428571, 0.315789)),
+        (
+            "Paris is the capital of France, and Lyon is the second city.",
+            "Lyon? Paris! France's capital is Paris.",
+            (0.25, 0.428571, 0.315789),
+        ),
         ("abc", "xyz", (0.0, 0.0, 0.0)),
     ]
     for cand, ref, (p, r, f) in cases:
@@ -121,7 +141,9 @@ def test_alignment_finds_shared_unique_and_contradictory_statements() -> None:
     ]
     assert al.drafts[0][1].agrees_with == {1: 1}  # 1889 agrees with draft 2 only
     assert [s.text for s in al.unique()] == [
-        "Gustave Eiffel's company built it.", "It is repainted every seven years.", "It was completed in 1887.",
+        "Gustave Eiffel's company built it.",
+        "It is repainted every seven years.",
+        "It was completed in 1887.",
         "It was the tallest structure in the world until 1930.",
     ]
     shared_texts = [{al.statement(r).text for r in g} for g in al.shared]
@@ -143,8 +165,9 @@ def test_a_draft_stating_both_versions_is_not_a_contradiction() -> None:
 
 
 def test_negation_contradiction() -> None:
-    al = align_drafts(["Glass is a liquid at room temperature.", "Glass is not a liquid at room temperature."],
-                      fake_embed)
+    al = align_drafts(
+        ["Glass is a liquid at room temperature.", "Glass is not a liquid at room temperature."], fake_embed
+    )
     assert [c.reason for c in al.contradictions] == ["one of them is negated"]
     assert [s.status for d in al.drafts for s in d] == ["unique", "unique"]
 
@@ -188,7 +211,8 @@ def test_compare_lists_kept_and_dropped_draft_only_statements() -> None:
     assert [(k.draft, k.text) for k in cmp.kept] == [(1, "It is repainted every seven years.")]
     assert cmp.kept[0].final_index == 2
     assert [(k.draft, k.text) for k in cmp.dropped] == [
-        (0, "Gustave Eiffel's company built it."), (2, "It was completed in 1887."),
+        (0, "Gustave Eiffel's company built it."),
+        (2, "It was completed in 1887."),
         (2, "It was the tallest structure in the world until 1930."),
     ]
     assert [o.side for o in cmp.contradictions] == ["a", "a"]  # the synthesis kept 1889

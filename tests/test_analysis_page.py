@@ -8,8 +8,8 @@ votes; streaming while voting is covered by tests/test_browser_arena.py.
 from __future__ import annotations
 
 import random
-from datetime import date
 from contextlib import aclosing
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,7 @@ def page(name: str) -> AppTest:
 
 async def answer(engine, agent) -> int:
     async with aclosing(Recorder(engine).record(run_single("Which is better?", agent, kind="arena"))) as evs:
-        run_id = [ev async for ev in evs][0].run_id
+        run_id = [ev async for ev in evs][0].run_id  # noqa: RUF015 (async generator: no next())
     return next(g["id"] for g in get_run(engine, run_id)["generations"] if g["role"] == "baseline")
 
 
@@ -95,8 +95,11 @@ async def test_leaderboard_from_seeded_votes(db_url, fake_server):
 
 
 def save_fake(tmp_path: Path, fake_server, name: str, **opts: object) -> None:
-    cfg = fake_config(fake_server, [fake_agent(fake_server, f"{name}-p", **opts)],
-                      aggregator=fake_agent(fake_server, f"{name}-agg", **opts)).model_copy(update={"name": name})
+    cfg = fake_config(
+        fake_server,
+        [fake_agent(fake_server, f"{name}-p", **opts)],
+        aggregator=fake_agent(fake_server, f"{name}-agg", **opts),
+    ).model_copy(update={"name": name})
     (tmp_path / "configs").mkdir(exist_ok=True)
     save_config(cfg, tmp_path / "configs" / f"{name}.yaml")
 
@@ -180,7 +183,7 @@ async def test_blind_review_replays_a_playground_run(db_url, fake_server):
     from moa_core.engine import run_moa
 
     async with aclosing(Recorder(engine).record(run_moa("What is up?", cfg))) as evs:
-        run_id = [ev async for ev in evs][0].run_id
+        run_id = [ev async for ev in evs][0].run_id  # noqa: RUF015 (async generator: no next())
     at = page("2_Arena.py").run()
     at.text_input(key="rater_input").set_value("erin").run()
     at.segmented_control(key="arena_mode").set_value("Blind review").run()

@@ -8,14 +8,14 @@ import uuid
 import pytest
 from streamlit.testing.v1 import AppTest
 
-ROOT = str(__import__("pathlib").Path(__file__).resolve().parent.parent)
-
 from moa_core.config import load_preset, parse_config_text
 from moa_core.estimate import estimate
 from moa_core.events import CallRef, DraftDone, DraftStarted, RunDone, RunStarted, Totals, Usage
 from moa_core.store import open_db
 from moa_core.store.queries import ratings_df
 from moa_core.store.recorder import Recorder
+
+ROOT = str(__import__("pathlib").Path(__file__).resolve().parent.parent)
 
 
 @pytest.fixture
@@ -100,8 +100,18 @@ def _seed_run(url: str) -> tuple[str, int]:
     run_id = uuid.uuid4().hex
     t = time.time()
     cfg = load_preset("local-moa")
-    rec.handle(RunStarted(run_id, "Why is the sky blue?", [], cfg.model_dump(mode="json"), cfg.stable_hash(),
-                          cfg.name, "playground", t))
+    rec.handle(
+        RunStarted(
+            run_id,
+            "Why is the sky blue?",
+            [],
+            cfg.model_dump(mode="json"),
+            cfg.stable_hash(),
+            cfg.name,
+            "playground",
+            t,
+        )
+    )
     for role, layer in (("proposer", 0), ("aggregator", 1)):
         ref = CallRef(run_id, role, layer, 0, "local/smollm2-135m", role)
         rec.handle(DraftStarted(ref, "", {"temperature": 0.7}, t))

@@ -32,8 +32,9 @@ def single(model: str, label: str | None = None) -> Contender:
 
 def moa(name: str) -> Contender:
     agent = AgentSpec(model="openai/x")
-    return Contender(f"saved:{name}", config=MoAConfig(name=name, layers=[LayerSpec(proposers=[agent])],
-                                                       aggregator=agent))
+    return Contender(
+        f"saved:{name}", config=MoAConfig(name=name, layers=[LayerSpec(proposers=[agent])], aggregator=agent)
+    )
 
 
 # -- contenders ----------------------------------------------------------------------------
@@ -136,8 +137,9 @@ def test_side_state_and_verdicts():
     assert not arena.judge_vote("A", {"A": arena.side_state(None), "B": ok_a}).ok
 
     # a contender that failed makes the battle invalid
-    failed = arena.side_state(run("failed", gen(5, "baseline", text="", status="error", error="HTTP 500"),
-                                  error="m failed: HTTP 500"))
+    failed = arena.side_state(
+        run("failed", gen(5, "baseline", text="", status="error", error="HTTP 500"), error="m failed: HTTP 500")
+    )
     v = arena.judge_vote("B", {"A": failed, "B": ok_a})
     assert v.invalid and "A failed: m failed: HTTP 500" in v.problem and v.left_id is None
     broke_mid_stream = arena.side_state(run("cancelled", gen(6, "baseline", status="error", error="dropped")))
@@ -153,19 +155,61 @@ def review_frame() -> pd.DataFrame:
     rows = []
     for r in range(4):
         rows += [
-            {"id": 10 * r + 1, "run_id": f"r{r}", "role": "aggregator", "text": f"moa {r}", "question": f"q{r}",
-             "slot": 0, "contender": "MoA · cfg"},
-            {"id": 10 * r + 2, "run_id": f"r{r}", "role": "baseline", "text": f"solo {r}", "question": f"q{r}",
-             "slot": 0, "contender": "Solo"},
+            {
+                "id": 10 * r + 1,
+                "run_id": f"r{r}",
+                "role": "aggregator",
+                "text": f"moa {r}",
+                "question": f"q{r}",
+                "slot": 0,
+                "contender": "MoA · cfg",
+            },
+            {
+                "id": 10 * r + 2,
+                "run_id": f"r{r}",
+                "role": "baseline",
+                "text": f"solo {r}",
+                "question": f"q{r}",
+                "slot": 0,
+                "contender": "Solo",
+            },
         ]
-    rows.append({"id": 99, "run_id": "r0", "role": "baseline", "text": "other", "question": "q0", "slot": 1,
-                 "contender": "Other"})
-    rows.append({"id": 50, "run_id": "r5", "role": "baseline", "text": "lonely", "question": "q5", "slot": 0,
-                 "contender": "Solo"})  # no MoA answer in that run
-    rows.append({"id": 61, "run_id": "r6", "role": "aggregator", "text": "  ", "question": "q6", "slot": 0,
-                 "contender": "MoA · cfg"})
-    rows.append({"id": 62, "run_id": "r6", "role": "baseline", "text": "x", "question": "q6", "slot": 0,
-                 "contender": "Solo"})  # MoA answer empty
+    rows.append(
+        {
+            "id": 99,
+            "run_id": "r0",
+            "role": "baseline",
+            "text": "other",
+            "question": "q0",
+            "slot": 1,
+            "contender": "Other",
+        }
+    )
+    rows.append(
+        {
+            "id": 50,
+            "run_id": "r5",
+            "role": "baseline",
+            "text": "lonely",
+            "question": "q5",
+            "slot": 0,
+            "contender": "Solo",
+        }
+    )  # no MoA answer in that run
+    rows.append(
+        {
+            "id": 61,
+            "run_id": "r6",
+            "role": "aggregator",
+            "text": "  ",
+            "question": "q6",
+            "slot": 0,
+            "contender": "MoA · cfg",
+        }
+    )
+    rows.append(
+        {"id": 62, "run_id": "r6", "role": "baseline", "text": "x", "question": "q6", "slot": 0, "contender": "Solo"}
+    )  # MoA answer empty
     return pd.DataFrame(rows)
 
 
@@ -178,8 +222,11 @@ def test_blind_review_pairs_moa_against_each_baseline_in_random_order():
         assert p.texts["A"] == (f"moa {p.run_id[1:]}" if p.names["A"] == "MoA · cfg" else p.texts["A"])
     orders = {tuple(p.left_id for p in arena.blind_review_pairs(review_frame(), random.Random(s))) for s in range(20)}
     assert len(orders) > 5  # order and sides vary
-    moa_left = sum(p.left_name == "MoA · cfg" for s in range(40) for p in arena.blind_review_pairs(review_frame(),
-                                                                                                 random.Random(s)))
+    moa_left = sum(
+        p.left_name == "MoA · cfg"
+        for s in range(40)
+        for p in arena.blind_review_pairs(review_frame(), random.Random(s))
+    )
     assert 60 < moa_left < 140  # of 200
     left = arena.blind_review_pairs(review_frame(), random.Random(3), voted={frozenset((1, 2)), frozenset((11, 12))})
     assert len(left) == 3 and all(frozenset((p.left_id, p.right_id)) not in ({1, 2}, {11, 12}) for p in left)
@@ -207,12 +254,14 @@ def final_id(engine, run_id: str) -> int:
 
 
 async def test_vote_counts_name_moa_answers_after_their_config(engine, fake_server):
-    cfg = fake_config(fake_server, [fake_agent(fake_server, "p1"), fake_agent(fake_server, "p2")],
-                      baselines=[fake_agent(fake_server, "solo")]).model_copy(update={"name": "my-moa"})
+    cfg = fake_config(
+        fake_server,
+        [fake_agent(fake_server, "p1"), fake_agent(fake_server, "p2")],
+        baselines=[fake_agent(fake_server, "solo")],
+    ).model_copy(update={"name": "my-moa"})
     evs = await record(engine, run_moa("Q1?", cfg, kind="playground"))
     playground_run = evs[0].run_id
-    solo = await record(engine, run_single("Q2?", fake_agent(fake_server, "one"), kind="arena"),
-                        question_set="qs")
+    solo = await record(engine, run_single("Q2?", fake_agent(fake_server, "one"), kind="arena"), question_set="qs")
     moa_arena = await record(engine, run_moa("Q2?", cfg, baselines=[], kind="arena"), question_set="qs")
     data = get_run(engine, playground_run)
     agg = next(g for g in data["generations"] if g["role"] == "aggregator")
@@ -241,7 +290,7 @@ async def test_vote_counts_name_moa_answers_after_their_config(engine, fake_serv
     add_rating(engine, agg["id"], 4, rater="alice")
     add_rating(engine, a, 2, rater="judge:gpt")
     r = contender_ratings(engine)
-    assert sorted(zip(r["contender"], r["score"])) == [("MoA · my-moa", 4), (solo_name, 2)]
+    assert sorted(zip(r["contender"], r["score"], strict=False)) == [("MoA · my-moa", 4), (solo_name, 2)]
     assert contender_ratings(engine, rater_kind="people")["contender"].tolist() == ["MoA · my-moa"]
     assert contender_ratings(engine, question_set="qs")["contender"].tolist() == [solo_name]
 

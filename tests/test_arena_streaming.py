@@ -52,8 +52,9 @@ def contender(server, name: str, **opts) -> arena.Contender:
 
 
 def battle(server, a_opts: dict, b_opts: dict) -> arena.Battle:
-    return arena.new_battle("Tell me a story.", contender(server, "a", **a_opts), contender(server, "b", **b_opts),
-                            random.Random(0))
+    return arena.new_battle(
+        "Tell me a story.", contender(server, "a", **a_opts), contender(server, "b", **b_opts), random.Random(0)
+    )
 
 
 def states(engine, b: arena.Battle) -> dict[str, tuple[str, str, str]]:

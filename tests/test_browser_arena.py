@@ -67,9 +67,13 @@ def test_blind_battle_vote_while_streaming_then_leaderboard(page, app_server):
     assert len(votes) == 1
     outcome, rater, blind, left_id, right_id = votes[0]
     assert (outcome, rater, bool(blind)) == ("left", "alice", True)
-    gens = {r[0]: r[1:] for r in db_rows(
-        app_server, "select g.id, g.model, g.status, g.text, r.status, r.kind from generation g "
-                    "join run r on r.id = g.run_id")}
+    gens = {
+        r[0]: r[1:]
+        for r in db_rows(
+            app_server,
+            "select g.id, g.model, g.status, g.text, r.status, r.kind from generation g join run r on r.id = g.run_id",
+        )
+    }
     assert {gens[left_id][0], gens[right_id][0]} == {SMOL, QWEN}
     a_model = gens[left_id][0]
     assert success.index("A was") < success.index(a_model) < success.index("B was")
@@ -83,4 +87,7 @@ def test_blind_battle_vote_while_streaming_then_leaderboard(page, app_server):
     page.get_by_text("Leaderboard", exact=True).wait_for()
     page.wait_for_function(
         "names => { const p = document.querySelector('.js-plotly-plot');"
-        " return p && names.every(n => p.textContent.includes(n)); }", arg=[SMOL, QWEN], timeout=60_000)
+        " return p && names.every(n => p.textContent.includes(n)); }",
+        arg=[SMOL, QWEN],
+        timeout=60_000,
+    )

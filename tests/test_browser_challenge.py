@@ -95,16 +95,19 @@ def test_challenge_walkthrough(page, app_server) -> None:
     pop.get_by_role("button", name="Save rating").click()
     page.get_by_text("Rating saved (5★)").wait_for()
 
-    (status, final, meta), = db_rows(app_server, f"select status, final_text, meta from run where id='{run_id}'")
+    ((status, final, meta),) = db_rows(app_server, f"select status, final_text, meta from run where id='{run_id}'")
     meta = json.loads(meta)
     assert status == "done" and final.strip()
     assert meta["challenge"]["attempts"][0]["template"] == MY_PROMPT
     assert meta["diversity"]["aggregator"] is not None and len(meta["diversity"]["layers"][0]["names"]) == 3
-    (agg_prompt, agg_text), = db_rows(
-        app_server, f"select system_prompt, text from generation where run_id='{run_id}' and role='aggregator'")
+    ((agg_prompt, agg_text),) = db_rows(
+        app_server, f"select system_prompt, text from generation where run_id='{run_id}' and role='aggregator'"
+    )
     assert agg_prompt.startswith("Merge these answers into one short, correct answer.\nQuestion: " + QUESTION)
     assert agg_text == final
-    ratings = db_rows(app_server, "select r.score, r.rater, g.role from rating r join generation g on g.id = r.generation_id")
+    ratings = db_rows(
+        app_server, "select r.score, r.rater, g.role from rating r join generation g on g.id = r.generation_id"
+    )
     assert ratings == [(5, "alice", "aggregator")]
 
     # the challenge is in History, and opens as it ran

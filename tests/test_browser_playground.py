@@ -15,11 +15,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.local_models, requires_local]
 
 FAST_CONFIG = {
     "name": "fast-local",
-    "layers": [{"proposers": [
-        {"model": "local/qwen2.5-coder-0.5b", "label": "Qwen", "max_tokens": 40, "temperature": 0.7},
-        {"model": "local/smollm2-135m", "label": "SmolLM", "max_tokens": 60, "temperature": 0.7},
-        {"model": "local/gemma3-270m", "label": "Gemma", "max_tokens": 50, "temperature": 0.7},
-    ]}],
+    "layers": [
+        {
+            "proposers": [
+                {"model": "local/qwen2.5-coder-0.5b", "label": "Qwen", "max_tokens": 40, "temperature": 0.7},
+                {"model": "local/smollm2-135m", "label": "SmolLM", "max_tokens": 60, "temperature": 0.7},
+                {"model": "local/gemma3-270m", "label": "Gemma", "max_tokens": 50, "temperature": 0.7},
+            ]
+        }
+    ],
     "aggregator": {"model": "local/qwen2.5-coder-0.5b", "label": "Qwen agg", "max_tokens": 32, "temperature": 0.2},
     "baselines": [{"model": "local/smollm2-135m", "label": "SmolLM solo", "max_tokens": 24}],
     "timeout": 120,
@@ -97,8 +101,10 @@ def test_default_preset_streams_drafts_side_by_side_then_rate_and_share(page, ap
     pop.get_by_label("Comment (optional)").fill("clear and short")
     pop.get_by_role("button", name="Save rating").click()
     page.get_by_text("Rating saved (4★)").wait_for()
-    ratings = db_rows(app_server, "select r.score, r.comment, r.rater, g.role from rating r "
-                                  "join generation g on g.id = r.generation_id")
+    ratings = db_rows(
+        app_server,
+        "select r.score, r.comment, r.rater, g.role from rating r join generation g on g.id = r.generation_id",
+    )
     assert ratings == [(4, "clear and short", "alice", "aggregator")]
 
     # the run's own link opens it in History, exactly as it ran
@@ -126,6 +132,8 @@ def test_stop_cancels_and_keeps_partial_output(page, app_server, tmp_path):
     page.get_by_text("Run stopped").wait_for(timeout=60_000)
     runs = [r for r in db_rows(app_server, "select id, status from run") if r[0] not in before]
     assert len(runs) == 1 and runs[0][1] == "cancelled"
-    partial = db_rows(app_server, f"select status, text from generation where run_id='{runs[0][0]}' and role='proposer'")
+    partial = db_rows(
+        app_server, f"select status, text from generation where run_id='{runs[0][0]}' and role='proposer'"
+    )
     assert partial and any(text for _, text in partial)
     assert all(status in ("cancelled", "done") for status, _ in partial)

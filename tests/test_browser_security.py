@@ -20,8 +20,15 @@ def hostile_config() -> dict:
 
     return {
         "name": "hostile <b>cfg</b>",
-        "layers": [{"proposers": [agent("img", f"before {IMG} after"), agent("script", f"x {SCRIPT} y"),
-                                  agent("link", f"see {JS_LINK}")]}],
+        "layers": [
+            {
+                "proposers": [
+                    agent("img", f"before {IMG} after"),
+                    agent("script", f"x {SCRIPT} y"),
+                    agent("link", f"see {JS_LINK}"),
+                ]
+            }
+        ],
         "aggregator": agent("agg <i>x</i>", f"final {IMG} {SCRIPT} {JS_LINK}"),
         "baselines": [agent("solo", SCRIPT)],
         "num_retries": 0,
@@ -42,10 +49,13 @@ def test_hostile_output_is_shown_as_text_and_never_runs(page, app_server, tmp_pa
     assert page.locator("img[src='x']").count() == 0
     assert page.evaluate("[...document.scripts].filter(s => s.textContent.includes('alert(')).length") == 0
     # a click from script follows an anchor's href as a user's click would
-    page.evaluate("[...document.querySelectorAll('a')].filter(a => a.innerText.includes('click me'))"
-                  ".forEach(a => a.click())")
+    page.evaluate(
+        "[...document.querySelectorAll('a')].filter(a => a.innerText.includes('click me')).forEach(a => a.click())"
+    )
     page.wait_for_timeout(500)
     assert not dialogs
-    assert page.evaluate("[...document.querySelectorAll('a')].filter(a => a.href.startsWith('javascript:')).length") == 0
+    assert (
+        page.evaluate("[...document.querySelectorAll('a')].filter(a => a.href.startsWith('javascript:')).length") == 0
+    )
     statuses = db_rows(app_server, "select status from run")
     assert statuses and statuses[-1][0] == "done"

@@ -37,7 +37,7 @@ def words(text: str) -> list[str]:
 
 def contains_run(haystack: list[str], needle: list[str]) -> bool:
     n = len(needle)
-    return any(haystack[i:i + n] == needle for i in range(len(haystack) - n + 1))
+    return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
 def test_models_lists_the_local_models(capsys):
@@ -62,15 +62,20 @@ def test_models_available_only_hides_unusable(capsys, monkeypatch):
 
 
 def test_ask_with_unknown_preset_exits_2_with_one_line(capsys):
-    code, out, err = run_cli(capsys, "ask", "Why is the sky blue?", "--preset", "no-such-preset", "--no-save")
+    code, _out, err = run_cli(capsys, "ask", "Why is the sky blue?", "--preset", "no-such-preset", "--no-save")
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("moa: "), err
     assert "unknown preset 'no-such-preset'" in err and "local-moa" in err  # names the known ones
 
 
 def test_ask_exit_code_through_the_real_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "moa_core.cli", "ask", "q", "--preset", "no-such-preset", "--no-save"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "moa_core.cli", "ask", "q", "--preset", "no-such-preset", "--no-save"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "unknown preset" in proc.stderr
 
@@ -78,8 +83,12 @@ def test_ask_exit_code_through_the_real_entry_point():
 def fake_config_file(path: Path, server, proposers: int = 2, **agg_opts: object) -> Path:
     def model(name: str, **opts: object) -> dict:
         suffix = ",".join(f"{k}={v}" for k, v in opts.items())
-        return {"model": f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""), "api_base": server.url,
-                "label": name, "max_tokens": 32}
+        return {
+            "model": f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""),
+            "api_base": server.url,
+            "label": name,
+            "max_tokens": 32,
+        }
 
     cfg = {
         "name": "cli-fake",
@@ -108,8 +117,11 @@ def test_ask_empty_question_with_the_default_preset_exits_2(capsys):
 
 def test_ask_yaml_syntax_error_names_the_line(capsys, tmp_path):
     bad = tmp_path / "broken.yaml"
-    bad.write_text("name: broken\nlayers:\n  - proposers:\n      - model: openai/x\n     label: misplaced\n"
-                   "aggregator:\n  model: openai/y\n", encoding="utf-8")
+    bad.write_text(
+        "name: broken\nlayers:\n  - proposers:\n      - model: openai/x\n     label: misplaced\n"
+        "aggregator:\n  model: openai/y\n",
+        encoding="utf-8",
+    )
     code, _, err = run_cli(capsys, "ask", "Why is the sky blue?", "--config", str(bad), "--no-save")
     assert code == 2
     assert err.count("\n") == 1, err
@@ -118,7 +130,9 @@ def test_ask_yaml_syntax_error_names_the_line(capsys, tmp_path):
 
 def test_ask_invalid_config_exits_2_naming_the_field(capsys, tmp_path):
     bad = tmp_path / "invalid.yaml"
-    bad.write_text("layers:\n  - proposers:\n      - model: openai/x\n        temprature: 0.3\naggregator:\n  model: openai/y\n")
+    bad.write_text(
+        "layers:\n  - proposers:\n      - model: openai/x\n        temprature: 0.3\naggregator:\n  model: openai/y\n"
+    )
     code, _, err = run_cli(capsys, "ask", "q", "--config", str(bad), "--no-save")
     assert code == 2 and err.count("\n") == 1 and "temprature" in err and "unknown field" in err, err
 
@@ -151,8 +165,14 @@ def test_ask_with_local_models_shows_every_draft(capsys, tmp_path, monkeypatch):
     models = ["local/qwen2.5-coder-0.5b", "local/smollm2-135m", "local/gemma3-270m"]
     cfg = {
         "name": "cli-local",
-        "layers": [{"proposers": [{"model": m, "label": f"draft-{i}", "temperature": 0.0, "max_tokens": 16}
-                                  for i, m in enumerate(models)]}],
+        "layers": [
+            {
+                "proposers": [
+                    {"model": m, "label": f"draft-{i}", "temperature": 0.0, "max_tokens": 16}
+                    for i, m in enumerate(models)
+                ]
+            }
+        ],
         "aggregator": {"model": "local/smollm2-135m", "label": "final-agg", "temperature": 0.0, "max_tokens": 16},
         "timeout": 120,
         "num_retries": 0,

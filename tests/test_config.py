@@ -49,12 +49,16 @@ def test_schema_error_names_field():
 
 def test_out_of_range_temperature():
     with pytest.raises(ConfigError, match=r"layers\.0\.proposers\.0\.temperature: .*less than or equal to 2"):
-        parse_config_text(GOOD.replace("model: local/smollm2-135m", "model: local/smollm2-135m\n        temperature: 7"))
+        parse_config_text(
+            GOOD.replace("model: local/smollm2-135m", "model: local/smollm2-135m\n        temperature: 7")
+        )
 
 
 def test_keys_are_refused_in_config():
     with pytest.raises(ConfigError, match="api_key may not be set"):
-        parse_config_text(GOOD.replace("model: local/smollm2-135m", "model: local/smollm2-135m\n        extra: {api_key: sk-x}"))
+        parse_config_text(
+            GOOD.replace("model: local/smollm2-135m", "model: local/smollm2-135m\n        extra: {api_key: sk-x}")
+        )
 
 
 def test_template_must_have_drafts_placeholder():
@@ -128,7 +132,7 @@ def test_secrets_toml_copies_names_not_over_env(tmp_path, monkeypatch):
 
 def test_ollama_discovery(monkeypatch):
     class H(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             body = json.dumps({"models": [{"name": "llama3.2:1b"}]}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -159,7 +163,8 @@ def test_discover_lists_servers_named_in_configs():
 def test_template_rendering_keeps_braces_and_numbers_drafts():
     out = render_template("Q={question}\n{drafts}", "what is {x}?", ["a {b}", "c"])
     assert out == "Q=what is {x}?\n[1] a {b}\n\n[2] c"
-    msgs = aggregator_messages("q", ["d1"], "{drafts}", [{"role": "user", "content": "h"},
-                                                         {"role": "assistant", "content": "a"}], "be nice")
+    msgs = aggregator_messages(
+        "q", ["d1"], "{drafts}", [{"role": "user", "content": "h"}, {"role": "assistant", "content": "a"}], "be nice"
+    )
     assert msgs[0]["role"] == "system" and msgs[0]["content"].startswith("be nice") and "[1] d1" in msgs[0]["content"]
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]

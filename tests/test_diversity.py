@@ -64,8 +64,10 @@ def test_lexical_only_when_no_embedder() -> None:
 
 
 def _gens() -> list[dict]:
-    gens = [dict(id=i + 1, role="proposer", layer=0, slot=i, status="done", text=t, label=None, model=f"m{i}")
-            for i, t in enumerate([D1, D2, D3])]
+    gens = [
+        dict(id=i + 1, role="proposer", layer=0, slot=i, status="done", text=t, label=None, model=f"m{i}")
+        for i, t in enumerate([D1, D2, D3])
+    ]
     gens.append(dict(id=4, role="proposer", layer=0, slot=3, status="error", text="", label=None, model="bad"))
     gens.append(dict(id=5, role="baseline", layer=-1, slot=0, status="done", text=A, label=None, model="solo"))
     gens.append(dict(id=6, role="aggregator", layer=1, slot=0, status="done", text=FINAL, label="agg", model="m0"))
@@ -98,8 +100,11 @@ def test_run_diversity_edge_cases() -> None:
     assert run_diversity(only, None)["aggregator"] is None  # nothing to trace to
     one = run_diversity(_gens()[:1], None)
     assert one["diversity"] is None and one["layers"][0]["lexical"] == [[1.0]]
-    multi = _gens() + [dict(id=7, role="proposer", layer=1, slot=0, status="done", text=A, model="x"),
-                       dict(id=8, role="proposer", layer=1, slot=1, status="done", text=A, model="y")]
+    multi = [
+        *_gens(),
+        dict(id=7, role="proposer", layer=1, slot=0, status="done", text=A, model="x"),
+        dict(id=8, role="proposer", layer=1, slot=1, status="done", text=A, model="y"),
+    ]
     d = run_diversity(multi, None)
     assert [ly["layer"] for ly in d["layers"]] == [0, 1]
     assert d["layers"][1]["lexical_diversity"] == pytest.approx(0.0)
@@ -111,28 +116,55 @@ def test_stored_diversity_is_invalidated_by_new_generations() -> None:
     d = run_diversity(gens, None)
     run = {"meta": {"diversity": d}}
     assert stored_diversity(run, gens) is d
-    more = gens + [dict(id=9, role="aggregator", layer=1, slot=1, status="done", text="New.", model="m")]
+    more = [*gens, dict(id=9, role="aggregator", layer=1, slot=1, status="done", text="New.", model="m")]
     assert fingerprint(more) != fingerprint(gens) and stored_diversity(run, more) is None
     assert stored_diversity({"meta": None}, gens) is None
 
 
 def test_diversity_quality_frame() -> None:
-    runs = pd.DataFrame([
-        {"id": "r1", "kind": "playground", "preset": "p", "created_at": 1.0, "meta": {"diversity": {
-            "diversity": 0.4, "embedding_diversity": 0.4, "lexical_diversity": 0.5, "layers": [{"names": ["a", "b"]}]}}},
-        {"id": "r2", "kind": "challenge", "preset": "daily challenge", "created_at": 2.0, "meta": {"diversity": {
-            "diversity": 0.1, "embedding_diversity": None, "lexical_diversity": 0.1,
-            "layers": [{"names": ["a", "b", "c"]}]}}},
-        {"id": "r3", "kind": "playground", "preset": "p", "created_at": 3.0, "meta": None},
-    ])
-    ratings = pd.DataFrame([
-        {"run_id": "r1", "role": "aggregator", "generation_id": 10, "score": 5},
-        {"run_id": "r1", "role": "aggregator", "generation_id": 10, "score": 3},
-        {"run_id": "r1", "role": "proposer", "generation_id": 11, "score": 2},
-        {"run_id": "r1", "role": "proposer", "generation_id": 12, "score": 3},
-        {"run_id": "r1", "role": "proposer", "generation_id": 12, "score": 5},
-        {"run_id": "r3", "role": "aggregator", "generation_id": 30, "score": 1},
-    ])
+    runs = pd.DataFrame(
+        [
+            {
+                "id": "r1",
+                "kind": "playground",
+                "preset": "p",
+                "created_at": 1.0,
+                "meta": {
+                    "diversity": {
+                        "diversity": 0.4,
+                        "embedding_diversity": 0.4,
+                        "lexical_diversity": 0.5,
+                        "layers": [{"names": ["a", "b"]}],
+                    }
+                },
+            },
+            {
+                "id": "r2",
+                "kind": "challenge",
+                "preset": "daily challenge",
+                "created_at": 2.0,
+                "meta": {
+                    "diversity": {
+                        "diversity": 0.1,
+                        "embedding_diversity": None,
+                        "lexical_diversity": 0.1,
+                        "layers": [{"names": ["a", "b", "c"]}],
+                    }
+                },
+            },
+            {"id": "r3", "kind": "playground", "preset": "p", "created_at": 3.0, "meta": None},
+        ]
+    )
+    ratings = pd.DataFrame(
+        [
+            {"run_id": "r1", "role": "aggregator", "generation_id": 10, "score": 5},
+            {"run_id": "r1", "role": "aggregator", "generation_id": 10, "score": 3},
+            {"run_id": "r1", "role": "proposer", "generation_id": 11, "score": 2},
+            {"run_id": "r1", "role": "proposer", "generation_id": 12, "score": 3},
+            {"run_id": "r1", "role": "proposer", "generation_id": 12, "score": 5},
+            {"run_id": "r3", "role": "aggregator", "generation_id": 30, "score": 1},
+        ]
+    )
     f = diversity_quality_frame(runs, ratings)
     assert list(f.columns) == QUALITY_COLUMNS
     assert f["run_id"].tolist() == ["r1", "r2"]
@@ -148,8 +180,10 @@ def test_diversity_quality_frame() -> None:
 def test_md_escape_leaves_no_markdown_or_html_active() -> None:
     from moa_core.ui.diversity_view import badge, md_escape
 
-    nasty = ("**b** _i_ [l](http://evil.example) <b>x</b> <script>1</script> $x^2$ :red[hi] # h `c` "
-             "1. &amp; | a | ~~s~~ \\ www.example.com a@b.co\nnext line")
+    nasty = (
+        "**b** _i_ [l](http://evil.example) <b>x</b> <script>1</script> $x^2$ :red[hi] # h `c` "
+        "1. &amp; | a | ~~s~~ \\ www.example.com a@b.co\nnext line"
+    )
     out = md_escape(nasty)
     assert "\n" not in out
     assert re.search(r"(?<!\\)[*_\[\]()<>$`#|~&:]", out.replace("\\\\", "")) is None  # every one escaped
@@ -170,8 +204,9 @@ def test_challenge_is_recorded_as_one_run(engine: Engine, fake_server) -> None:
     from moa_core.challenge import draft_events, synthesis_events
     from moa_core.ui.diversity_view import ensure_run_diversity
 
-    agents = [fake_agent(fake_server, f"d{i}", tokens=6).model_copy(update={"label": f"Draft {i + 1}"})
-              for i in range(3)]
+    agents = [
+        fake_agent(fake_server, f"d{i}", tokens=6).model_copy(update={"label": f"Draft {i + 1}"}) for i in range(3)
+    ]
     agg = fake_agent(fake_server, "agg", tokens=5).model_copy(update={"label": "Synthesis"})
 
     async def record(events) -> list:
@@ -196,8 +231,11 @@ def test_challenge_is_recorded_as_one_run(engine: Engine, fake_server) -> None:
 
     base = Totals(run["prompt_tokens"], run["completion_tokens"], run["cost"], run["wall_time"], 3, 0)
     for slot in (0, 1):
-        evs = asyncio.run(record(synthesis_events("chal1", run["question"], drafts, template, agg, slot, base,
-                                                  timeout=10, num_retries=0)))
+        evs = asyncio.run(
+            record(
+                synthesis_events("chal1", run["question"], drafts, template, agg, slot, base, timeout=10, num_retries=0)
+            )
+        )
         assert evs[-1].status == "done" and evs[-1].final_text
     annotate_run(engine, "chal1", meta={"challenge": {"attempts": [{"slot": 0, "template": template}]}})
     data = get_run(engine, "chal1")
@@ -222,8 +260,8 @@ def test_challenge_is_recorded_as_one_run(engine: Engine, fake_server) -> None:
 
 
 def test_synthesis_refuses_a_prompt_without_drafts(fake_server) -> None:
-    from moa_core.engine import RunInputError
     from moa_core.challenge import synthesis_events
+    from moa_core.engine import RunInputError
 
     async def main() -> None:
         async for _ in synthesis_events("x", "q", ["a"], "no placeholder", fake_agent(fake_server, "a"), 0):
@@ -240,8 +278,9 @@ def test_stopping_a_challenge_mid_stream_cancels_every_draft(engine: Engine, fak
     agents = [fake_agent(fake_server, f"slow{i}", tokens=200, delay=0.05) for i in range(2)]
 
     async def main() -> None:
-        async with aclosing(Recorder(engine).record(draft_events("stop1", "Long?", agents, timeout=30,
-                                                                 num_retries=0))) as stream:
+        async with aclosing(
+            Recorder(engine).record(draft_events("stop1", "Long?", agents, timeout=30, num_retries=0))
+        ) as stream:
             async for ev in stream:
                 if isinstance(ev, TokenDelta):
                     break

@@ -18,8 +18,11 @@ def dones(events):
 
 
 async def test_full_run_events_in_order(fake_server):
-    cfg = fake_config(fake_server, [fake_agent(fake_server, f"p{i}", tokens=5) for i in range(3)],
-                      baselines=[fake_agent(fake_server, "base", tokens=4)])
+    cfg = fake_config(
+        fake_server,
+        [fake_agent(fake_server, f"p{i}", tokens=5) for i in range(3)],
+        baselines=[fake_agent(fake_server, "base", tokens=4)],
+    )
     events = await collect(run_moa("Why is the sky blue?", cfg))
     assert isinstance(events[0], RunStarted)
     assert isinstance(events[-1], RunDone) and events[-1].status == "done"
@@ -37,7 +40,9 @@ async def test_full_run_events_in_order(fake_server):
     assert deltas == final.text
     layer_done = [e for e in events if isinstance(e, LayerDone)]
     assert [(e.layer, e.ok, e.failed) for e in layer_done] == [(0, 3, 0)]
-    assert events[-1].totals.calls == 5 and events[-1].totals.completion_tokens == 3 * 5 + 8 + 4  # fake default: 8 tokens
+    assert (
+        events[-1].totals.calls == 5 and events[-1].totals.completion_tokens == 3 * 5 + 8 + 4
+    )  # fake default: 8 tokens
 
 
 async def test_proposers_run_concurrently(fake_server):
@@ -62,7 +67,7 @@ async def test_one_failing_proposer_does_not_sink_the_run(fake_server):
     failed = [d for d in dones(events) if not d.ok]
     assert len(failed) == 1 and failed[0].ref.slot == 1 and "server error" in failed[0].error
     assert events[-1].status == "done"
-    agg = [d for d in dones(events) if d.ref.role == "aggregator"][0]
+    agg = next(d for d in dones(events) if d.ref.role == "aggregator")
     assert agg.text.startswith("m2d2")  # only the two good drafts
 
 
@@ -76,24 +81,30 @@ async def test_all_proposers_failing_ends_with_clear_error(fake_server):
 
 
 async def test_aggregator_failure_fails_the_run(fake_server):
-    cfg = fake_config(fake_server, [fake_agent(fake_server, "p")], aggregator=fake_agent(fake_server, "aggbad", fail=500))
+    cfg = fake_config(
+        fake_server, [fake_agent(fake_server, "p")], aggregator=fake_agent(fake_server, "aggbad", fail=500)
+    )
     events = await collect(run_moa("q", cfg))
     assert events[-1].status == "failed" and "aggregator" in events[-1].error
 
 
 async def test_mock_response_provider_error_and_text():
     cfg = MoAConfig(
-        layers=[LayerSpec(proposers=[
-            AgentSpec(model="openai/gpt-x", extra={"mock_response": "Rayleigh scattering."}),
-            AgentSpec(model="openai/gpt-y", extra={"mock_response": "litellm.RateLimitError"}),
-        ])],
+        layers=[
+            LayerSpec(
+                proposers=[
+                    AgentSpec(model="openai/gpt-x", extra={"mock_response": "Rayleigh scattering."}),
+                    AgentSpec(model="openai/gpt-y", extra={"mock_response": "litellm.RateLimitError"}),
+                ]
+            )
+        ],
         aggregator=AgentSpec(model="openai/gpt-z", extra={"mock_response": "Because of Rayleigh scattering."}),
         num_retries=0,
     )
     events = await collect(run_moa("Why is the sky blue?", cfg))
     d = dones(events)
     assert [x.ok for x in sorted(d, key=lambda x: x.ref.slot) if x.ref.role == "proposer"] == [True, False]
-    assert "RateLimit" in [x for x in d if not x.ok][0].error
+    assert "RateLimit" in next(x for x in d if not x.ok).error
     assert events[-1].final_text == "Because of Rayleigh scattering."
 
 
@@ -118,15 +129,27 @@ async def test_stopping_iteration_cancels_in_flight_calls(fake_server):
     await gen.aclose()
     # no task of the run is left behind
     await asyncio.sleep(0.05)
-    leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
-                 and "run_moa" in repr(t.get_coro())]
+    leftovers = [
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task() and not t.done() and "run_moa" in repr(t.get_coro())
+    ]
     assert not leftovers
 
 
 async def test_context_trimming_emits_event(fake_server):
-    litellm.register_model({"openai/fake-tiny-ctx": {"max_input_tokens": 300, "max_tokens": 300,
-                                                     "litellm_provider": "openai", "mode": "chat",
-                                                     "input_cost_per_token": 0, "output_cost_per_token": 0}})
+    litellm.register_model(
+        {
+            "openai/fake-tiny-ctx": {
+                "max_input_tokens": 300,
+                "max_tokens": 300,
+                "litellm_provider": "openai",
+                "mode": "chat",
+                "input_cost_per_token": 0,
+                "output_cost_per_token": 0,
+            }
+        }
+    )
     props = [fake_agent(fake_server, f"long{i}", tokens=150) for i in range(3)]
     agg = AgentSpec(model="openai/fake-tiny-ctx", api_base=fake_server.url, max_tokens=50)
     events = await collect(run_moa("q", fake_config(fake_server, props, aggregator=agg)))

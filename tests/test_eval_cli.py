@@ -23,25 +23,44 @@ def server():
 def files(server, tmp_path):
     cfg = {
         "name": "fake-moa",
-        "layers": [{"proposers": [
-            {"model": "openai/fake-p1@tokens=4", "api_base": server.url, "max_tokens": 16},
-            {"model": "openai/fake-p2@tokens=5", "api_base": server.url, "max_tokens": 16},
-        ]}],
+        "layers": [
+            {
+                "proposers": [
+                    {"model": "openai/fake-p1@tokens=4", "api_base": server.url, "max_tokens": 16},
+                    {"model": "openai/fake-p2@tokens=5", "api_base": server.url, "max_tokens": 16},
+                ]
+            }
+        ],
         "aggregator": {"model": "openai/fake-agg@tokens=12", "api_base": server.url, "max_tokens": 16},
-        "timeout": 10, "num_retries": 0,
+        "timeout": 10,
+        "num_retries": 0,
     }
     (tmp_path / "moa.yaml").write_text(yaml.safe_dump(cfg))
-    (tmp_path / "judge.yaml").write_text(yaml.safe_dump({"model": "openai/fake-judge@verdict=longer",
-                                                         "api_base": server.url}))
+    (tmp_path / "judge.yaml").write_text(
+        yaml.safe_dump({"model": "openai/fake-judge@verdict=longer", "api_base": server.url})
+    )
     qs = [{"id": f"q{i}", "question": f"Question {i}?", "category": "c1" if i < 3 else "c2"} for i in range(1, 6)]
     (tmp_path / "qs.jsonl").write_text("\n".join(json.dumps(q) for q in qs))
     return tmp_path
 
 
 def run_cli(files, *extra: str) -> int:
-    return main(["eval", "--questions", str(files / "qs.jsonl"), "--contender", str(files / "moa.yaml"),
-                 "--contender", f"{files / 'moa.yaml'}:aggregator", "--judge", str(files / "judge.yaml"),
-                 "--database", f"sqlite:///{files / 'eval.db'}", *extra])
+    return main(
+        [
+            "eval",
+            "--questions",
+            str(files / "qs.jsonl"),
+            "--contender",
+            str(files / "moa.yaml"),
+            "--contender",
+            f"{files / 'moa.yaml'}:aggregator",
+            "--judge",
+            str(files / "judge.yaml"),
+            "--database",
+            f"sqlite:///{files / 'eval.db'}",
+            *extra,
+        ]
+    )
 
 
 def test_moa_eval_with_limit_then_resume(files, capsys):
@@ -83,8 +102,22 @@ def test_moa_eval_bad_input(files, capsys):
     assert "unknown contender 'no-such-preset'" in capsys.readouterr().err
     assert main(["eval", "--database", f"sqlite:///{files / 'x.db'}"]) == 2
     assert "at least one --contender" in capsys.readouterr().err
-    assert main(["eval", "--contender", str(files / "moa.yaml"), "--judge", "local/qwen2.5-coder-0.5b",
-                 "--questions", str(files / "missing.jsonl"), "--database", f"sqlite:///{files / 'x.db'}"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--contender",
+                str(files / "moa.yaml"),
+                "--judge",
+                "local/qwen2.5-coder-0.5b",
+                "--questions",
+                str(files / "missing.jsonl"),
+                "--database",
+                f"sqlite:///{files / 'x.db'}",
+            ]
+        )
+        == 2
+    )
     assert "missing.jsonl" in capsys.readouterr().err
     assert main(["eval", "--resume", "never-ran", "--database", f"sqlite:///{files / 'x.db'}"]) == 2
     assert "no stored evaluation named 'never-ran'" in capsys.readouterr().err
@@ -104,11 +137,30 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(files, server, capsys
         agent["model"] += ",delay=0.05"
     (files / "slow.yaml").write_text(yaml.safe_dump(slow))
     db = f"sqlite:///{files / 'int.db'}"
-    args = ["eval", "--questions", str(files / "qs.jsonl"), "--contender", str(files / "slow.yaml"),
-            "--contender", f"{files / 'slow.yaml'}:aggregator", "--judge", str(files / "judge.yaml"),
-            "--database", db, "--name", "sigint", "--concurrency", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "moa_core.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+    args = [
+        "eval",
+        "--questions",
+        str(files / "qs.jsonl"),
+        "--contender",
+        str(files / "slow.yaml"),
+        "--contender",
+        f"{files / 'slow.yaml'}:aggregator",
+        "--judge",
+        str(files / "judge.yaml"),
+        "--database",
+        db,
+        "--name",
+        "sigint",
+        "--concurrency",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moa_core.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     engine = open_db(db)
     deadline = time.time() + 120
     done = 0

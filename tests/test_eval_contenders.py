@@ -50,8 +50,12 @@ def test_specs_resolve_to_contenders(tmp_path):
     path.write_text(yaml.safe_dump(preset.model_copy(update={"name": "mine"}).model_dump(mode="json")))
     assert resolve_contender(str(path))[0].name == "mine"
     assert resolve_contender(f"{path}:aggregator")[0].kind == "single"
-    for bad, msg in (("no-such-thing", "unknown contender"), ("nope:aggregator", "not a preset"),
-                     (str(tmp_path / "missing.yaml"), "not found"), ("", "empty")):
+    for bad, msg in (
+        ("no-such-thing", "unknown contender"),
+        ("nope:aggregator", "not a preset"),
+        (str(tmp_path / "missing.yaml"), "not found"),
+        ("", "empty"),
+    ):
         with pytest.raises(ContenderError, match=msg):
             resolve_contender(bad)
 
@@ -89,8 +93,11 @@ def test_collaborativeness_variants():
 
 async def test_collaborativeness_evaluation_end_to_end(server, tmp_path):
     engine = open_db(f"sqlite:///{tmp_path / 'c.db'}")
-    cfg = fake_config(server, [fake_agent(server, "p1", tokens=4), fake_agent(server, "p2", tokens=30)],
-                      aggregator=fake_agent(server, "agg", tokens=10)).model_copy(update={"name": "cfg"})
+    cfg = fake_config(
+        server,
+        [fake_agent(server, "p1", tokens=4), fake_agent(server, "p2", tokens=30)],
+        aggregator=fake_agent(server, "agg", tokens=10),
+    ).model_copy(update={"name": "cfg"})
     cs = collaborativeness_contenders(cfg)
     plan = EvalPlan("collab", questions(3), cs, judge(server), pairs="vs_first", judge_timeout=10, judge_retries=0)
     summary = await run_evaluation(engine, plan, concurrency=3)
@@ -108,16 +115,38 @@ async def test_collaborativeness_evaluation_end_to_end(server, tmp_path):
 def test_report_helpers():
     j = pd.DataFrame({"verdict_ab": ["A", "B", "A", "unparseable"], "verdict_ba": ["A", "A", "B", "A"]})
     assert report.position_bias(j) == 1
-    answers = pd.DataFrame({"contender": ["x", "x", "y"], "reference": ["4", None, "4"],
-                            "reference_ok": [True, None, False], "question_id": ["a", "b", "a"]})
+    answers = pd.DataFrame(
+        {
+            "contender": ["x", "x", "y"],
+            "reference": ["4", None, "4"],
+            "reference_ok": [True, None, False],
+            "question_id": ["a", "b", "a"],
+        }
+    )
     ref = report.reference_summary(answers).set_index("contender")
     assert ref.loc["x", "n"] == 1 and ref.loc["x", "correct"] == 1 and ref.loc["y", "accuracy"] == 0
     lo, hi = report.wilson_interval(1, 1)
     assert 0.2 < lo < 0.21 and hi == 1.0
     assert all(math.isnan(x) for x in report.wilson_interval(0, 0))
-    shown = report.pairwise_display(pd.DataFrame([{"category": "(overall)", "contender_a": "a", "contender_b": "b",
-                                                    "wins_a": 3, "wins_b": 1, "ties": 0, "unparseable": 2, "n": 4,
-                                                    "win_rate_a": 0.75, "ci_low": 0.3, "ci_high": 0.95}]))
+    shown = report.pairwise_display(
+        pd.DataFrame(
+            [
+                {
+                    "category": "(overall)",
+                    "contender_a": "a",
+                    "contender_b": "b",
+                    "wins_a": 3,
+                    "wins_b": 1,
+                    "ties": 0,
+                    "unparseable": 2,
+                    "n": 4,
+                    "win_rate_a": 0.75,
+                    "ci_low": 0.3,
+                    "ci_high": 0.95,
+                }
+            ]
+        )
+    )
     assert shown.iloc[0]["A/B/tie"] == "3/1/0" and shown.iloc[0]["A win rate (95% CI)"] == "75% (30%–95%)"
 
 

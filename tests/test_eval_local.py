@@ -21,8 +21,14 @@ async def test_local_moa_against_its_aggregator_judged_locally(tmp_path):
     cfg = load_preset("local-moa")
     contenders = [c.with_max_tokens(24) for c in (moa_contender(cfg), aggregator_alone(cfg))]
     qs = limit_questions(load_bundled_set("moa-studio-30"), 2)
-    plan = EvalPlan("local", qs, contenders, judge_agent("local/qwen2.5-coder-0.5b", max_tokens=48),
-                    source={"bundled": "moa-studio-30"}, limit=2)
+    plan = EvalPlan(
+        "local",
+        qs,
+        contenders,
+        judge_agent("local/qwen2.5-coder-0.5b", max_tokens=48),
+        source={"bundled": "moa-studio-30"},
+        limit=2,
+    )
     summary = await run_evaluation(engine, plan, concurrency=2)
     assert summary.answers_new == 4 and summary.answers_failed == 0, summary.errors
     assert summary.judgements_new == 2 and summary.judgements_failed == 0, summary.errors

@@ -35,8 +35,11 @@ def db_url(tmp_path, monkeypatch, server):
     configs = tmp_path / "configs"
     configs.mkdir()
     monkeypatch.setenv("MOA_SAVED_CONFIGS_DIR", str(configs))
-    cfg = fake_config(server, [fake_agent(server, "p1", tokens=4), fake_agent(server, "p2", tokens=5)],
-                      aggregator=fake_agent(server, "agg", tokens=12))
+    cfg = fake_config(
+        server,
+        [fake_agent(server, "p1", tokens=4), fake_agent(server, "p2", tokens=5)],
+        aggregator=fake_agent(server, "agg", tokens=12),
+    )
     save_config(cfg.model_copy(update={"name": "fakecfg"}), configs / "fakecfg.yaml")
     layout._store.clear()
     yield url

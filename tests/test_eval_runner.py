@@ -57,7 +57,7 @@ class EvalFake(FakeOpenAI):
         fake = self
 
         class Handler(base):  # type: ignore[misc, valid-type]
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 body = json.loads(raw or b"{}")
                 with fake._lock:
@@ -113,8 +113,15 @@ def engine(tmp_path):
 
 
 def questions(n: int = 4) -> QuestionSet:
-    qs = [Question(id=f"q{i}", category="math" if i % 2 else "writing", turns=[f"Question number {i}?"],
-                   reference="m1d0 w1 w2" if i == 1 else None) for i in range(1, n + 1)]
+    qs = [
+        Question(
+            id=f"q{i}",
+            category="math" if i % 2 else "writing",
+            turns=[f"Question number {i}?"],
+            reference="m1d0 w1 w2" if i == 1 else None,
+        )
+        for i in range(1, n + 1)
+    ]
     return QuestionSet(name="tiny", format="plain", questions=qs)
 
 
@@ -125,16 +132,28 @@ def judge(server: FakeOpenAI, verdict: str = "longer", **opts: object) -> AgentS
 
 def contenders(server: FakeOpenAI, delay: float = 0.0) -> list:
     opts = {"delay": delay} if delay else {}
-    cfg = fake_config(server, [fake_agent(server, "p1", tokens=4, **opts), fake_agent(server, "p2", tokens=5, **opts)],
-                      aggregator=fake_agent(server, "agg", tokens=12, **opts))
+    cfg = fake_config(
+        server,
+        [fake_agent(server, "p1", tokens=4, **opts), fake_agent(server, "p2", tokens=5, **opts)],
+        aggregator=fake_agent(server, "agg", tokens=12, **opts),
+    )
     cfg = cfg.model_copy(update={"name": "fake-moa"})
-    return [moa_contender(cfg), single_contender(fake_agent(server, "solo", tokens=3, **opts), "solo",
-                                                 timeout=10, num_retries=0)]
+    return [
+        moa_contender(cfg),
+        single_contender(fake_agent(server, "solo", tokens=3, **opts), "solo", timeout=10, num_retries=0),
+    ]
 
 
 def plan(server: FakeOpenAI, n: int = 4, verdict: str = "longer", name: str = "t", **kw: Any) -> EvalPlan:
-    return EvalPlan(name, questions(n), kw.pop("contenders", None) or contenders(server),
-                    kw.pop("judge", None) or judge(server, verdict), judge_timeout=10, judge_retries=0, **kw)
+    return EvalPlan(
+        name,
+        questions(n),
+        kw.pop("contenders", None) or contenders(server),
+        kw.pop("judge", None) or judge(server, verdict),
+        judge_timeout=10,
+        judge_retries=0,
+        **kw,
+    )
 
 
 def count(engine, table) -> int:
@@ -222,8 +241,11 @@ async def test_interrupted_evaluation_resumes_without_redoing(server, engine):
     runs = eval_runs(engine, "t")
     statuses = [r["status"] for r in runs]
     assert "running" not in statuses  # what was in flight ended as cancelled
-    done_answers = {(r["meta"]["contender"], r["meta"]["question_id"]) for r in runs
-                    if r["status"] == "done" and r["meta"]["eval_item"] == "answer"}
+    done_answers = {
+        (r["meta"]["contender"], r["meta"]["question_id"])
+        for r in runs
+        if r["status"] == "done" and r["meta"]["eval_item"] == "answer"
+    }
     done_judged = [r for r in runs if r["status"] == "done" and r["meta"]["eval_item"] == "judge"]
     assert 3 <= len(done_answers) < 8
 
@@ -232,8 +254,12 @@ async def test_interrupted_evaluation_resumes_without_redoing(server, engine):
     assert summary.answers_resumed == len(done_answers) and summary.answers_new == 8 - len(done_answers)
     assert summary.judgements_resumed == len(done_judged) and summary.judgements_new == 4 - len(done_judged)
     # the second run asked only for the missing answers: MoA = 3 calls, single = 1
-    asked = sum(3 if c == "fake-moa" else 1 for c in ("fake-moa", "solo") for q in ("q1", "q2", "q3", "q4")
-                if (c, q) not in done_answers)
+    asked = sum(
+        3 if c == "fake-moa" else 1
+        for c in ("fake-moa", "solo")
+        for q in ("q1", "q2", "q3", "q4")
+        if (c, q) not in done_answers
+    )
     assert len(server.requests) == asked + 2 * summary.judgements_new
     res = load_results(engine, "t")
     assert len(res.answers) == 8 and len(res.judgements) == 4
@@ -307,8 +333,10 @@ async def test_concurrency_bound_is_respected(server, engine, limit, monkeypatch
 
     monkeypatch.setattr(llm, "stream_chat", counting)
     server.reset()
-    singles = [single_contender(fake_agent(server, f"s{i}", tokens=3, delay=0.01), f"s{i}", timeout=10,
-                                num_retries=0) for i in range(3)]
+    singles = [
+        single_contender(fake_agent(server, f"s{i}", tokens=3, delay=0.01), f"s{i}", timeout=10, num_retries=0)
+        for i in range(3)
+    ]
     p = plan(server, n=4, contenders=singles, judge=judge(server, delay=0.03))
     summary = await run_evaluation(engine, p, concurrency=limit)
     assert summary.answers_new == 12 and summary.judgements_new == 12
@@ -332,7 +360,7 @@ async def test_failed_answers_are_retried_and_block_their_judgements(server, eng
 
 
 async def test_judge_failure_is_not_a_verdict(server, engine):
-    bad_judge = judge_agent(f"openai/fake-broken@fail=500", api_base=server.url, max_tokens=16)
+    bad_judge = judge_agent("openai/fake-broken@fail=500", api_base=server.url, max_tokens=16)
     summary = await run_evaluation(engine, plan(server, n=2, judge=bad_judge), concurrency=2)
     assert summary.judgements_failed == 2 and summary.judgements_new == 0 and summary.votes == 0
     judged = [r for r in eval_runs(engine, "t") if r["meta"]["eval_item"] == "judge"]
@@ -357,13 +385,15 @@ async def test_progress_callback_error_stops_and_cleans_up(server, engine):
 
 async def test_plan_from_store_rebuilds_for_resume(server, engine, tmp_path):
     path = tmp_path / "qs.jsonl"
-    path.write_text("\n".join(json.dumps({"id": q.id, "question": q.text, "category": q.category})
-                              for q in questions(3).questions))
+    path.write_text(
+        "\n".join(json.dumps({"id": q.id, "question": q.text, "category": q.category}) for q in questions(3).questions)
+    )
     from moa_core.evaluation.runner import load_questions
 
     qs, source = load_questions(str(path), limit=2)
-    p = EvalPlan("stored", qs, contenders(server), judge(server), judge_timeout=10, judge_retries=0,
-                 source=source, limit=2)
+    p = EvalPlan(
+        "stored", qs, contenders(server), judge(server), judge_timeout=10, judge_retries=0, source=source, limit=2
+    )
     await run_evaluation(engine, p, concurrency=2)
     again = plan_from_store(engine, "stored")
     assert [c.name for c in again.contenders] == ["fake-moa", "solo"]
@@ -384,7 +414,7 @@ def test_plan_validation(server):
         EvalPlan("x", questions(), [contenders(server)[1]], judge(server))
     with pytest.raises(EvalPlanError, match="name"):
         EvalPlan("bad\nname", questions(), contenders(server))
-    three = contenders(server) + [single_contender(fake_agent(server, "x"), "x")]
+    three = [*contenders(server), single_contender(fake_agent(server, "x"), "x")]
     assert len(EvalPlan("x", questions(), three, judge(server)).pair_list()) == 3
     vs_first = EvalPlan("x", questions(), three, judge(server), pairs="vs_first").pair_list()
     assert [(a.name, b.name) for a, b in vs_first] == [("fake-moa", "solo"), ("fake-moa", "x")]
@@ -410,10 +440,10 @@ async def test_runs_left_running_by_a_killed_process_are_closed_and_redone(serve
 
 async def test_evaluation_and_resume_on_sqlite_and_postgres(server, db_url):
     engine = open_db(db_url)
-    summary = await run_evaluation(engine, plan(server, n=2, name="naïve \"quoted\" eval"), concurrency=2)
+    summary = await run_evaluation(engine, plan(server, n=2, name='naïve "quoted" eval'), concurrency=2)
     assert (summary.answers_new, summary.judgements_new, summary.votes) == (4, 2, 2)
     await run_evaluation(engine, plan(server, n=2, name="other"), concurrency=2)
-    again = await run_evaluation(engine, plan(server, n=2, name="naïve \"quoted\" eval"), concurrency=2)
+    again = await run_evaluation(engine, plan(server, n=2, name='naïve "quoted" eval'), concurrency=2)
     assert (again.answers_new, again.answers_resumed, again.judgements_resumed) == (0, 4, 2)
-    assert set(list_evaluations(engine)["name"]) == {"naïve \"quoted\" eval", "other"}
+    assert set(list_evaluations(engine)["name"]) == {'naïve "quoted" eval', "other"}
     assert eval_report(engine, "other").judged == 2

@@ -221,7 +221,10 @@ def test_reference_check_long_answers_need_an_exact_match() -> None:
 
 def test_normalize_answer() -> None:
     assert normalize_answer("The answer: 1,000.50 apples, an orange!") == [
-        "answer", "1000.5", "apples", "orange",
+        "answer",
+        "1000.5",
+        "apples",
+        "orange",
     ]
 
 
@@ -273,8 +276,12 @@ def outcomes_frame() -> pd.DataFrame:
 def test_orient_pairs_flips_swapped_rows() -> None:
     df = orient_pairs(outcomes_frame())
     assert list(zip(df["contender_a"], df["contender_b"], df["outcome"], strict=True)) == [
-        ("X", "Y", "left"), ("X", "Y", "left"), ("X", "Y", "right"),
-        ("X", "Y", "tie"), ("X", "Y", "unparseable"), ("X", "Z", "unparseable"),
+        ("X", "Y", "left"),
+        ("X", "Y", "left"),
+        ("X", "Y", "right"),
+        ("X", "Y", "tie"),
+        ("X", "Y", "unparseable"),
+        ("X", "Z", "unparseable"),
     ]
 
 

@@ -231,7 +231,9 @@ def test_empty_leaderboard():
 
 
 def test_win_rate_and_battle_count_matrices():
-    v = votes_from([("a", "b", "left"), ("b", "a", "right"), ("b", "a", "left"), ("a", "b", "tie"), ("b", "c", "both_bad")])
+    v = votes_from(
+        [("a", "b", "left"), ("b", "a", "right"), ("b", "a", "left"), ("a", "b", "tie"), ("b", "c", "both_bad")]
+    )
     rate = win_rate_matrix(v)
     assert list(rate.index) == ["a", "b", "c"] and list(rate.columns) == ["a", "b", "c"]
     assert rate.loc["a", "b"] == pytest.approx(2.5 / 4)

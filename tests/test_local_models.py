@@ -45,8 +45,12 @@ def dones(events: list, role: str | None = None) -> list[DraftDone]:
 
 
 def busy_instances() -> list[str]:
-    return [f"{name}#{i}" for name, pool in list(local._pools.items())
-            for i, inst in enumerate(list(pool.instances)) if inst.lock.locked()]
+    return [
+        f"{name}#{i}"
+        for name, pool in list(local._pools.items())
+        for i, inst in enumerate(list(pool.instances))
+        if inst.lock.locked()
+    ]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -97,8 +101,12 @@ def test_local_proposers_overlap_in_time(full_run):
         times = [e.t for e in full_run if isinstance(e, TokenDelta) and e.ref == ref]
         assert times, f"{ref.model} streamed no tokens"
         spans[ref.model] = (times[0], times[-1])
-    overlapping = [(a, b) for i, a in enumerate(spans) for b in list(spans)[i + 1:]
-                   if spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]]
+    overlapping = [
+        (a, b)
+        for i, a in enumerate(spans)
+        for b in list(spans)[i + 1 :]
+        if spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
+    ]
     assert overlapping, f"no two proposers generated at the same time: {spans}"
 
 
@@ -123,9 +131,13 @@ async def test_context_trimming_with_a_real_local_model():
     # The engine sees a 256-token window (the model really has 4096): after the template,
     # the system prompt, the answer's max_tokens and the margin, ~25 tokens are left for
     # two drafts of up to 24 tokens, so they must be cut.
-    agg = agent("local/smollm2-135m", max_tokens=16, context_window=256,
-                system_prompt="You are a careful assistant. Answer in one short paragraph of plain English, "
-                              "without lists or headings, and never repeat the question.")
+    agg = agent(
+        "local/smollm2-135m",
+        max_tokens=16,
+        context_window=256,
+        system_prompt="You are a careful assistant. Answer in one short paragraph of plain English, "
+        "without lists or headings, and never repeat the question.",
+    )
     cfg = local_config([agent("local/smollm2-135m"), agent("local/gemma3-270m")], aggregator=agg)
     events = await collect(run_moa("Explain in detail why the sky is blue.", cfg))
     trimmed = [e for e in events if isinstance(e, ContextTrimmed)]
@@ -142,7 +154,9 @@ async def test_context_trimming_with_a_real_local_model():
 
 
 async def test_cancelling_a_run_frees_every_local_instance():
-    cfg = local_config([agent(m, max_tokens=400) for m in MODELS], aggregator=agent("local/smollm2-135m", max_tokens=400))
+    cfg = local_config(
+        [agent(m, max_tokens=400) for m in MODELS], aggregator=agent("local/smollm2-135m", max_tokens=400)
+    )
     gen = run_moa("Write a very long essay about the history of astronomy.", cfg)
     # Stop once every proposer is streaming: the worker checks for cancellation between
     # tokens, while a prompt evaluation (slow on a loaded machine) cannot be interrupted.
@@ -165,8 +179,14 @@ async def test_cancelling_a_run_frees_every_local_instance():
             assert inst.lock.acquire(blocking=False)
             inst.lock.release()
     # the engine is usable again: a short run succeeds
-    events = await collect(run_moa(QUESTION, local_config([agent("local/smollm2-135m", max_tokens=8)],
-                                                          aggregator=agent("local/smollm2-135m", max_tokens=8))))
+    events = await collect(
+        run_moa(
+            QUESTION,
+            local_config(
+                [agent("local/smollm2-135m", max_tokens=8)], aggregator=agent("local/smollm2-135m", max_tokens=8)
+            ),
+        )
+    )
     assert events[-1].status == "done" and events[-1].final_text.strip()
 
 
@@ -224,7 +244,7 @@ def test_pool_acquire_honours_cancellation():
         def wait() -> None:
             try:
                 pool.acquire(cancelled)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 result.append(exc)
 
         th = threading.Thread(target=wait)

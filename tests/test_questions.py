@@ -37,8 +37,12 @@ def test_mt_bench_format() -> None:
     qs = load_question_set_text(
         jsonl(
             {"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Shorter."]},
-            {"question_id": 101, "category": "reasoning", "turns": ["Q?", "Q2?"],
-             "reference": ["Second place.", "Uncertain."]},
+            {
+                "question_id": 101,
+                "category": "reasoning",
+                "turns": ["Q?", "Q2?"],
+                "reference": ["Second place.", "Uncertain."],
+            },
         ),
         "mt",
     )
@@ -54,8 +58,7 @@ def test_mt_bench_format() -> None:
 def test_alpaca_eval_format() -> None:
     qs = load_question_set_text(
         jsonl(
-            {"instruction": "List three fruits.", "dataset": "helpful_base", "generator": "gpt4",
-             "output": "apple"},
+            {"instruction": "List three fruits.", "dataset": "helpful_base", "generator": "gpt4", "output": "apple"},
             {"instruction": "Say hi."},
         ),
         "alpaca",
@@ -275,10 +278,24 @@ def test_unknown_bundled_set_lists_available(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("filename", "categories"),
     [
-        ("mt_bench_questions.jsonl", {"writing", "roleplay", "reasoning", "math", "coding",
-                                       "extraction", "stem", "humanities"}),
-        ("vicuna_bench_questions.jsonl", {"generic", "knowledge", "roleplay", "common-sense",
-                                           "fermi", "counterfactual", "coding", "math", "writing"}),
+        (
+            "mt_bench_questions.jsonl",
+            {"writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities"},
+        ),
+        (
+            "vicuna_bench_questions.jsonl",
+            {
+                "generic",
+                "knowledge",
+                "roleplay",
+                "common-sense",
+                "fermi",
+                "counterfactual",
+                "coding",
+                "math",
+                "writing",
+            },
+        ),
     ],
 )
 def test_shared_fastchat_sets_load(filename: str, categories: set[str]) -> None:

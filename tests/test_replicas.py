@@ -26,8 +26,13 @@ def fake_config(url: str) -> dict:
     def agent(name: str, label: str) -> dict:
         return {"model": f"openai/fake-{name}@tokens=12,delay=0.02", "api_base": url, "label": label, "max_tokens": 32}
 
-    return {"name": "team-fake", "layers": [{"proposers": [agent("p1", "Fake one"), agent("p2", "Fake two")]}],
-            "aggregator": agent("agg", "Fake agg"), "timeout": 30, "num_retries": 0}
+    return {
+        "name": "team-fake",
+        "layers": [{"proposers": [agent("p1", "Fake one"), agent("p2", "Fake two")]}],
+        "aggregator": agent("agg", "Fake agg"),
+        "timeout": 30,
+        "num_retries": 0,
+    }
 
 
 def start_import(page, path) -> None:
@@ -121,7 +126,7 @@ def test_two_replicas_share_runs_and_ratings(browser, two_apps, fake_server, pg_
     except Exception:
         out = ROOT / "test-artifacts"
         out.mkdir(exist_ok=True)
-        for name, page in zip("ab", pages):
+        for name, page in zip("ab", pages, strict=False):
             page.screenshot(path=str(out / f"replicas-{name}.png"), full_page=True)
         raise
     finally:

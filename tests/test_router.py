@@ -26,10 +26,13 @@ class ChildFake:
     """tests.fake_openai.FakeOpenAI in a child process, so a test can SIGKILL it like a crashed server."""
 
     def __init__(self) -> None:
-        code = ("import sys\nfrom tests.fake_openai import FakeOpenAI\n"
-                "s = FakeOpenAI().__enter__()\nprint(s.url, flush=True)\nsys.stdin.read()\n")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        code = (
+            "import sys\nfrom tests.fake_openai import FakeOpenAI\n"
+            "s = FakeOpenAI().__enter__()\nprint(s.url, flush=True)\nsys.stdin.read()\n"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         assert self.url.startswith("http://127.0.0.1:"), self.url
@@ -64,12 +67,15 @@ def fresh_routers():
     random.setstate(state)
 
 
-def group_config(deployments: dict[str, list[DeploymentSpec]], proposers: int = 4, layers: int = 1,
-                 group: str = "pool", **kw: object) -> MoAConfig:
+def group_config(
+    deployments: dict[str, list[DeploymentSpec]], proposers: int = 4, layers: int = 1, group: str = "pool", **kw: object
+) -> MoAConfig:
     return MoAConfig(
         name="routed",
-        layers=[LayerSpec(proposers=[AgentSpec(model=group, label=f"p{k}{i}", max_tokens=16) for i in range(proposers)])
-                for k in range(layers)],
+        layers=[
+            LayerSpec(proposers=[AgentSpec(model=group, label=f"p{k}{i}", max_tokens=16) for i in range(proposers)])
+            for k in range(layers)
+        ],
         aggregator=AgentSpec(model=group, label="agg", max_tokens=16),
         deployments=deployments,
         num_retries=kw.pop("num_retries", 2),  # type: ignore[arg-type]
@@ -122,20 +128,35 @@ aggregator: {model: server/smollm2-135m}
     assert plain.stable_hash() != cfg.stable_hash()
 
 
-@pytest.mark.parametrize("patch, message", [
-    ({"fallbacks": {"nope": ["x"]}}, "fallbacks.nope: not a group"),
-    ({"fallbacks": {"pool": []}}, "fallbacks.pool"),
-    ({"fallbacks": {"pool": ["pool"]}}, "fallbacks.pool"),
-    ({"deployments": {"pool": []}}, "deployments.pool: list at least one"),
-    ({"deployments": {"pool": [{"model": "openai/a", "api_base": "http://h:1/v1"},
-                               {"model": "openai/a", "api_base": "http://h:1/v1"}]}}, "same name"),
-    ({"deployments": {"pool": [{"model": "openai/a", "extra": {"api_key": "sk-123"}}]}}, "api_key may not be set"),
-    ({"aggregator": {"model": "pool", "api_base": "http://h:1/v1"}}, "is a Router group"),
-    ({"routing_strategy": "round-robin"}, "routing_strategy"),
-])
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"fallbacks": {"nope": ["x"]}}, "fallbacks.nope: not a group"),
+        ({"fallbacks": {"pool": []}}, "fallbacks.pool"),
+        ({"fallbacks": {"pool": ["pool"]}}, "fallbacks.pool"),
+        ({"deployments": {"pool": []}}, "deployments.pool: list at least one"),
+        (
+            {
+                "deployments": {
+                    "pool": [
+                        {"model": "openai/a", "api_base": "http://h:1/v1"},
+                        {"model": "openai/a", "api_base": "http://h:1/v1"},
+                    ]
+                }
+            },
+            "same name",
+        ),
+        ({"deployments": {"pool": [{"model": "openai/a", "extra": {"api_key": "sk-123"}}]}}, "api_key may not be set"),
+        ({"aggregator": {"model": "pool", "api_base": "http://h:1/v1"}}, "is a Router group"),
+        ({"routing_strategy": "round-robin"}, "routing_strategy"),
+    ],
+)
 def test_router_config_errors_name_the_field(patch, message):
-    data = {"layers": [{"proposers": [{"model": "pool"}]}], "aggregator": {"model": "pool"},
-            "deployments": {"pool": [{"model": "openai/a", "api_base": "http://h:1/v1"}]}}
+    data = {
+        "layers": [{"proposers": [{"model": "pool"}]}],
+        "aggregator": {"model": "pool"},
+        "deployments": {"pool": [{"model": "openai/a", "api_base": "http://h:1/v1"}]},
+    }
     data.update(patch)
     with pytest.raises(ConfigError, match=message):
         config_from_dict(data)
@@ -144,10 +165,21 @@ def test_router_config_errors_name_the_field(patch, message):
 def test_model_list_keys_and_plain_fallbacks(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("TEAM_KEY", "sk-team-secret")
-    cfg = group_config({"pool": [DeploymentSpec(model="openai/a", api_base="http://h:1/v1"),
-                                 DeploymentSpec(model="openai/a", api_base="http://h:2/v1", api_key_env="TEAM_KEY",
-                                                weight=3, max_parallel_requests=2)]},
-                       fallbacks={"pool": ["local/smollm2-135m"]})
+    cfg = group_config(
+        {
+            "pool": [
+                DeploymentSpec(model="openai/a", api_base="http://h:1/v1"),
+                DeploymentSpec(
+                    model="openai/a",
+                    api_base="http://h:2/v1",
+                    api_key_env="TEAM_KEY",
+                    weight=3,
+                    max_parallel_requests=2,
+                ),
+            ]
+        },
+        fallbacks={"pool": ["local/smollm2-135m"]},
+    )
     models = routing.model_list(cfg)
     assert [m["model_name"] for m in models] == ["pool", "pool", "local/smollm2-135m"]
     assert models[0]["litellm_params"]["api_key"] == "no-key"  # a self-hosted server without a key
@@ -166,8 +198,12 @@ def test_routers_are_cached_per_setup_and_retired_callbacks_leave(monkeypatch):
     r1 = routing.router_for(cfg)
     assert r1 is not None and routing.router_for(cfg.model_copy(update={"name": "other"})) is r1
     assert routing.router_for(cfg.model_copy(update={"num_retries": 0})) is not r1
-    assert routing.router_for(MoAConfig(layers=[LayerSpec(proposers=[AgentSpec(model="x")])],
-                                        aggregator=AgentSpec(model="x"))) is None
+    assert (
+        routing.router_for(
+            MoAConfig(layers=[LayerSpec(proposers=[AgentSpec(model="x")])], aggregator=AgentSpec(model="x"))
+        )
+        is None
+    )
     before = len(litellm._async_failure_callback)
     monkeypatch.setattr(routing, "_CACHE_SIZE", 1)
     for port in (3, 4, 5):
@@ -180,8 +216,15 @@ def test_routers_are_cached_per_setup_and_retired_callbacks_leave(monkeypatch):
 
 async def test_concurrent_proposers_spread_across_replicas(replicas):
     a, b = replicas
-    cfg = group_config({"pool": [DeploymentSpec(model=MODEL, api_base=a.url, name="A"),
-                                 DeploymentSpec(model=MODEL, api_base=b.url, name="B")]}, proposers=8)
+    cfg = group_config(
+        {
+            "pool": [
+                DeploymentSpec(model=MODEL, api_base=a.url, name="A"),
+                DeploymentSpec(model=MODEL, api_base=b.url, name="B"),
+            ]
+        },
+        proposers=8,
+    )
     events = await collect(run_moa("Why is the sky blue?", cfg))
     assert run_done(events).status == "done"
     served = Counter(d.deployment for d in dones(events))
@@ -194,8 +237,15 @@ async def test_concurrent_proposers_spread_across_replicas(replicas):
 
 async def test_failed_deployment_is_retried_on_another(replicas):
     a, b = replicas
-    cfg = group_config({"pool": [DeploymentSpec(model="openai/fake-broken@fail=500", api_base=a.url, name="broken"),
-                                 DeploymentSpec(model=MODEL, api_base=b.url, name="good")]}, proposers=6)
+    cfg = group_config(
+        {
+            "pool": [
+                DeploymentSpec(model="openai/fake-broken@fail=500", api_base=a.url, name="broken"),
+                DeploymentSpec(model=MODEL, api_base=b.url, name="good"),
+            ]
+        },
+        proposers=6,
+    )
     events = await collect(run_moa("q?", cfg))
     assert run_done(events).status == "done"
     assert all(d.ok and d.deployment == "good" for d in dones(events)), [(d.deployment, d.error) for d in dones(events)]
@@ -219,17 +269,25 @@ async def test_replica_killed_mid_run_calls_succeed_on_the_other(monkeypatch):
     monkeypatch.setattr(llm, "stream_chat", stream_chat)
     try:
         with FakeOpenAI() as alive:
-            cfg = group_config({"pool": [DeploymentSpec(model=MODEL, api_base=dead.url, name="doomed"),
-                                         DeploymentSpec(model=MODEL, api_base=alive.url, name="survivor")]},
-                               proposers=4, layers=2)
+            cfg = group_config(
+                {
+                    "pool": [
+                        DeploymentSpec(model=MODEL, api_base=dead.url, name="doomed"),
+                        DeploymentSpec(model=MODEL, api_base=alive.url, name="survivor"),
+                    ]
+                },
+                proposers=4,
+                layers=2,
+            )
             events = await collect(run_moa("q?", cfg))
             assert dead.proc.poll() is not None
             assert run_done(events).status == "done", run_done(events).error
             first = [d for d in dones(events) if d.ref.layer == 0]
             later = [d for d in dones(events) if d.ref.layer > 0]
             assert any(d.deployment == "doomed" for d in first), [d.deployment for d in first]
-            assert len(later) == 5 and all(d.ok and d.deployment == "survivor" for d in later), \
-                [(d.ref.call_id, d.deployment, d.error) for d in later]
+            assert len(later) == 5 and all(d.ok and d.deployment == "survivor" for d in later), [
+                (d.ref.call_id, d.deployment, d.error) for d in later
+            ]
             assert run_done(events).totals.failed_calls == 0
             assert sum(alive.calls.values()) == sum(d.deployment == "survivor" for d in dones(events))
     finally:
@@ -239,10 +297,18 @@ async def test_replica_killed_mid_run_calls_succeed_on_the_other(monkeypatch):
 async def test_all_deployments_fail_falls_back_to_backup_model(replicas):
     a, b = replicas
     broken = "openai/fake-r@fail=500"
-    cfg = group_config({"pool": [DeploymentSpec(model=broken, api_base=a.url, name="A"),
-                                 DeploymentSpec(model=broken, api_base=b.url, name="B")],
-                        "backup": [DeploymentSpec(model="openai/fake-backup", api_base=b.url, name="backup")]},
-                       proposers=3, fallbacks={"pool": ["backup"]}, num_retries=1)
+    cfg = group_config(
+        {
+            "pool": [
+                DeploymentSpec(model=broken, api_base=a.url, name="A"),
+                DeploymentSpec(model=broken, api_base=b.url, name="B"),
+            ],
+            "backup": [DeploymentSpec(model="openai/fake-backup", api_base=b.url, name="backup")],
+        },
+        proposers=3,
+        fallbacks={"pool": ["backup"]},
+        num_retries=1,
+    )
     events = await collect(run_moa("q?", cfg))
     assert run_done(events).status == "done"
     assert all(d.ok and d.deployment == "backup (fallback for pool)" for d in dones(events))
@@ -253,8 +319,16 @@ async def test_all_deployments_fail_falls_back_to_backup_model(replicas):
 async def test_no_fallback_all_deployments_fail_is_a_clear_error(replicas):
     a, b = replicas
     broken = "openai/fake-r@fail=500"
-    cfg = group_config({"pool": [DeploymentSpec(model=broken, api_base=a.url, name="A"),
-                                 DeploymentSpec(model=broken, api_base=b.url, name="B")]}, proposers=2, num_retries=1)
+    cfg = group_config(
+        {
+            "pool": [
+                DeploymentSpec(model=broken, api_base=a.url, name="A"),
+                DeploymentSpec(model=broken, api_base=b.url, name="B"),
+            ]
+        },
+        proposers=2,
+        num_retries=1,
+    )
     events = await collect(run_moa("q?", cfg))
     done = run_done(events)
     assert done.status == "failed" and "Every proposer of layer 1 failed" in (done.error or "")
@@ -264,8 +338,12 @@ async def test_no_fallback_all_deployments_fail_is_a_clear_error(replicas):
 
 async def test_direct_calls_have_no_deployment_and_single_runs_can_route(replicas):
     a, b = replicas
-    direct = MoAConfig(layers=[LayerSpec(proposers=[AgentSpec(model=MODEL, api_base=a.url, max_tokens=8)])],
-                       aggregator=AgentSpec(model=MODEL, api_base=a.url, max_tokens=8), num_retries=0, timeout=20)
+    direct = MoAConfig(
+        layers=[LayerSpec(proposers=[AgentSpec(model=MODEL, api_base=a.url, max_tokens=8)])],
+        aggregator=AgentSpec(model=MODEL, api_base=a.url, max_tokens=8),
+        num_retries=0,
+        timeout=20,
+    )
     events = await collect(run_moa("q?", direct))
     assert run_done(events).status == "done" and all(d.deployment is None for d in dones(events))
 

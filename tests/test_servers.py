@@ -24,8 +24,9 @@ from tests.conftest import requires_local
 
 SMOL = "smollm2-135m"
 N_CTX = 1024
-requires_server = pytest.mark.skipif(not servers.server_available(),
-                                     reason="llama-cpp-python[server] (fastapi, uvicorn, sse-starlette) not installed")
+requires_server = pytest.mark.skipif(
+    not servers.server_available(), reason="llama-cpp-python[server] (fastapi, uvicorn, sse-starlette) not installed"
+)
 
 
 def fake_set(*specs: tuple[str, int, int]) -> ServerSet:
@@ -53,7 +54,11 @@ def test_config_for_servers_direct_for_one_replica_router_for_two():
     cfg = load_preset("local-moa")
     one = servers.config_for_servers(cfg, fake_set((SMOL, 0, 8101), ("qwen2.5-coder-0.5b", 0, 8102)))
     smol = one.layers[0].proposers[1]
-    assert (smol.model, smol.api_base, smol.context_window) == ("openai/smollm2-135m", "http://127.0.0.1:8101/v1", N_CTX)
+    assert (smol.model, smol.api_base, smol.context_window) == (
+        "openai/smollm2-135m",
+        "http://127.0.0.1:8101/v1",
+        N_CTX,
+    )
     assert one.aggregator.model == "openai/qwen2.5-coder-0.5b" and one.aggregator.api_base.endswith(":8102/v1")
     assert one.layers[0].proposers[2].model == "local/gemma3-270m"  # not served: stays in-process
     assert not one.deployments
@@ -62,12 +67,17 @@ def test_config_for_servers_direct_for_one_replica_router_for_two():
     smol = two.layers[0].proposers[1]
     assert smol.model == "server/smollm2-135m" and smol.api_base is None and two.uses_router(smol)
     assert [d.api_base for d in two.deployments["server/smollm2-135m"]] == [
-        "http://127.0.0.1:8101/v1", "http://127.0.0.1:8102/v1"]
+        "http://127.0.0.1:8101/v1",
+        "http://127.0.0.1:8102/v1",
+    ]
     assert two.fallbacks == {"server/smollm2-135m": ["local/smollm2-135m"]}
     assert two.aggregator.model == "local/qwen2.5-coder-0.5b"
 
-    keyed = servers.config_for_servers(cfg, fake_set((SMOL, 0, 8101), ("qwen2.5-coder-0.5b", 0, 8102),
-                                                     ("qwen2.5-coder-0.5b", 1, 8103)), api_key_env="MOA_SERVER_KEY")
+    keyed = servers.config_for_servers(
+        cfg,
+        fake_set((SMOL, 0, 8101), ("qwen2.5-coder-0.5b", 0, 8102), ("qwen2.5-coder-0.5b", 1, 8103)),
+        api_key_env="MOA_SERVER_KEY",
+    )
     assert keyed.layers[0].proposers[1].api_key_env == "MOA_SERVER_KEY"
     assert all(d.api_key_env == "MOA_SERVER_KEY" for d in keyed.deployments["server/qwen2.5-coder-0.5b"])
     assert keyed.aggregator.api_key_env is None and keyed.uses_router(keyed.aggregator)
@@ -95,7 +105,6 @@ def test_start_refuses_a_port_in_use():
 # -- real servers -----------------------------------------------------------------------------
 
 
-
 def integration(fn):
     """Real model servers: marked local_models, skipped without the weights or the server extra."""
     for mark in (requires_server, requires_local, pytest.mark.local_models):
@@ -112,8 +121,14 @@ def smol_servers(tmp_path_factory):
 
 
 def http_agent(server: ModelServer, label: str, max_tokens: int = 12) -> AgentSpec:
-    return AgentSpec(model=server.litellm_model, api_base=server.api_base, label=label, max_tokens=max_tokens,
-                     temperature=0.0, context_window=N_CTX)
+    return AgentSpec(
+        model=server.litellm_model,
+        api_base=server.api_base,
+        label=label,
+        max_tokens=max_tokens,
+        temperature=0.0,
+        context_window=N_CTX,
+    )
 
 
 async def record(cfg: MoAConfig, db_url: str, question: str = "Name a primary color.", on_event=None) -> list:
@@ -141,8 +156,14 @@ def rows(db_url: str, sql: str) -> list[tuple]:
 @integration
 async def test_moa_run_entirely_over_http_streams_and_records_usage(smol_servers, tmp_path):
     a, b, _ = smol_servers.servers
-    cfg = MoAConfig(name="over-http", layers=[LayerSpec(proposers=[http_agent(a, "A"), http_agent(b, "B")])],
-                    aggregator=http_agent(a, "agg", 16), baselines=[http_agent(b, "solo")], num_retries=0, timeout=120)
+    cfg = MoAConfig(
+        name="over-http",
+        layers=[LayerSpec(proposers=[http_agent(a, "A"), http_agent(b, "B")])],
+        aggregator=http_agent(a, "agg", 16),
+        baselines=[http_agent(b, "solo")],
+        num_retries=0,
+        timeout=120,
+    )
     db = f"sqlite:///{tmp_path / 'moa.db'}"
     events = await record(cfg, db)
     done = events[-1]
@@ -165,11 +186,23 @@ async def test_router_over_two_real_replicas_names_the_deployment(smol_servers):
     routing.clear_cache()
     random.seed(7)
     deployments = ServerSet(smol_servers.servers[:2]).deployments()
-    cfg = MoAConfig(name="routed-http", deployments={k: [DeploymentSpec(**d) for d in v] for k, v in deployments.items()},
-                    layers=[LayerSpec(proposers=[AgentSpec(model="server/smollm2-135m", label=f"p{i}", max_tokens=8,
-                                                           temperature=0.0, context_window=N_CTX) for i in range(4)])],
-                    aggregator=AgentSpec(model="server/smollm2-135m", label="agg", max_tokens=8, context_window=N_CTX),
-                    num_retries=1, timeout=120)
+    cfg = MoAConfig(
+        name="routed-http",
+        deployments={k: [DeploymentSpec(**d) for d in v] for k, v in deployments.items()},
+        layers=[
+            LayerSpec(
+                proposers=[
+                    AgentSpec(
+                        model="server/smollm2-135m", label=f"p{i}", max_tokens=8, temperature=0.0, context_window=N_CTX
+                    )
+                    for i in range(4)
+                ]
+            )
+        ],
+        aggregator=AgentSpec(model="server/smollm2-135m", label="agg", max_tokens=8, context_window=N_CTX),
+        num_retries=1,
+        timeout=120,
+    )
     events = [e async for e in run_moa("Say yes.", cfg)]
     assert events[-1].status == "done", events[-1].error
     served = {d.deployment for d in events if isinstance(d, DraftDone)}
@@ -185,9 +218,13 @@ async def test_server_killed_mid_run_is_a_call_error_and_the_run_goes_on(smol_se
     server finish, and the run is done with one failed call."""
     survivor, victim = smol_servers.servers[1:]
     assert victim.running
-    cfg = MoAConfig(name="kill", layers=[LayerSpec(proposers=[http_agent(victim, "victim", 200),
-                                                              http_agent(survivor, "survivor", 8)])],
-                    aggregator=http_agent(survivor, "agg", 8), num_retries=0, timeout=120)
+    cfg = MoAConfig(
+        name="kill",
+        layers=[LayerSpec(proposers=[http_agent(victim, "victim", 200), http_agent(survivor, "survivor", 8)])],
+        aggregator=http_agent(survivor, "agg", 8),
+        num_retries=0,
+        timeout=120,
+    )
     seen = {"victim": 0}
 
     def kill_after_first_tokens(ev) -> None:
@@ -209,7 +246,7 @@ async def test_server_killed_mid_run_is_a_call_error_and_the_run_goes_on(smol_se
     done = events[-1]
     assert done.status == "done" and done.totals.failed_calls == 1
     stored = rows(db, "select label, status, error from generation order by id")
-    assert ("victim", "error") == stored[0][:2] and stored[0][2]
+    assert stored[0][:2] == ("victim", "error") and stored[0][2]
 
 
 @integration
@@ -218,8 +255,24 @@ def test_serve_models_command_writes_a_config_that_points_at_the_servers(tmp_pat
     warm-up request do), and the written config names the variable, never the key."""
     monkeypatch.setenv("MOA_TEST_SERVER_KEY", "sekrit-key")
     out = tmp_path / "over-servers.yaml"
-    rc = servers.main([SMOL, "--port", "0", "--n-ctx", str(N_CTX), "--preset", "local-moa", "--api-key-env",
-                       "MOA_TEST_SERVER_KEY", "--write-config", str(out), "--log-dir", str(tmp_path / "logs"), "--once"])
+    rc = servers.main(
+        [
+            SMOL,
+            "--port",
+            "0",
+            "--n-ctx",
+            str(N_CTX),
+            "--preset",
+            "local-moa",
+            "--api-key-env",
+            "MOA_TEST_SERVER_KEY",
+            "--write-config",
+            str(out),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--once",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "openai/smollm2-135m" in text and "api_base http://127.0.0.1:" in text and "deployments:" in text

@@ -35,7 +35,6 @@ from moa_core.store.models import Rating
 from tests.test_store_support import QUESTION, run_events, stream
 
 
-
 @pytest.fixture
 def engine(db_url: str) -> Engine:
     return open_db(db_url)
@@ -45,6 +44,7 @@ def record_all(engine: Engine, events: list, **kw: object) -> list:
     async def main() -> list:
         async with aclosing(Recorder(engine, **kw).record(stream(events))) as evs:
             return [ev async for ev in evs]
+
     return asyncio.run(main())
 
 
@@ -85,6 +85,7 @@ def test_consumer_stopping_marks_run_cancelled(engine: Engine) -> None:
                 # Stop once proposer 0 has finished and proposer 1 has streamed a little.
                 if isinstance(ev, TokenDelta) and ev.ref.slot == 1:
                     break
+
     asyncio.run(main())
     run = get_run(engine, run_id)
     assert run["run"]["status"] == "cancelled"
@@ -105,6 +106,7 @@ def test_break_without_aclosing_still_closes_run(engine: Engine) -> None:
                 break
         for _ in range(5):  # the event loop finalizes the abandoned generator shortly after
             await asyncio.sleep(0)
+
     asyncio.run(main())
     run = get_run(engine, events[0].run_id)
     assert run["run"]["status"] == "cancelled"
@@ -132,6 +134,7 @@ def test_cancelled_task_marks_run_cancelled(engine: Engine) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
     asyncio.run(main())
     run = get_run(engine, events[0].run_id)
     assert run["run"]["status"] == "cancelled" and run["generations"][0]["status"] == "cancelled"
@@ -147,10 +150,12 @@ def test_failed_draft_and_failing_engine(engine: Engine) -> None:
 
     events = run_events()
     with pytest.raises(RuntimeError, match="engine exploded"):
+
         async def main() -> None:
             async with aclosing(Recorder(engine).record(stream(events, fail_after=5))) as evs:
                 async for _ in evs:
                     pass
+
         asyncio.run(main())
     r = get_run(engine, events[0].run_id)["run"]
     assert (r["status"], r["error"]) == ("failed", "engine exploded")
@@ -273,7 +278,12 @@ def test_queries_with_filters(engine: Engine) -> None:
     vdf = votes_df(engine)
     assert len(vdf) == 2
     first = vdf.iloc[0]
-    assert (first["left_model"], first["left_name"], first["right_name"], first["kind"]) == ("local/x", "X", "B", "arena")
+    assert (first["left_model"], first["left_name"], first["right_name"], first["kind"]) == (
+        "local/x",
+        "X",
+        "B",
+        "arena",
+    )
     assert votes_df(engine, rater_kind="people")["rater"].tolist() == ["alice"]
     assert votes_df(engine, rater_kind="judges")["kind"].tolist() == ["eval"]
     assert votes_df(engine, kind="eval", rater_kind="all")["is_judge"].tolist() == [True]
@@ -300,7 +310,7 @@ def test_queries_with_filters(engine: Engine) -> None:
 def test_export_round_trip(engine: Engine, tmp_path, fmt: str) -> None:
     ids = _populate(engine)
     gens = get_run(engine, ids["play"])["generations"]
-    add_rating(engine, gens[0]["id"], 3, "multi\nline, \"quoted\"", "alice")
+    add_rating(engine, gens[0]["id"], 3, 'multi\nline, "quoted"', "alice")
     add_vote(engine, gens[0]["id"], gens[1]["id"], "tie", "bob")
     paths = export_all(engine, tmp_path / "out", fmt)
     assert [p.name for p in paths] == [f"{n}.{fmt}" for n in ("runs", "generations", "ratings", "votes")]
@@ -309,7 +319,7 @@ def test_export_round_trip(engine: Engine, tmp_path, fmt: str) -> None:
     else:
         tables = {p.stem: [json.loads(line) for line in p.open(encoding="utf-8")] for p in paths}
     assert {k: len(v) for k, v in tables.items()} == {"runs": 3, "generations": 9, "ratings": 1, "votes": 1}
-    assert tables["ratings"][0]["comment"] == "multi\nline, \"quoted\""
+    assert tables["ratings"][0]["comment"] == 'multi\nline, "quoted"'
     params = tables["generations"][0]["params"]
     params = json.loads(params) if fmt == "csv" else params
     assert params["temperature"] == 0.7 and "api_key" not in params
@@ -323,4 +333,5 @@ def test_unknown_event_stream_ids_are_uuid_hex(engine: Engine) -> None:
     Recorder(engine).handle(RunStarted(run_id, "q", [], {}, "h", "", "challenge", time.time()))
     with engine.connect() as c:
         from moa_core.store.models import Run
+
         assert c.execute(select(Run.__table__.c.kind).where(Run.__table__.c.id == run_id)).scalar() == "challenge"

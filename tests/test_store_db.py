@@ -24,7 +24,6 @@ from moa_core.store.util import strip_secrets
 from tests.test_store_support import run_events
 
 
-
 def test_sqlite_pragmas_are_on(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     engine = open_db(url)
@@ -34,7 +33,9 @@ def test_sqlite_pragmas_are_on(tmp_path: Path) -> None:
             assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
         with pytest.raises(IntegrityError, match="FOREIGN KEY"), engine.begin() as c:
-            c.execute(Rating.__table__.insert().values(generation_id=42, score=3, comment="", rater="a", created_at=1.0))
+            c.execute(
+                Rating.__table__.insert().values(generation_id=42, score=3, comment="", rater="a", created_at=1.0)
+            )
         assert get_engine(url) is engine  # cached per URL
     finally:
         dispose_engines(url)
@@ -56,12 +57,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("postgresql+psycopg://moa:hunter2@127.0.0.1:{port}/x", "cannot open database postgresql+psycopg://moa:***@"),
-    ("not a url", "invalid database URL not a url"),
-    ("nosuchdialect://h/x", "cannot use database nosuchdialect://h/x: no driver"),
-    ("sqlite:///{tmp}", "unable to open database file"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql+psycopg://moa:hunter2@127.0.0.1:{port}/x", "cannot open database postgresql+psycopg://moa:***@"),
+        ("not a url", "invalid database URL not a url"),
+        ("nosuchdialect://h/x", "cannot use database nosuchdialect://h/x: no driver"),
+        ("sqlite:///{tmp}", "unable to open database file"),
+    ],
+)
 def test_bad_url_raises_store_error(tmp_path: Path, url: str, expected: str) -> None:
     url = url.format(port=_free_port(), tmp=tmp_path)  # a directory is no database file
     with pytest.raises(StoreError) as info:
@@ -85,8 +89,15 @@ def test_read_only_file_raises_store_error(tmp_path: Path) -> None:
 
 
 def test_strip_secrets() -> None:
-    params = {"api_key": "k", "API_KEY": "k", "temperature": 0.1, "max_tokens": 5, "aws_secret_access_key": "k",
-              "nested": {"password": "p", "keep": [{"token": "t", "ok": 1}]}, "anthropic_api_key": "k"}
+    params = {
+        "api_key": "k",
+        "API_KEY": "k",
+        "temperature": 0.1,
+        "max_tokens": 5,
+        "aws_secret_access_key": "k",
+        "nested": {"password": "p", "keep": [{"token": "t", "ok": 1}]},
+        "anthropic_api_key": "k",
+    }
     assert strip_secrets(params) == {"temperature": 0.1, "max_tokens": 5, "nested": {"keep": [{"ok": 1}]}}
 
 
@@ -137,22 +148,37 @@ def test_migration_from_0001_keeps_rows(db_url: str) -> None:
     run_id = uuid.uuid4().hex
     now = time.time()
     with engine.begin() as c:
-        c.execute(text(
-            "INSERT INTO run (id, created_at, kind, question, history, config, config_hash, preset, status, "
-            "prompt_tokens, completion_tokens, cost) VALUES (:id, :t, 'arena', 'old q', '[]', '{}', 'h', 'p', "
-            "'done', 1, 2, 0.5)"), {"id": run_id, "t": now})
+        c.execute(
+            text(
+                "INSERT INTO run (id, created_at, kind, question, history, config, config_hash, preset, status, "
+                "prompt_tokens, completion_tokens, cost) VALUES (:id, :t, 'arena', 'old q', '[]', '{}', 'h', 'p', "
+                "'done', 1, 2, 0.5)"
+            ),
+            {"id": run_id, "t": now},
+        )
         for slot in (0, 1):
-            c.execute(text(
-                "INSERT INTO generation (run_id, call_id, role, layer, slot, model, label, params, system_prompt, "
-                "text, prompt_tokens, completion_tokens, cost, started_at, status) VALUES (:r, :cid, 'baseline', "
-                "-1, :s, :m, '', '{\"temperature\": 0.5}', '', :txt, 0, 0, 0, :t, 'done')"),
-                {"r": run_id, "cid": f"baseline--1-{slot}", "s": slot, "m": f"m{slot}", "txt": f"t{slot}", "t": now})
+            c.execute(
+                text(
+                    "INSERT INTO generation (run_id, call_id, role, layer, slot, model, label, params, system_prompt, "
+                    "text, prompt_tokens, completion_tokens, cost, started_at, status) VALUES (:r, :cid, 'baseline', "
+                    "-1, :s, :m, '', '{\"temperature\": 0.5}', '', :txt, 0, 0, 0, :t, 'done')"
+                ),
+                {"r": run_id, "cid": f"baseline--1-{slot}", "s": slot, "m": f"m{slot}", "txt": f"t{slot}", "t": now},
+            )
         g = [row[0] for row in c.execute(text("SELECT id FROM generation ORDER BY slot"))]
-        c.execute(text("INSERT INTO rating (generation_id, score, comment, rater, created_at) "
-                       "VALUES (:g, 4, 'ok', 'ann', :t)"), {"g": g[0], "t": now})
-        c.execute(text("INSERT INTO vote (left_generation_id, right_generation_id, outcome, blind, rater, created_at, "
-                       "run_id) VALUES (:a, :b, 'both_bad', :blind, 'ann', :t, :r)"),
-                  {"a": g[0], "b": g[1], "blind": True, "t": now, "r": run_id})
+        c.execute(
+            text(
+                "INSERT INTO rating (generation_id, score, comment, rater, created_at) VALUES (:g, 4, 'ok', 'ann', :t)"
+            ),
+            {"g": g[0], "t": now},
+        )
+        c.execute(
+            text(
+                "INSERT INTO vote (left_generation_id, right_generation_id, outcome, blind, rater, created_at, "
+                "run_id) VALUES (:a, :b, 'both_bad', :blind, 'ann', :t, :r)"
+            ),
+            {"a": g[0], "b": g[1], "blind": True, "t": now, "r": run_id},
+        )
 
     init_db(engine)
     assert current_revision(engine) == "0003"
@@ -175,5 +201,5 @@ def test_newer_database_revision_is_a_clear_error(db_url: str) -> None:
     with engine.begin() as c:
         c.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     dispose_engines(db_url)
-    with pytest.raises(StoreError, match="cannot migrate database .*newer MoA Studio"):
+    with pytest.raises(StoreError, match=r"cannot migrate database .*newer MoA Studio"):
         open_db(db_url)

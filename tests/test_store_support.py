@@ -33,14 +33,16 @@ def config(models: tuple[str, ...] = ("local/a", "local/b"), aggregator: str = "
     )
 
 
-def draft(ref: CallRef, text: str, t: float, *, error: str | None = None, params: dict | None = None,
-          split: int = 3) -> Iterator[Event]:
+def draft(
+    ref: CallRef, text: str, t: float, *, error: str | None = None, params: dict | None = None, split: int = 3
+) -> Iterator[Event]:
     yield DraftStarted(ref, "You are helpful.", params if params is not None else {"temperature": 0.7}, t)
-    chunks = [text[i:i + split] for i in range(0, len(text), split)]
+    chunks = [text[i : i + split] for i in range(0, len(text), split)]
     for c in chunks:
         yield TokenDelta(ref, c, t + 0.1)
-    yield DraftDone(ref, text, None if error else "stop", Usage(10, len(chunks)), 0.001, t, t + 0.5,
-                    None if error else 0.1, error)
+    yield DraftDone(
+        ref, text, None if error else "stop", Usage(10, len(chunks)), 0.001, t, t + 0.5, None if error else 0.1, error
+    )
 
 
 def run_events(
@@ -58,8 +60,18 @@ def run_events(
     run_id = run_id or uuid.uuid4().hex
     t = time.time() if t0 is None else t0
     cfg = config(models, aggregator)
-    evs: list[Event] = [RunStarted(run_id, question, [{"role": "user", "content": "hi"}],
-                                   cfg.model_dump(mode="json"), cfg.stable_hash(), preset, kind, t)]
+    evs: list[Event] = [
+        RunStarted(
+            run_id,
+            question,
+            [{"role": "user", "content": "hi"}],
+            cfg.model_dump(mode="json"),
+            cfg.stable_hash(),
+            preset,
+            kind,
+            t,
+        )
+    ]
     for slot, agent in enumerate(cfg.layers[0].proposers):
         ref = CallRef(run_id, "proposer", 0, slot, agent.model, agent.label or "")
         params = {**agent.public_params(), "api_key": "sk-SECRET", "extra_headers": {"Authorization": "Bearer x"}}
@@ -75,8 +87,9 @@ def run_events(
     return evs
 
 
-async def stream(events: Iterable[Event], closed: list[bool] | None = None,
-                 fail_after: int | None = None) -> AsyncIterator[Event]:
+async def stream(
+    events: Iterable[Event], closed: list[bool] | None = None, fail_after: int | None = None
+) -> AsyncIterator[Event]:
     """Async generator like the engine's; records in `closed` whether its cleanup ran."""
     try:
         for i, ev in enumerate(events):

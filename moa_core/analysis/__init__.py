@@ -23,6 +23,6 @@ __all__ = [
     "fit_bradley_terry",
     "leaderboard",
     "pareto_frontier",
-    "win_rate_matrix",
     "wilson_interval",
+    "win_rate_matrix",
 ]

@@ -40,8 +40,58 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]
 # -- sentences ----------------------------------------------------------------------------
 
 ABBREVIATIONS = frozenset(
-    "e.g i.e etc vs cf al approx ca dr mr mrs ms prof st no fig figs eq eqs vol pp jr sr inc ltd co corp dept est "
-    "min max avg approx resp incl excl u.s u.k jan feb mar apr jun jul aug sep sept oct nov dec".split()
+    [
+        "e.g",
+        "i.e",
+        "etc",
+        "vs",
+        "cf",
+        "al",
+        "approx",
+        "ca",
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "prof",
+        "st",
+        "no",
+        "fig",
+        "figs",
+        "eq",
+        "eqs",
+        "vol",
+        "pp",
+        "jr",
+        "sr",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "dept",
+        "est",
+        "min",
+        "max",
+        "avg",
+        "approx",
+        "resp",
+        "incl",
+        "excl",
+        "u.s",
+        "u.k",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    ]
 )
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
@@ -68,11 +118,11 @@ def _split_line(line: str) -> list[str]:
         if not rest or not (rest[0].isupper() or rest[0].isdigit() or rest[0] in "\"'“‘(["):
             continue
         if m.group(1) == ".":
-            before = line[start:m.start()].split()
+            before = line[start : m.start()].split()
             word = before[-1].lower().rstrip(".") if before else ""
             if word in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
                 continue  # "e.g. Paris", "J. Smith"
-        out.append(line[start:m.end(2)].strip())
+        out.append(line[start : m.end(2)].strip())
         start = end
     out.append(line[start:].strip())
     return [s for s in out if s]
@@ -147,7 +197,9 @@ def rouge_l(candidate: str, reference: str) -> RougeL:
 
 # -- conflicts -------------------------------------------------------------------------------
 
-NEGATIONS = frozenset("not no never none nobody nothing neither nor cannot without nowhere".split())
+NEGATIONS = frozenset(
+    ["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot", "without", "nowhere"]
+)
 _NUMBER = re.compile(r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _NEG_WORD = re.compile(r"[a-z]+(?:['’][a-z]+)?")
 
@@ -222,7 +274,7 @@ class Similarity:
             vecs = np.asarray(self.embed(missing), dtype=np.float32)
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             vecs = vecs / np.clip(norms, 1e-12, None)
-            self._vectors.update(zip(missing, vecs))
+            self._vectors.update(zip(missing, vecs, strict=False))
         if not texts:
             return np.zeros((0, 1), dtype=np.float32)
         key = tuple(texts)
@@ -235,8 +287,9 @@ class Similarity:
             return np.zeros((len(a), len(b)), dtype=np.float64)
         if self.embed is not None:
             return np.clip(dot_rows(self.vectors(a), self.vectors(b)), -1.0, 1.0).astype(np.float64)
-        scores = process.cdist(list(a), list(b), scorer=fuzz.token_sort_ratio, processor=utils.default_process,
-                               dtype=np.float32)
+        scores = process.cdist(
+            list(a), list(b), scorer=fuzz.token_sort_ratio, processor=utils.default_process, dtype=np.float32
+        )
         return np.asarray(scores, dtype=np.float64) / 100.0
 
 
@@ -287,8 +340,9 @@ class Alignment:
         return asdict(self)
 
 
-def _best_agreeing(sims: np.ndarray, texts_a: Sequence[str], texts_b: Sequence[str], i: int
-                   ) -> tuple[int | None, float, int | None, float, str | None]:
+def _best_agreeing(
+    sims: np.ndarray, texts_a: Sequence[str], texts_b: Sequence[str], i: int
+) -> tuple[int | None, float, int | None, float, str | None]:
     """For sentence i of A: (best agreeing j, its sim, best conflicting j, its sim, reason)."""
     best_j, best = None, -1.0
     conf_j, conf, reason = None, -1.0, None
@@ -305,8 +359,13 @@ def _best_agreeing(sims: np.ndarray, texts_a: Sequence[str], texts_b: Sequence[s
     return best_j, best, conf_j, conf, reason
 
 
-def align_drafts(drafts: Sequence[str], embed: EmbedFn | None = None, *,
-                 thresholds: Thresholds | None = None, similarity: Similarity | None = None) -> Alignment:
+def align_drafts(
+    drafts: Sequence[str],
+    embed: EmbedFn | None = None,
+    *,
+    thresholds: Thresholds | None = None,
+    similarity: Similarity | None = None,
+) -> Alignment:
     """Align the drafts' sentences: shared, partial, unique statements and contradictions."""
     sim = similarity or Similarity(embed, thresholds)
     th = sim.thresholds
@@ -337,8 +396,14 @@ def align_drafts(drafts: Sequence[str], embed: EmbedFn | None = None, *,
                     key = (ra, rb) if (a, i) < (b, cj) else (rb, ra)
                     if key not in contradictions:
                         first, second = key
-                        contradictions[key] = Contradiction(first, second, sents[first.draft][first.index],
-                                                            sents[second.draft][second.index], round(cs, 4), why)
+                        contradictions[key] = Contradiction(
+                            first,
+                            second,
+                            sents[first.draft][first.index],
+                            sents[second.draft][second.index],
+                            round(cs, 4),
+                            why,
+                        )
     for c in contradictions.values():
         out[c.a.draft][c.a.index].contradicts.append(c.b)
         out[c.b.draft][c.b.index].contradicts.append(c.a)
@@ -350,11 +415,11 @@ def align_drafts(drafts: Sequence[str], embed: EmbedFn | None = None, *,
     for d in out:
         for st in d:
             groups.setdefault(find((st.draft, st.index)), []).append(SentenceRef(st.draft, st.index))
-    shared = [sorted(g, key=lambda r: (r.draft, r.index)) for g in groups.values()
-              if n > 1 and len({r.draft for r in g}) == n]
+    shared = [
+        sorted(g, key=lambda r: (r.draft, r.index)) for g in groups.values() if n > 1 and len({r.draft for r in g}) == n
+    ]
     shared.sort(key=lambda g: (g[0].draft, g[0].index))
-    return Alignment(out, shared, sorted(contradictions.values(), key=lambda c: (c.a.draft, c.a.index)),
-                     sim.kind, th)
+    return Alignment(out, shared, sorted(contradictions.values(), key=lambda c: (c.a.draft, c.a.index)), sim.kind, th)
 
 
 # -- the synthesized answer against the drafts ------------------------------------------------
@@ -381,8 +446,14 @@ class Attribution:
         return asdict(self)
 
 
-def attribute(final: str, drafts: Sequence[str], embed: EmbedFn | None = None, *,
-              thresholds: Thresholds | None = None, similarity: Similarity | None = None) -> Attribution:
+def attribute(
+    final: str,
+    drafts: Sequence[str],
+    embed: EmbedFn | None = None,
+    *,
+    thresholds: Thresholds | None = None,
+    similarity: Similarity | None = None,
+) -> Attribution:
     """For each sentence of `final`, the draft it came from (or new); word shares per draft."""
     sim = similarity or Similarity(embed, thresholds)
     th = sim.thresholds
@@ -402,13 +473,18 @@ def attribute(final: str, drafts: Sequence[str], embed: EmbedFn | None = None, *
             if j is not None and s > best[0]:
                 best = (s, k, j)
         ok = best[0] >= th.match
-        out.append(SentenceSource(i, text, best[1] if ok else None, best[2] if ok else None,
-                                  round(max(best[0], 0.0), 4), support))
+        out.append(
+            SentenceSource(
+                i, text, best[1] if ok else None, best[2] if ok else None, round(max(best[0], 0.0), 4), support
+            )
+        )
     weights = [max(len(words(s.text)), 1) for s in out]
     total = float(sum(weights)) or 1.0
-    shares = [sum(w for s, w in zip(out, weights) if s.source == k) / total for k in range(len(drafts))]
-    coverage = [sum(w for s, w in zip(out, weights) if k in s.supported_by) / total for k in range(len(drafts))]
-    new = sum(w for s, w in zip(out, weights) if s.source is None) / total if out else 0.0
+    shares = [sum(w for s, w in zip(out, weights, strict=False) if s.source == k) / total for k in range(len(drafts))]
+    coverage = [
+        sum(w for s, w in zip(out, weights, strict=False) if k in s.supported_by) / total for k in range(len(drafts))
+    ]
+    new = sum(w for s, w in zip(out, weights, strict=False) if s.source is None) / total if out else 0.0
     return Attribution(out, shares, new, coverage)
 
 
@@ -460,17 +536,25 @@ def _agreeing_final(sim: Similarity, fs: list[str], texts: list[str]) -> list[tu
     return out
 
 
-def compare(final: str, drafts: Sequence[str], embed: EmbedFn | None = None, *,
-            alignment: Alignment | None = None, thresholds: Thresholds | None = None,
-            similarity: Similarity | None = None) -> Comparison:
+def compare(
+    final: str,
+    drafts: Sequence[str],
+    embed: EmbedFn | None = None,
+    *,
+    alignment: Alignment | None = None,
+    thresholds: Thresholds | None = None,
+    similarity: Similarity | None = None,
+) -> Comparison:
     """Where the final answer came from, which draft-only statements it kept or dropped,
     and which side of each contradiction it took."""
     sim = similarity or Similarity(embed, thresholds)
     alignment = alignment or align_drafts(drafts, similarity=sim)
     fs = split_sentences(final)
     only = alignment.unique()
-    unique = [KeptStatement(st.draft, st.index, st.text, j is not None, j, round(s, 4))
-              for st, (j, s) in zip(only, _agreeing_final(sim, fs, [st.text for st in only]))]
+    unique = [
+        KeptStatement(st.draft, st.index, st.text, j is not None, j, round(s, 4))
+        for st, (j, s) in zip(only, _agreeing_final(sim, fs, [st.text for st in only]), strict=False)
+    ]
     outcomes = []
     sides = _agreeing_final(sim, fs, [t for c in alignment.contradictions for t in (c.text_a, c.text_b)])
     for k, c in enumerate(alignment.contradictions):

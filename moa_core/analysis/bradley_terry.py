@@ -71,9 +71,7 @@ def _objective(w: NDArray[np.float64], beta: NDArray[np.float64], l2: float) -> 
     return (w * _log_sigmoid(diff)).sum(axis=(1, 2)) - 0.5 * l2 * (beta**2).sum(axis=1)
 
 
-def _newton(
-    w: NDArray[np.float64], l2: float, tol: float, max_iter: int
-) -> tuple[NDArray[np.float64], bool]:
+def _newton(w: NDArray[np.float64], l2: float, tol: float, max_iter: int) -> tuple[NDArray[np.float64], bool]:
     b, k, _ = w.shape
     n = w + np.swapaxes(w, 1, 2)
     row_wins = w.sum(axis=2)

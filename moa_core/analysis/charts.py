@@ -27,9 +27,7 @@ _ROLE_COLORS = {
 
 def empty_figure(title: str = "", message: str = NO_DATA) -> go.Figure:
     fig = go.Figure()
-    fig.add_annotation(
-        text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 16}
-    )
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 16})
     fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False})
     return fig
 
@@ -75,9 +73,15 @@ def _matrix_heatmap(
         return empty_figure(title)
     fig = go.Figure(
         go.Heatmap(
-            z=matrix.to_numpy(dtype=float), x=[str(c) for c in matrix.columns], y=[str(i) for i in matrix.index],
-            text=text, texttemplate="%{text}", colorscale=colorscale, zmid=zmid, **kw,
-        )  # fmt: skip
+            z=matrix.to_numpy(dtype=float),
+            x=[str(c) for c in matrix.columns],
+            y=[str(i) for i in matrix.index],
+            text=text,
+            texttemplate="%{text}",
+            colorscale=colorscale,
+            zmid=zmid,
+            **kw,
+        )
     )
     # Row contender reads top-down in the matrix's own order, like a table.
     fig.update_layout(title=title, xaxis_title="opponent", yaxis_title="contender", yaxis_autorange="reversed")
@@ -98,9 +102,7 @@ def battle_count_heatmap(matrix: pd.DataFrame, title: str = "Battles per pair") 
     """Heatmap of ``battle_count_matrix()``."""
     z = matrix.to_numpy(dtype=float) if matrix is not None else np.empty((0, 0))
     text = np.char.mod("%d", z.astype(np.int64))
-    return _matrix_heatmap(
-        matrix, title, text, "Blues", None, hovertemplate="%{y} vs %{x}: %{z:d}<extra></extra>"
-    )
+    return _matrix_heatmap(matrix, title, text, "Blues", None, hovertemplate="%{y} vs %{x}: %{z:d}<extra></extra>")
 
 
 def score_distribution(
@@ -152,9 +154,14 @@ def pareto_scatter(
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
-            x=d[x], y=d[y], mode="markers+text", text=names, textposition="top center", name="contenders",
+            x=d[x],
+            y=d[y],
+            mode="markers+text",
+            text=names,
+            textposition="top center",
+            name="contenders",
             marker={"size": 10, "color": np.where(on, "#2ca02c", "#7f7f7f")},
-        )  # fmt: skip
+        )
     )
     front = d.loc[on].sort_values(x)
     # hv steps: between two frontier points the best reachable quality is the worse one's,
@@ -218,7 +225,17 @@ def run_timeline(calls: pd.DataFrame, title: str = "Run timeline") -> go.Figure:
         if "layer" in d.columns
         else "?"
     )
-    d["_row"] = "L" + layer + " " + d["role"].astype(str) + " · " + name.fillna("").astype(str) + " (" + d["call_id"].astype(str) + ")"
+    d["_row"] = (
+        "L"
+        + layer
+        + " "
+        + d["role"].astype(str)
+        + " · "
+        + name.fillna("").astype(str)
+        + " ("
+        + d["call_id"].astype(str)
+        + ")"
+    )
     d = d.sort_values(["_start", "_row"]).dropna(subset=["_start"])
     if d.empty:
         return empty_figure(title)
@@ -242,10 +259,13 @@ def run_timeline(calls: pd.DataFrame, title: str = "Run timeline") -> go.Figure:
     if not ft.empty:
         fig.add_trace(
             go.Scatter(
-                x=ft["_start"] + ft["_ttft"], y=ft["_row"], mode="markers", name="first token",
+                x=ft["_start"] + ft["_ttft"],
+                y=ft["_row"],
+                mode="markers",
+                name="first token",
                 marker={"symbol": "line-ns-open", "size": 14, "color": "black"},
                 hovertemplate="%{y}<br>first token at %{x:.2f}s<extra></extra>",
-            )  # fmt: skip
+            )
         )
     fig.update_layout(
         title=title, barmode="overlay", xaxis_title="seconds since run start",

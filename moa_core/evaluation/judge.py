@@ -35,9 +35,7 @@ Verdict: tie"""
 _REFERENCE_RULE = "\nA reference answer is given: an answer that contradicts it is wrong."
 
 
-def judge_messages(
-    question: str, answer_a: str, answer_b: str, reference: str | None = None
-) -> list[Message]:
+def judge_messages(question: str, answer_a: str, answer_b: str, reference: str | None = None) -> list[Message]:
     """Chat messages asking a judge model to compare answer A with answer B."""
     has_ref = bool(reference and reference.strip())
     system = JUDGE_SYSTEM_PROMPT.replace("{reference_rule}", _REFERENCE_RULE if has_ref else "")
@@ -48,13 +46,9 @@ def judge_messages(
     # Explicit start/end markers: answers often contain blank lines and headings, and a
     # small judge must still see where one answer stops and the next begins.
     for label, answer in (("A", answer_a), ("B", answer_b)):
-        parts.append(
-            f"[Start of Assistant {label}'s answer]\n{answer.strip()}\n[End of Assistant {label}'s answer]"
-        )
+        parts.append(f"[Start of Assistant {label}'s answer]\n{answer.strip()}\n[End of Assistant {label}'s answer]")
     # Repeating the output format last helps small judges, which weigh recent text most.
-    parts.append(
-        "Which answer is better? End with a line 'Verdict: A', 'Verdict: B' or 'Verdict: tie'."
-    )
+    parts.append("Which answer is better? End with a line 'Verdict: A', 'Verdict: B' or 'Verdict: tie'.")
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": "\n\n".join(parts)},
@@ -94,14 +88,10 @@ _LEAD = re.compile(
     r"^[\s\"'“”‘’\[\](){}<>]*(?:(?:clearly|definitely|obviously|overall|probably)[\s,]+)?",
     re.IGNORECASE,
 )
-_VALUE_TIE = re.compile(
-    r"(?:it'?s\s+)?(?:a\s+)?(?:tie|tied|draw)\b|c\]|equal|both|neither|same|even\b", re.IGNORECASE
-)
+_VALUE_TIE = re.compile(r"(?:it'?s\s+)?(?:a\s+)?(?:tie|tied|draw)\b|c\]|equal|both|neither|same|even\b", re.IGNORECASE)
 # A bare lowercase a/b only counts when nothing word-like follows, so the article in
 # "Verdict: a close call" is not read as A.
-_VALUE_SIDE = re.compile(
-    rf"(?:{_NOUN}\s+([abAB])(?![\w])|([AB])(?![\w])|([ab])(?=\s*(?:$|[^\w\s])))"
-)
+_VALUE_SIDE = re.compile(rf"(?:{_NOUN}\s+([abAB])(?![\w])|([AB])(?![\w])|([ab])(?=\s*(?:$|[^\w\s])))")
 _VALUE_EITHER = re.compile(r"^\s*(?:or|and|/|&)\s*(?i:assistant\s+)?[abAB]\b")
 _BARE = re.compile(rf"^(?:{_NOUN}\s+)?(a|b)$|^(tie|draw|equal|c)$", re.IGNORECASE)
 
@@ -109,9 +99,7 @@ _SIDE = (
     rf"(?:{_NOUN}\s+([abAB])|{_NOT_AFTER_NOUN}\b([AB]))"
     r"(?:['’]s(?:\s+(?i:answer|response))?)?"
 )
-_ADVERBS = (
-    r"(?:(?i:clearly|slightly|much|far|overall|definitely|significantly|somewhat|the)\s+)*"
-)
+_ADVERBS = r"(?:(?i:clearly|slightly|much|far|overall|definitely|significantly|somewhat|the)\s+)*"
 _BETTER = (
     rf"(?i:is|was|seems|appears)\s+{_ADVERBS}(?i:better|superior|stronger|preferred|preferable|"
     r"more\s+(?:helpful|accurate|correct|complete|relevant|useful))"
@@ -236,8 +224,29 @@ SHORT_ANSWER_MAX_WORDS = 50
 _NUMBER_WORDS = {
     w: str(i)
     for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen "
-        "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
     )
 }
 _ARTICLES = frozenset({"a", "an", "the"})
@@ -268,9 +277,7 @@ def normalize_answer(text: str) -> list[str]:
     return tokens
 
 
-def reference_check(
-    answer: str, reference: str, max_words: int = SHORT_ANSWER_MAX_WORDS
-) -> bool:
+def reference_check(answer: str, reference: str, max_words: int = SHORT_ANSWER_MAX_WORDS) -> bool:
     """True when a short answer states the reference.
 
     The rule: both texts are normalised with :func:`normalize_answer` (case, punctuation,

@@ -9,6 +9,7 @@ other (so one judgement never holds more than one model call in flight).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -40,8 +41,12 @@ DEFAULT_JUDGE_MAX_TOKENS = 256
 
 def judge_agent(model: str = DEFAULT_JUDGE_MODEL, **overrides: Any) -> AgentSpec:
     """A judge with deterministic defaults (temperature 0, 256 tokens)."""
-    params: dict[str, Any] = {"model": model, "label": JUDGE_LABEL, "temperature": 0.0,
-                              "max_tokens": DEFAULT_JUDGE_MAX_TOKENS}
+    params: dict[str, Any] = {
+        "model": model,
+        "label": JUDGE_LABEL,
+        "temperature": 0.0,
+        "max_tokens": DEFAULT_JUDGE_MAX_TOKENS,
+    }
     params.update({k: v for k, v in overrides.items() if v is not None})
     return AgentSpec(**params)
 
@@ -70,8 +75,9 @@ class Judgement:
         return self.error is None
 
 
-async def _one_call(ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]], timeout: float,
-                    num_retries: int, recorder: Recorder) -> DraftDone:
+async def _one_call(
+    ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]], timeout: float, num_retries: int, recorder: Recorder
+) -> DraftDone:
     started = time.time()
     recorder.handle(DraftStarted(ref, messages[0]["content"], agent.public_params(), started))
     result = llm.StreamResult()
@@ -82,14 +88,22 @@ async def _one_call(ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any
                 pass
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any provider failure is this call's error
+    except Exception as exc:
         error = short_error(exc, agent.api_key_env)
     if error is None and not result.text.strip():
         error = "empty answer"
     ttft = None if result.first_token_at is None else result.first_token_at - started
-    done = DraftDone(ref, result.text, result.finish_reason if error is None else "error",
-                     Usage(result.prompt_tokens, result.completion_tokens), result.cost, started, time.time(), ttft,
-                     error)
+    done = DraftDone(
+        ref,
+        result.text,
+        result.finish_reason if error is None else "error",
+        Usage(result.prompt_tokens, result.completion_tokens),
+        result.cost,
+        started,
+        time.time(),
+        ttft,
+        error,
+    )
     recorder.handle(done)
     return done
 
@@ -121,8 +135,11 @@ async def judge_pair(
     msgs_ab, msgs_ba = both_orders_messages(question, left, right, reference)
     started = time.time()
     config = {"judge": judge.model_dump(mode="json")}
-    recorder.handle(RunStarted(run_id, question, [], config, f"judge-{judge_fingerprint(judge)}",
-                               rater_name(judge), "eval", started))
+    recorder.handle(
+        RunStarted(
+            run_id, question, [], config, f"judge-{judge_fingerprint(judge)}", rater_name(judge), "eval", started
+        )
+    )
     try:
         if on_started is not None:
             on_started(run_id)
@@ -133,8 +150,14 @@ async def judge_pair(
             dones.append(done)
             if not done.ok:
                 break
-        totals = Totals(sum(d.usage.prompt_tokens for d in dones), sum(d.usage.completion_tokens for d in dones),
-                        sum(d.cost for d in dones), time.time() - started, len(dones), sum(not d.ok for d in dones))
+        totals = Totals(
+            sum(d.usage.prompt_tokens for d in dones),
+            sum(d.usage.completion_tokens for d in dones),
+            sum(d.cost for d in dones),
+            time.time() - started,
+            len(dones),
+            sum(not d.ok for d in dones),
+        )
         failed = next((d for d in dones if not d.ok), None)
         if failed is not None:
             error = f"judge call {failed.ref.slot + 1} failed: {failed.error}"
@@ -144,15 +167,22 @@ async def judge_pair(
             result = Judgement(run_id, (v_ab, v_ba), combine_verdicts(v_ab, v_ba), None, totals.cost)
         if on_result is not None:
             on_result(result)
-        recorder.handle(RunDone(run_id, "done" if result.ok else "failed", "" if result.error else result.outcome,
-                                totals, time.time(), result.error))
+        recorder.handle(
+            RunDone(
+                run_id,
+                "done" if result.ok else "failed",
+                "" if result.error else result.outcome,
+                totals,
+                time.time(),
+                result.error,
+            )
+        )
     except BaseException:
-        try:
+        with contextlib.suppress(Exception):
             recorder.close_unfinished(run_id, "cancelled")
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
         raise
     return result
+
 
 __all__ = [
     "DEFAULT_JUDGE_MAX_TOKENS",

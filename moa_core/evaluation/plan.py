@@ -93,10 +93,14 @@ class EvalPlan:
     def meta(self) -> dict[str, Any]:
         """Stored on every answer run: enough to resume by name."""
         return {
-            "question_set": self.questions.name, "source": self.source, "limit": self.limit,
-            "contenders": [c.name for c in self.contenders], "pairs": self.pairs,
+            "question_set": self.questions.name,
+            "source": self.source,
+            "limit": self.limit,
+            "contenders": [c.name for c in self.contenders],
+            "pairs": self.pairs,
             "judge": self.judge.model_dump(mode="json") if self.judge else None,
-            "judge_timeout": self.judge_timeout, "judge_retries": self.judge_retries,
+            "judge_timeout": self.judge_timeout,
+            "judge_retries": self.judge_retries,
         }
 
 
@@ -151,20 +155,33 @@ def plan_from_store(engine: Engine, name: str, *, limit: int | None = None) -> E
         contenders.append(_contender_from_run(r))
     judge = AgentSpec.model_validate(p["judge"]) if p.get("judge") else None
     lim = limit if limit is not None else p.get("limit")
-    return EvalPlan(name, limit_questions(qs, lim), contenders, judge, p.get("pairs", "all"),
-                    float(p.get("judge_timeout", 120.0)), int(p.get("judge_retries", 1)), source or None, lim)
+    return EvalPlan(
+        name,
+        limit_questions(qs, lim),
+        contenders,
+        judge,
+        p.get("pairs", "all"),
+        float(p.get("judge_timeout", 120.0)),
+        int(p.get("judge_retries", 1)),
+        source or None,
+        lim,
+    )
 
 
 def _contender_from_run(r: dict[str, Any]) -> Contender:
     m, cfg = r["meta"], r.get("config") or {}
     collab = Collab(m["collab"]["model"], m["collab"]["setting"]) if m.get("collab") else None
-    common: dict[str, Any] = dict(name=m["contender"], timeout=float(m.get("timeout", 120.0)),
-                                  num_retries=int(m.get("num_retries", 1)), collab=collab)
+    common: dict[str, Any] = dict(
+        name=m["contender"],
+        timeout=float(m.get("timeout", 120.0)),
+        num_retries=int(m.get("num_retries", 1)),
+        collab=collab,
+    )
     try:
         if m.get("contender_kind") == "single":
             return Contender(agent=AgentSpec.model_validate(cfg["single"]), **common)
         return Contender(config=MoAConfig.model_validate(cfg), **common)
-    except Exception as err:  # noqa: BLE001 - a stored config the current code cannot read
+    except Exception as err:
         raise ContenderError(f"cannot rebuild contender {m['contender']!r}: {err}") from None
 
 

@@ -126,9 +126,7 @@ class QuestionSet(BaseModel):
     def fingerprint(self) -> str:
         """Stable hash of the content (not the name or path): lets a resumed run check
         that it is still answering the same questions."""
-        payload = json.dumps(
-            [q.model_dump() for q in self.questions], sort_keys=True, ensure_ascii=False
-        )
+        payload = json.dumps([q.model_dump() for q in self.questions], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
@@ -269,9 +267,11 @@ def _parse(text: str, name: str, source: str | None) -> QuestionSet:
             try:
                 obj = json.loads(raw)
             except json.JSONDecodeError as e:
-                hint = " (a JSON array file must be converted to one object per line)" if (
-                    lineno == 1 and raw.lstrip().startswith("[")
-                ) else ""
+                hint = (
+                    " (a JSON array file must be converted to one object per line)"
+                    if (lineno == 1 and raw.lstrip().startswith("["))
+                    else ""
+                )
                 raise _Bad(f"invalid JSON: {e.msg} at column {e.colno}{hint}") from None
             if not isinstance(obj, dict):
                 raise _Bad(f"expected a JSON object, got {_type_name(obj)}")
@@ -314,14 +314,8 @@ def _parse(text: str, name: str, source: str | None) -> QuestionSet:
     for qid, lns in dupes.items():
         # A position-based id clashing with an explicit one is otherwise baffling.
         auto = [ln for ln in lns if ln in auto_id_lines]
-        note = (
-            f"; no 'id' on line(s) {', '.join(map(str, auto))}, so the position is used"
-            if auto
-            else ""
-        )
-        errors.append(
-            LineError(lns[1], f"duplicate id {qid!r} (lines {', '.join(map(str, lns))}{note})")
-        )
+        note = f"; no 'id' on line(s) {', '.join(map(str, auto))}, so the position is used" if auto else ""
+        errors.append(LineError(lns[1], f"duplicate id {qid!r} (lines {', '.join(map(str, lns))}{note})"))
     if errors:
         errors.sort(key=lambda e: (e.line is not None, e.line or 0))
         raise QuestionSetError(name, errors)
@@ -348,9 +342,7 @@ def _too_big(size: int, max_bytes: int) -> str:
 # ---------------------------------------------------------------- public API
 
 
-def load_question_set_text(
-    text: str | bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES
-) -> QuestionSet:
+def load_question_set_text(text: str | bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> QuestionSet:
     """Parse an uploaded question set. Bytes are decoded as UTF-8 (BOM allowed), so an
     upload widget's raw content can be passed directly."""
     if isinstance(text, str):
@@ -363,9 +355,7 @@ def load_question_set_text(
     return _parse(text, name, source=None)
 
 
-def load_question_set(
-    path: str | Path, name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
-) -> QuestionSet:
+def load_question_set(path: str | Path, name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> QuestionSet:
     """Load a JSONL question set; ``name`` defaults to the file stem."""
     p = Path(path)
     name = name or p.stem

@@ -37,13 +37,42 @@ KIND = "eval"
 FINAL_ROLES = ("aggregator", "baseline")
 
 ANSWER_COLUMNS = [
-    "run_id", "created_at", "status", "contender", "contender_kind", "contender_hash", "question_id",
-    "category", "question", "final_text", "final_generation_id", "reference", "reference_ok", "cost",
-    "prompt_tokens", "completion_tokens", "wall_time", "collab_model", "collab_setting",
+    "run_id",
+    "created_at",
+    "status",
+    "contender",
+    "contender_kind",
+    "contender_hash",
+    "question_id",
+    "category",
+    "question",
+    "final_text",
+    "final_generation_id",
+    "reference",
+    "reference_ok",
+    "cost",
+    "prompt_tokens",
+    "completion_tokens",
+    "wall_time",
+    "collab_model",
+    "collab_setting",
 ]
 JUDGEMENT_COLUMNS = [
-    "run_id", "created_at", "status", "question_id", "category", "contender_a", "contender_b",
-    "answer_a", "answer_b", "judge", "verdict_ab", "verdict_ba", "outcome", "vote_id", "cost",
+    "run_id",
+    "created_at",
+    "status",
+    "question_id",
+    "category",
+    "contender_a",
+    "contender_b",
+    "answer_a",
+    "answer_b",
+    "judge",
+    "verdict_ab",
+    "verdict_ba",
+    "outcome",
+    "vote_id",
+    "cost",
 ]
 
 
@@ -61,9 +90,22 @@ def _rows(engine: Engine, stmt: Any) -> list[dict[str, Any]]:
 
 def eval_runs(engine: Engine, name: str | None = None, *, with_config: bool = False) -> list[dict[str, Any]]:
     """Every run of evaluation ``name`` (all evaluations when None), oldest first."""
-    cols = [RUN.c.id, RUN.c.created_at, RUN.c.status, RUN.c.question, RUN.c.question_set, RUN.c.preset,
-            RUN.c.final_text, RUN.c.cost, RUN.c.prompt_tokens, RUN.c.completion_tokens, RUN.c.wall_time,
-            RUN.c.tags, RUN.c.meta, RUN.c.error]
+    cols = [
+        RUN.c.id,
+        RUN.c.created_at,
+        RUN.c.status,
+        RUN.c.question,
+        RUN.c.question_set,
+        RUN.c.preset,
+        RUN.c.final_text,
+        RUN.c.cost,
+        RUN.c.prompt_tokens,
+        RUN.c.completion_tokens,
+        RUN.c.wall_time,
+        RUN.c.tags,
+        RUN.c.meta,
+        RUN.c.error,
+    ]
     if with_config:
         cols.append(RUN.c.config)
     stmt = select(*cols).where(RUN.c.kind == KIND).order_by(RUN.c.created_at, RUN.c.id)
@@ -89,8 +131,11 @@ def final_generation_ids(engine: Engine, run_ids: Sequence[str]) -> dict[str, in
     """run id -> id of its final answer's generation (aggregator or single model)."""
     if not run_ids:
         return {}
-    stmt = (select(GEN.c.run_id, GEN.c.id).where(GEN.c.run_id.in_(list(run_ids)), GEN.c.role.in_(FINAL_ROLES),
-                                                   GEN.c.status == "done").order_by(GEN.c.id))
+    stmt = (
+        select(GEN.c.run_id, GEN.c.id)
+        .where(GEN.c.run_id.in_(list(run_ids)), GEN.c.role.in_(FINAL_ROLES), GEN.c.status == "done")
+        .order_by(GEN.c.id)
+    )
     return {r["run_id"]: int(r["id"]) for r in _rows(engine, stmt)}
 
 
@@ -117,14 +162,25 @@ def _answer_row(row: dict[str, Any]) -> dict[str, Any]:
     m = row["meta"]
     collab = m.get("collab") or {}
     return {
-        "run_id": row["id"], "created_at": row["created_at"], "status": row["status"],
-        "contender": m.get("contender"), "contender_kind": m.get("contender_kind"),
-        "contender_hash": m.get("contender_hash"), "question_id": str(m.get("question_id")),
-        "category": m.get("category") or "general", "question": row["question"],
-        "final_text": row["final_text"] or "", "final_generation_id": m.get("final_generation_id"),
-        "reference": m.get("reference"), "reference_ok": m.get("reference_ok"), "cost": row["cost"],
-        "prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"],
-        "wall_time": row["wall_time"], "collab_model": collab.get("model"), "collab_setting": collab.get("setting"),
+        "run_id": row["id"],
+        "created_at": row["created_at"],
+        "status": row["status"],
+        "contender": m.get("contender"),
+        "contender_kind": m.get("contender_kind"),
+        "contender_hash": m.get("contender_hash"),
+        "question_id": str(m.get("question_id")),
+        "category": m.get("category") or "general",
+        "question": row["question"],
+        "final_text": row["final_text"] or "",
+        "final_generation_id": m.get("final_generation_id"),
+        "reference": m.get("reference"),
+        "reference_ok": m.get("reference_ok"),
+        "cost": row["cost"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "wall_time": row["wall_time"],
+        "collab_model": collab.get("model"),
+        "collab_setting": collab.get("setting"),
     }
 
 
@@ -132,13 +188,23 @@ def _judgement_row(row: dict[str, Any]) -> dict[str, Any]:
     m = row["meta"]
     pair = m.get("pair") or [None, None]
     answers = m.get("answers") or [None, None]
-    verdicts = list(m.get("verdicts") or []) + [None, None]
+    verdicts = [*list(m.get("verdicts") or []), None, None]
     return {
-        "run_id": row["id"], "created_at": row["created_at"], "status": row["status"],
-        "question_id": str(m.get("question_id")), "category": m.get("category") or "general",
-        "contender_a": pair[0], "contender_b": pair[1], "answer_a": answers[0], "answer_b": answers[1],
-        "judge": m.get("judge"), "verdict_ab": verdicts[0], "verdict_ba": verdicts[1],
-        "outcome": m.get("outcome"), "vote_id": m.get("vote_id"), "cost": row["cost"],
+        "run_id": row["id"],
+        "created_at": row["created_at"],
+        "status": row["status"],
+        "question_id": str(m.get("question_id")),
+        "category": m.get("category") or "general",
+        "contender_a": pair[0],
+        "contender_b": pair[1],
+        "answer_a": answers[0],
+        "answer_b": answers[1],
+        "judge": m.get("judge"),
+        "verdict_ab": verdicts[0],
+        "verdict_ba": verdicts[1],
+        "outcome": m.get("outcome"),
+        "vote_id": m.get("vote_id"),
+        "cost": row["cost"],
     }
 
 
@@ -204,10 +270,17 @@ def load_results(engine: Engine, name: str, judge: str | None = None) -> EvalRes
         if judge is None and not all_j.empty:
             judge = all_j["judge"].dropna().iloc[-1] if all_j["judge"].notna().any() else None
     current_ids = set(answers["run_id"])
-    j = all_j[(all_j["status"] == "done") & (all_j["judge"] == judge)
-              & all_j["answer_a"].isin(current_ids) & all_j["answer_b"].isin(current_ids)]
-    j = j.sort_values("created_at", kind="stable").drop_duplicates(
-        ["question_id", "contender_a", "contender_b"], keep="last").reset_index(drop=True)
+    j = all_j[
+        (all_j["status"] == "done")
+        & (all_j["judge"] == judge)
+        & all_j["answer_a"].isin(current_ids)
+        & all_j["answer_b"].isin(current_ids)
+    ]
+    j = (
+        j.sort_values("created_at", kind="stable")
+        .drop_duplicates(["question_id", "contender_a", "contender_b"], keep="last")
+        .reset_index(drop=True)
+    )
     failed_a = int((all_answers["status"] != "done").sum()) if not all_answers.empty else 0
     failed_j = int((all_j["status"] != "done").sum()) if not all_j.empty else 0
     return EvalResults(name, answers, j, plan, failed_a, failed_j)
@@ -246,19 +319,47 @@ def _cost_rows(engine: Engine, answers: pd.DataFrame) -> pd.DataFrame:
 def eval_report(engine: Engine, name: str, judge: str | None = None) -> EvalReport:
     res = load_results(engine, name, judge)
     outcomes = rep.judged_outcomes(res.judgements)
-    judge_used = res.judgements["judge"].iloc[0] if not res.judgements.empty else (
-        (res.plan.get("judge") or {}).get("model") if res.plan.get("judge") else judge)
-    pairwise = rep.pairwise_report(outcomes) if not outcomes.empty else pd.DataFrame(
-        columns=["category", "contender_a", "contender_b", "wins_a", "wins_b", "ties", "unparseable", "n",
-                 "win_rate_a", "ci_low", "ci_high"])
-    costs = rep.cost_summary(_cost_rows(engine, res.answers), latency="max") if not res.answers.empty \
-        else pd.DataFrame()
+    judge_used = (
+        res.judgements["judge"].iloc[0]
+        if not res.judgements.empty
+        else ((res.plan.get("judge") or {}).get("model") if res.plan.get("judge") else judge)
+    )
+    pairwise = (
+        rep.pairwise_report(outcomes)
+        if not outcomes.empty
+        else pd.DataFrame(
+            columns=[
+                "category",
+                "contender_a",
+                "contender_b",
+                "wins_a",
+                "wins_b",
+                "ties",
+                "unparseable",
+                "n",
+                "win_rate_a",
+                "ci_low",
+                "ci_high",
+            ]
+        )
+    )
+    costs = (
+        rep.cost_summary(_cost_rows(engine, res.answers), latency="max") if not res.answers.empty else pd.DataFrame()
+    )
     collab_rows = rep.collaborativeness_rows(res.judgements, res.answers)
     collab = rep.collaborativeness(collab_rows) if not collab_rows.empty else pd.DataFrame()
-    return EvalReport(res, judge_used, pairwise, rep.reference_summary(res.answers), costs,
-                      rep.per_question(res.answers), collab, len(outcomes),
-                      int((outcomes["outcome"] == "unparseable").sum()) if not outcomes.empty else 0,
-                      rep.position_bias(res.judgements))
+    return EvalReport(
+        res,
+        judge_used,
+        pairwise,
+        rep.reference_summary(res.answers),
+        costs,
+        rep.per_question(res.answers),
+        collab,
+        len(outcomes),
+        int((outcomes["outcome"] == "unparseable").sum()) if not outcomes.empty else 0,
+        rep.position_bias(res.judgements),
+    )
 
 
 def list_evaluations(engine: Engine) -> pd.DataFrame:
@@ -267,9 +368,19 @@ def list_evaluations(engine: Engine) -> pd.DataFrame:
     rows: dict[str, dict[str, Any]] = {}
     for r in eval_runs(engine):
         m = r["meta"]
-        e = rows.setdefault(m["eval"], {"name": m["eval"], "question_set": r["question_set"], "contenders": [],
-                                         "judge": None, "answers": 0, "judgements": 0,
-                                         "started": r["created_at"], "last": r["created_at"]})
+        e = rows.setdefault(
+            m["eval"],
+            {
+                "name": m["eval"],
+                "question_set": r["question_set"],
+                "contenders": [],
+                "judge": None,
+                "answers": 0,
+                "judgements": 0,
+                "started": r["created_at"],
+                "last": r["created_at"],
+            },
+        )
         e["last"] = max(e["last"], r["created_at"])
         if m.get("eval_item") == "answer":
             if m.get("contender") not in e["contenders"]:
@@ -279,9 +390,10 @@ def list_evaluations(engine: Engine) -> pd.DataFrame:
             e["judge"] = (plan.get("judge") or {}).get("model") or e["judge"]
         elif m.get("eval_item") == "judge":
             e["judgements"] += r["status"] == "done"
-    df = pd.DataFrame(list(rows.values()),
-                      columns=["name", "question_set", "contenders", "judge", "answers", "judgements", "started",
-                               "last"])
+    df = pd.DataFrame(
+        list(rows.values()),
+        columns=["name", "question_set", "contenders", "judge", "answers", "judgements", "started", "last"],
+    )
     if not df.empty:
         df["contenders"] = df["contenders"].map(lambda c: ", ".join(str(x) for x in c))
         df = df.sort_values("last", ascending=False, kind="stable").reset_index(drop=True)

@@ -29,7 +29,12 @@ Z95 = 1.959963984540054
 
 OUTCOME_COLUMNS = ("question_id", "category", "contender_a", "contender_b", "outcome")
 GENERATION_COLUMNS = (
-    "contender", "question_id", "cost", "prompt_tokens", "completion_tokens", "latency",
+    "contender",
+    "question_id",
+    "cost",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency",
 )
 COLLAB_COLUMNS = ("model", "setting", "question_id", "outcome")
 
@@ -118,9 +123,7 @@ def win_rates(outcomes: pd.DataFrame, by_category: bool = False) -> pd.DataFrame
             | {"unparseable": c["unparseable"], "n": s["n"], "win_rate_a": s["win_rate"]}
             | {"ci_low": s["ci_low"], "ci_high": s["ci_high"]}
         )
-    columns = keys + [
-        "wins_a", "wins_b", "ties", "unparseable", "n", "win_rate_a", "ci_low", "ci_high",
-    ]
+    columns = [*keys, "wins_a", "wins_b", "ties", "unparseable", "n", "win_rate_a", "ci_low", "ci_high"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -131,9 +134,7 @@ def pairwise_report(outcomes: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([overall[per_category.columns], per_category], ignore_index=True)
 
 
-def cost_summary(
-    generations: pd.DataFrame, latency: Literal["max", "sum"] = "max"
-) -> pd.DataFrame:
+def cost_summary(generations: pd.DataFrame, latency: Literal["max", "sum"] = "max") -> pd.DataFrame:
     """Per contender: what one question costs on average.
 
     ``generations`` has one row per model call: contender, question_id, cost (USD;
@@ -232,9 +233,11 @@ def collaborativeness(rows: pd.DataFrame) -> pd.DataFrame:
         gain, agg_low = row["delta"], row["aggregator_ci_low"]
         row["clear_gain"] = bool(gain > 0 and agg_low > row["alone_ci_high"])  # type: ignore[operator]
         out.append(row)
-    columns = ["model"] + [
-        f"{s}_{k}" for s in SETTINGS for k in ("n", "win_rate", "ci_low", "ci_high")
-    ] + ["delta", "unparseable", "clear_gain"]
+    columns = (
+        ["model"]
+        + [f"{s}_{k}" for s in SETTINGS for k in ("n", "win_rate", "ci_low", "ci_high")]
+        + ["delta", "unparseable", "clear_gain"]
+    )
     return pd.DataFrame(out, columns=columns)
 
 
@@ -278,19 +281,35 @@ def reference_summary(answers: pd.DataFrame) -> pd.DataFrame:
         ok = g["reference_ok"].fillna(False).astype(bool)
         n, k = len(g), int(ok.sum())
         lo, hi = wilson_interval(k, n)
-        rows.append({"contender": contender, "n": n, "correct": k, "accuracy": k / n if n else math.nan,
-                     "ci_low": lo, "ci_high": hi})
+        rows.append(
+            {
+                "contender": contender,
+                "n": n,
+                "correct": k,
+                "accuracy": k / n if n else math.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
 def per_question(answers: pd.DataFrame) -> pd.DataFrame:
     """One row per (question, contender): cost, tokens, end-to-end latency, reference check."""
-    cols = ["question_id", "category", "contender", "cost", "prompt_tokens", "completion_tokens", "tokens",
-            "latency", "reference_ok"]
+    cols = [
+        "question_id",
+        "category",
+        "contender",
+        "cost",
+        "prompt_tokens",
+        "completion_tokens",
+        "tokens",
+        "latency",
+        "reference_ok",
+    ]
     if answers.empty:
         return pd.DataFrame(columns=cols)
-    df = answers.assign(tokens=answers["prompt_tokens"] + answers["completion_tokens"],
-                        latency=answers["wall_time"])
+    df = answers.assign(tokens=answers["prompt_tokens"] + answers["completion_tokens"], latency=answers["wall_time"])
     return df.loc[:, cols].reset_index(drop=True)
 
 
@@ -317,10 +336,18 @@ def collaborativeness_rows(judgements: pd.DataFrame, answers: pd.DataFrame) -> p
         a_marked, b_marked = r.contender_a in marks.index, r.contender_b in marks.index
         if a_marked == b_marked:
             continue
-        me, opponent, outcome = ((r.contender_a, r.contender_b, r.outcome) if a_marked
-                                 else (r.contender_b, r.contender_a, _FLIP[r.outcome]))
-        rows.append({"model": marks.at[me, "collab_model"], "setting": marks.at[me, "collab_setting"],
-                     "question_id": r.question_id, "outcome": outcome, "opponent": opponent})
+        me, opponent, outcome = (
+            (r.contender_a, r.contender_b, r.outcome) if a_marked else (r.contender_b, r.contender_a, _FLIP[r.outcome])
+        )
+        rows.append(
+            {
+                "model": marks.at[me, "collab_model"],
+                "setting": marks.at[me, "collab_setting"],
+                "question_id": r.question_id,
+                "outcome": outcome,
+                "opponent": opponent,
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -333,9 +360,14 @@ def pairwise_display(pairwise: pd.DataFrame) -> pd.DataFrame:
     "A/B/tie" (counts), unparseable, "A win rate (95% CI)"."""
     cols = ["category", "A", "B", "A/B/tie", "unparseable", "A win rate (95% CI)"]
     rows = [
-        {"category": r.category, "A": r.contender_a, "B": r.contender_b,
-         "A/B/tie": f"{int(r.wins_a)}/{int(r.wins_b)}/{int(r.ties)}", "unparseable": int(r.unparseable),
-         "A win rate (95% CI)": f"{_pct(r.win_rate_a)} ({_pct(r.ci_low)}–{_pct(r.ci_high)})" if r.n else "–"}
+        {
+            "category": r.category,
+            "A": r.contender_a,
+            "B": r.contender_b,
+            "A/B/tie": f"{int(r.wins_a)}/{int(r.wins_b)}/{int(r.ties)}",
+            "unparseable": int(r.unparseable),
+            "A win rate (95% CI)": f"{_pct(r.win_rate_a)} ({_pct(r.ci_low)}–{_pct(r.ci_high)})" if r.n else "–",
+        }
         for r in pairwise.itertuples(index=False)
     ]
     return pd.DataFrame(rows, columns=cols)

@@ -107,7 +107,7 @@ def format_duration(seconds: float | None) -> str:
         return "–"
     if seconds < 10:
         return f"{max(seconds, 0.0):.1f}s"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -153,12 +153,20 @@ class _Judge:
 
 def _answer_meta(plan: EvalPlan, c: Contender, q: Question) -> dict[str, Any]:
     return {
-        "eval": plan.name, "eval_item": "answer", "question_id": q.id, "category": q.category,
-        "question_hash": question_hash(q), "contender": c.name, "contender_kind": c.kind,
-        "contender_hash": c.fingerprint(), "contender_index": plan.contenders.index(c),
-        "timeout": c.timeout, "num_retries": c.num_retries,
+        "eval": plan.name,
+        "eval_item": "answer",
+        "question_id": q.id,
+        "category": q.category,
+        "question_hash": question_hash(q),
+        "contender": c.name,
+        "contender_kind": c.kind,
+        "contender_hash": c.fingerprint(),
+        "contender_index": plan.contenders.index(c),
+        "timeout": c.timeout,
+        "num_retries": c.num_retries,
         "collab": {"model": c.collab.model, "setting": c.collab.setting} if c.collab else None,
-        "reference": q.reference, "plan": plan.meta(),
+        "reference": q.reference,
+        "plan": plan.meta(),
     }
 
 
@@ -210,21 +218,39 @@ async def _run_judge(engine: Engine, plan: EvalPlan, item: _Judge, a: AnswerReco
     judge = plan.judge
     q = item.question
     meta = {
-        "eval": plan.name, "eval_item": "judge", "question_id": q.id, "category": q.category,
-        "question_hash": question_hash(q), "pair": [item.a.name, item.b.name], "answers": [a.run_id, b.run_id],
-        "judge": judge.model, "judge_hash": judge_fingerprint(judge),
+        "eval": plan.name,
+        "eval_item": "judge",
+        "question_id": q.id,
+        "category": q.category,
+        "question_hash": question_hash(q),
+        "pair": [item.a.name, item.b.name],
+        "answers": [a.run_id, b.run_id],
+        "judge": judge.model,
+        "judge_hash": judge_fingerprint(judge),
     }
 
     def started(run_id: str) -> None:
         annotate_run(engine, run_id, meta=meta)
 
     def finished(j: Judgement) -> None:
-        annotate_run(engine, j.run_id, meta={"verdicts": list(j.verdicts), "outcome": None if j.error else j.outcome,
-                                             "error": j.error})
+        annotate_run(
+            engine,
+            j.run_id,
+            meta={"verdicts": list(j.verdicts), "outcome": None if j.error else j.outcome, "error": j.error},
+        )
 
-    j = await judge_pair(_recorder(engine, plan), judge, q.text, a.text, b.text, reference=q.reference,
-                         timeout=plan.judge_timeout, num_retries=plan.judge_retries, on_started=started,
-                         on_result=finished)
+    j = await judge_pair(
+        _recorder(engine, plan),
+        judge,
+        q.text,
+        a.text,
+        b.text,
+        reference=q.reference,
+        timeout=plan.judge_timeout,
+        num_retries=plan.judge_retries,
+        on_started=started,
+        on_result=finished,
+    )
     if j.ok and j.outcome != "unparseable":
         _add_judge_vote(engine, plan, j.run_id, a.generation_id, b.generation_id, j.outcome)
     return j
@@ -232,8 +258,16 @@ async def _run_judge(engine: Engine, plan: EvalPlan, item: _Judge, a: AnswerReco
 
 def _add_judge_vote(engine: Engine, plan: EvalPlan, run_id: str, left: int, right: int, outcome: str) -> int:
     assert plan.judge is not None
-    vote_id = add_vote(engine, left, right, outcome, rater_name(plan.judge), blind=True,
-                       question_set=plan.questions.name, run_id=run_id)
+    vote_id = add_vote(
+        engine,
+        left,
+        right,
+        outcome,
+        rater_name(plan.judge),
+        blind=True,
+        question_set=plan.questions.name,
+        run_id=run_id,
+    )
     annotate_run(engine, run_id, meta={"vote_id": vote_id})
     return vote_id
 
@@ -259,8 +293,12 @@ def _scan(engine: Engine, plan: EvalPlan, repair: bool = True) -> _Finished:
         m = r["meta"]
         c = by_name.get(m.get("contender"))
         qid = str(m.get("question_id"))
-        if (m.get("eval_item") != "answer" or c is None or qhash.get(qid) != m.get("question_hash")
-                or m.get("contender_hash") != c.fingerprint()):
+        if (
+            m.get("eval_item") != "answer"
+            or c is None
+            or qhash.get(qid) != m.get("question_hash")
+            or m.get("contender_hash") != c.fingerprint()
+        ):
             continue
         answers[(c.name, qid)] = r
     missing = [r["id"] for r in answers.values() if not r["meta"].get("final_generation_id")]
@@ -376,8 +414,9 @@ async def run_evaluation(
 
     def progress() -> EvalProgress:
         a_done = summary.answers_resumed + summary.answers_new + summary.answers_failed
-        j_done = (summary.judgements_resumed + summary.judgements_new + summary.judgements_failed
-                  + summary.judgements_blocked)
+        j_done = (
+            summary.judgements_resumed + summary.judgements_new + summary.judgements_failed + summary.judgements_blocked
+        )
         a_left, j_left = len(questions) * len(plan.contenders) - a_done, len(judges) - j_done
         avg_a = sum(durations["answer"]) / len(durations["answer"]) if durations["answer"] else None
         avg_j = sum(durations["judge"]) / len(durations["judge"]) if durations["judge"] else None
@@ -387,10 +426,19 @@ async def run_evaluation(
         elif avg_a is not None or avg_j is not None:
             work = a_left * (avg_a if avg_a is not None else avg_j) + j_left * (avg_j if avg_j is not None else avg_a)
             eta = work / max(1, min(concurrency, a_left + j_left))  # type: ignore[operator]
-        return EvalProgress(len(questions) * len(plan.contenders), a_done, len(judges), j_done,
-                            summary.answers_resumed + summary.judgements_resumed,
-                            summary.answers_failed + summary.judgements_failed, summary.unparseable, len(running),
-                            time.monotonic() - t0, eta, last)
+        return EvalProgress(
+            len(questions) * len(plan.contenders),
+            a_done,
+            len(judges),
+            j_done,
+            summary.answers_resumed + summary.judgements_resumed,
+            summary.answers_failed + summary.judgements_failed,
+            summary.unparseable,
+            len(running),
+            time.monotonic() - t0,
+            eta,
+            last,
+        )
 
     def report() -> None:
         if on_progress is not None:
@@ -403,8 +451,9 @@ async def run_evaluation(
             while len(running) < concurrency and (ready or todo_answers):
                 if ready:
                     j = ready.popleft()
-                    coro: Any = _run_judge(engine, plan, j, answers[(j.a.name, j.question.id)],
-                                           answers[(j.b.name, j.question.id)])
+                    coro: Any = _run_judge(
+                        engine, plan, j, answers[(j.a.name, j.question.id)], answers[(j.b.name, j.question.id)]
+                    )
                     item: Any = j
                 else:
                     item = todo_answers.popleft()
@@ -437,8 +486,9 @@ async def run_evaluation(
                         last = f"judged {item.a.name} vs {item.b.name} on {item.question.id}: {j.outcome}"
                     else:
                         summary.judgements_failed += 1
-                        summary.errors.append(f"judging {item.a.name} vs {item.b.name} on {item.question.id}: "
-                                              f"{j.error}")
+                        summary.errors.append(
+                            f"judging {item.a.name} vs {item.b.name} on {item.question.id}: {j.error}"
+                        )
                         last = f"judge failed: {j.error}"
             if done:
                 promote()

@@ -16,7 +16,10 @@ from moa_core.providers.secrets import read_secret_names
 PROVIDERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # provider prefix: (env vars that enable it, suggested models)
     "openai": (("OPENAI_API_KEY",), ("openai/gpt-4o", "openai/gpt-4o-mini", "openai/gpt-4.1-mini")),
-    "anthropic": (("ANTHROPIC_API_KEY",), ("anthropic/claude-3-5-sonnet-20241022", "anthropic/claude-3-5-haiku-20241022")),
+    "anthropic": (
+        ("ANTHROPIC_API_KEY",),
+        ("anthropic/claude-3-5-sonnet-20241022", "anthropic/claude-3-5-haiku-20241022"),
+    ),
     "together_ai": (
         ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY"),
         ("together_ai/Qwen/Qwen2.5-72B-Instruct-Turbo", "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo"),
@@ -51,8 +54,13 @@ def provider_of(model: str) -> str:
 def local_models() -> list[ModelInfo]:
     ready = {s.name for s in local.available_local_models()}
     return [
-        ModelInfo(s.litellm_model, local.PROVIDER, s.name in ready, s.title,
-                  s.note if s.name in ready else "weights or llama-cpp-python not installed")
+        ModelInfo(
+            s.litellm_model,
+            local.PROVIDER,
+            s.name in ready,
+            s.title,
+            s.note if s.name in ready else "weights or llama-cpp-python not installed",
+        )
         for s in sorted(local.LOCAL_MODELS.values(), key=lambda s: -s.quality)
     ]
 
@@ -66,7 +74,11 @@ def ollama_models(base: str | None = None, timeout: float = 0.5) -> list[ModelIn
             tags = json.load(resp).get("models", [])
     except (OSError, ValueError):
         return []
-    return [ModelInfo(f"ollama_chat/{t['name']}", "ollama", True, t["name"], f"Ollama at {base}") for t in tags if "name" in t]
+    return [
+        ModelInfo(f"ollama_chat/{t['name']}", "ollama", True, t["name"], f"Ollama at {base}")
+        for t in tags
+        if "name" in t
+    ]
 
 
 def server_models(configs: Iterable[MoAConfig]) -> list[ModelInfo]:
@@ -75,7 +87,9 @@ def server_models(configs: Iterable[MoAConfig]) -> list[ModelInfo]:
     for cfg in configs:
         for agent in cfg.all_agents():
             if agent.api_base and agent.model not in seen:
-                seen[agent.model] = ModelInfo(agent.model, "server", True, agent.display_name, f"server at {agent.api_base}")
+                seen[agent.model] = ModelInfo(
+                    agent.model, "server", True, agent.display_name, f"server at {agent.api_base}"
+                )
     return list(seen.values())
 
 

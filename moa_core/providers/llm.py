@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -98,7 +99,7 @@ def _estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> fl
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
         return float(prompt_cost + completion_cost)
-    except Exception:  # noqa: BLE001 - unknown price: report 0 rather than fail the call
+    except Exception:
         return 0.0
 
 
@@ -155,10 +156,8 @@ async def stream_chat(
     finally:
         close = getattr(response, "aclose", None)
         if close is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await close()
-            except Exception:  # noqa: BLE001 - closing a broken stream must not mask its error
-                pass
     if _cut_short(response, agent):
         raise StreamCutError("the stream ended before the answer was finished (connection dropped?)")
     if router is not None:  # a mid-stream fallback switches deployments
@@ -182,7 +181,7 @@ def count_tokens(model: str, text: str) -> int:
 
     try:
         return int(litellm.token_counter(model=model, text=text))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return max(1, len(text) // 4)
 
 
@@ -193,7 +192,7 @@ def context_window(model: str) -> int | None:
 
     try:
         info = litellm.get_model_info(model)
-    except Exception:  # noqa: BLE001 - unknown model: no limit known
+    except Exception:
         return None
     return info.get("max_input_tokens") or info.get("max_tokens")
 

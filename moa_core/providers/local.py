@@ -219,7 +219,7 @@ class ModelPool:
             # evaluation is batched and gains from every core (the aggregator's long prompt).
             n_threads=1,
             n_threads_batch=os.cpu_count() or 1,
-            verbose=False
+            verbose=False,
         )
         if self.spec.chat_format:
             kwargs["chat_format"] = self.spec.chat_format
@@ -355,7 +355,7 @@ async def stream_local(
     def work() -> None:
         try:
             _generate(name, messages, params, emit, cancelled)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             emit(exc)
         finally:
             emit(_SENTINEL)
@@ -401,7 +401,14 @@ def _make_litellm_handler() -> Any:
                         finish_reason = choice["finish_reason"]
                     if text:
                         completion_tokens += 1  # llama-cpp streams one token per chunk
-                        yield {"text": text, "is_finished": False, "finish_reason": "", "usage": None, "index": 0, "tool_use": None}
+                        yield {
+                            "text": text,
+                            "is_finished": False,
+                            "finish_reason": "",
+                            "usage": None,
+                            "index": 0,
+                            "tool_use": None,
+                        }
             except LocalModelError as exc:
                 raise CustomLLMError(status_code=404, message=str(exc)) from exc
             prompt_tokens = _count_prompt_tokens(name, messages)
@@ -425,9 +432,7 @@ def _make_litellm_handler() -> Any:
                 (c["choices"][0].get("delta") or {}).get("content") or ""
                 async for c in stream_local(name, messages, params)
             ]
-            return litellm.completion(
-                model="openai/local", messages=messages, mock_response="".join(parts)
-            )
+            return litellm.completion(model="openai/local", messages=messages, mock_response="".join(parts))
 
     return LocalLlamaLLM()
 
@@ -443,9 +448,9 @@ def register_with_litellm() -> None:
     import litellm
 
     handler = _make_litellm_handler()
-    litellm.custom_provider_map = [
-        p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER
-    ] + [{"provider": PROVIDER, "custom_handler": handler}]
+    litellm.custom_provider_map = [p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER] + [
+        {"provider": PROVIDER, "custom_handler": handler}
+    ]
     # custom_provider_map is read when litellm sets up its handlers; this call applies it.
     litellm.utils.custom_llm_setup()
     litellm.register_model(

@@ -99,14 +99,24 @@ def model_list(config: MoAConfig) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for group, deps in config.deployments.items():
         for dep in deps:
-            out.append({"model_name": group, "litellm_params": _litellm_params(dep),
-                        "model_info": {"id": deployment_id(group, dep)}})
+            out.append(
+                {
+                    "model_name": group,
+                    "litellm_params": _litellm_params(dep),
+                    "model_info": {"id": deployment_id(group, dep)},
+                }
+            )
     for targets in config.fallbacks.values():
         for target in targets:
             if target not in config.deployments and not any(m["model_name"] == target for m in out):
                 dep = DeploymentSpec(model=target)
-                out.append({"model_name": target, "litellm_params": _litellm_params(dep),
-                            "model_info": {"id": deployment_id(target, dep)}})
+                out.append(
+                    {
+                        "model_name": target,
+                        "litellm_params": _litellm_params(dep),
+                        "model_info": {"id": deployment_id(target, dep)},
+                    }
+                )
     return out
 
 
@@ -118,10 +128,15 @@ def _fingerprint(config: MoAConfig, models: list[dict[str, Any]]) -> str:
         return p
 
     blob = json.dumps(
-        {"models": [{**m, "litellm_params": scrub(m["litellm_params"])} for m in models],
-         "fallbacks": config.fallbacks, "strategy": config.routing_strategy,
-         "retries": config.num_retries, "timeout": config.timeout},
-        sort_keys=True, default=str,
+        {
+            "models": [{**m, "litellm_params": scrub(m["litellm_params"])} for m in models],
+            "fallbacks": config.fallbacks,
+            "strategy": config.routing_strategy,
+            "retries": config.num_retries,
+            "timeout": config.timeout,
+        },
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -149,8 +164,12 @@ def build_router(config: MoAConfig) -> MoARouter:
         set_verbose=False,
     )
     labels = {m["model_info"]["id"]: m["model_info"]["id"].split(_SEP, 1)[1] for m in models}
-    return MoARouter(router, frozenset(config.deployments), labels,
-                     {m["model_info"]["id"]: m["litellm_params"]["model"] for m in models})
+    return MoARouter(
+        router,
+        frozenset(config.deployments),
+        labels,
+        {m["model_info"]["id"]: m["litellm_params"]["model"] for m in models},
+    )
 
 
 def router_for(config: MoAConfig) -> MoARouter | None:
@@ -178,15 +197,29 @@ def _retire(router: Any) -> None:
     its own; left there, each later call would run the callbacks of every Router ever built)."""
     import litellm
 
-    owned = {id(x) for x in (getattr(router, "leastbusy_logger", None), getattr(router, "lowesttpm_logger", None),
-                             getattr(router, "lowesttpm_logger_v2", None), getattr(router, "lowestlatency_logger", None))
-             if x is not None}
+    owned = {
+        id(x)
+        for x in (
+            getattr(router, "leastbusy_logger", None),
+            getattr(router, "lowesttpm_logger", None),
+            getattr(router, "lowesttpm_logger_v2", None),
+            getattr(router, "lowestlatency_logger", None),
+        )
+        if x is not None
+    }
 
     def mine(cb: Any) -> bool:
         return getattr(cb, "__self__", None) is router or id(cb) in owned
 
-    for name in ("callbacks", "input_callback", "success_callback", "failure_callback",
-                 "_async_success_callback", "_async_failure_callback", "service_callback"):
+    for name in (
+        "callbacks",
+        "input_callback",
+        "success_callback",
+        "failure_callback",
+        "_async_success_callback",
+        "_async_failure_callback",
+        "service_callback",
+    ):
         cbs = getattr(litellm, name, None)
         if isinstance(cbs, list):
             cbs[:] = [cb for cb in cbs if not mine(cb)]

@@ -51,8 +51,10 @@ def server_available() -> bool:
     """Whether llama-cpp-python's server extra (fastapi, uvicorn, sse-starlette...) is installed."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"))
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+    )
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -70,8 +72,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def server_settings(spec: local.LocalModelSpec, port: int, *, host: str = "127.0.0.1", n_ctx: int = DEFAULT_N_CTX,
-                    n_threads: int = 1, n_threads_batch: int | None = None, api_key: str | None = None) -> dict[str, Any]:
+def server_settings(
+    spec: local.LocalModelSpec,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    n_ctx: int = DEFAULT_N_CTX,
+    n_threads: int = 1,
+    n_threads_batch: int | None = None,
+    api_key: str | None = None,
+) -> dict[str, Any]:
     """The llama_cpp.server config file (JSON) for one replica of one bundled model."""
     model: dict[str, Any] = {
         "model": str(local.weights_path(spec)),
@@ -94,10 +104,12 @@ def server_settings(spec: local.LocalModelSpec, port: int, *, host: str = "127.0
 # The child asks Linux to SIGTERM it when the thread that started it ends (PR_SET_PDEATHSIG),
 # so a crashed or killed `moa serve-models` (or test run) leaves no orphan servers. It
 # does so itself, before running the server: no preexec_fn, which is unsafe with threads.
-_CHILD = ("import ctypes, runpy, sys\n"
-          "try:\n    ctypes.CDLL('libc.so.6').prctl(1, 15)\nexcept Exception:\n    pass\n"
-          "sys.argv = ['llama_cpp.server', '--config_file', sys.argv[1]]\n"
-          "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n")
+_CHILD = (
+    "import ctypes, runpy, sys\n"
+    "try:\n    ctypes.CDLL('libc.so.6').prctl(1, 15)\nexcept Exception:\n    pass\n"
+    "sys.argv = ['llama_cpp.server', '--config_file', sys.argv[1]]\n"
+    "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
+)
 
 
 def _server_argv(config_file: Path) -> list[str]:
@@ -157,8 +169,9 @@ class ModelServer:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("CONFIG_FILE", None)  # would override --config_file
         with self.log_path.open("w") as log:
-            self.proc = subprocess.Popen(_server_argv(cfg), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env)
+            self.proc = subprocess.Popen(
+                _server_argv(cfg), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
         return self
 
     def ready(self) -> bool:
@@ -175,26 +188,31 @@ class ModelServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise ServerError(f"{self.name} server on port {self.port} exited "
-                                  f"({self.proc.returncode}):\n{self.log_tail()}")
+                raise ServerError(
+                    f"{self.name} server on port {self.port} exited ({self.proc.returncode}):\n{self.log_tail()}"
+                )
             if self.ready():
                 return self
             time.sleep(0.2)
-        raise ServerError(f"{self.name} server on port {self.port} did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+        raise ServerError(
+            f"{self.name} server on port {self.port} did not answer within {timeout:.0f} s:\n{self.log_tail()}"
+        )
 
     def warm(self, timeout: float = START_TIMEOUT) -> None:
         """One 1-token answer, so the first real request does not pay llama.cpp's first-eval setup."""
         body = json.dumps({"model": self.name, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
-        req = urllib.request.Request(self.api_base + "/chat/completions", data=body.encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.api_base + "/chat/completions", data=body.encode(), headers={"Content-Type": "application/json"}
+        )
         if self.api_key:
             req.add_header("Authorization", f"Bearer {self.api_key}")
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 r.read()
         except (OSError, ValueError) as exc:
-            raise ServerError(f"{self.name} server on port {self.port} failed its first request: {exc}\n"
-                              f"{self.log_tail()}") from exc
+            raise ServerError(
+                f"{self.name} server on port {self.port} failed its first request: {exc}\n{self.log_tail()}"
+            ) from exc
 
     @property
     def running(self) -> bool:
@@ -239,8 +257,12 @@ class ServerSet:
         out: dict[str, list[dict[str, Any]]] = {}
         for name, reps in self.by_model().items():
             out[group_name(name)] = [
-                {"model": s.litellm_model, "api_base": s.api_base, "name": f"{name} #{s.replica + 1} :{s.port}",
-                 **({"api_key_env": api_key_env} if api_key_env else {})}
+                {
+                    "model": s.litellm_model,
+                    "api_base": s.api_base,
+                    "name": f"{name} #{s.replica + 1} :{s.port}",
+                    **({"api_key_env": api_key_env} if api_key_env else {}),
+                }
                 for s in reps
             ]
         return out
@@ -251,9 +273,18 @@ def group_name(model: str) -> str:
     return f"server/{model}"
 
 
-def start_servers(models: Sequence[str], replicas: int = 1, *, port: int = DEFAULT_PORT, n_ctx: int = DEFAULT_N_CTX,
-                  host: str = "127.0.0.1", workdir: Path | None = None, api_key: str | None = None,
-                  timeout: float = START_TIMEOUT, warm: bool = True) -> ServerSet:
+def start_servers(
+    models: Sequence[str],
+    replicas: int = 1,
+    *,
+    port: int = DEFAULT_PORT,
+    n_ctx: int = DEFAULT_N_CTX,
+    host: str = "127.0.0.1",
+    workdir: Path | None = None,
+    api_key: str | None = None,
+    timeout: float = START_TIMEOUT,
+    warm: bool = True,
+) -> ServerSet:
     """Start `replicas` servers for each model and wait until all answer.
 
     Ports are consecutive from `port` (0: any free ports). The servers start together
@@ -301,8 +332,9 @@ def serving(models: Sequence[str], replicas: int = 1, **kw: Any) -> Iterator[Ser
         servers.stop()
 
 
-def config_for_servers(config: Any, servers: ServerSet, *, fallback_to_local: bool = False,
-                       api_key_env: str | None = None) -> Any:
+def config_for_servers(
+    config: Any, servers: ServerSet, *, fallback_to_local: bool = False, api_key_env: str | None = None
+) -> Any:
     """A copy of a MoA config whose `local/<name>` agents go to the servers instead.
 
     A model with one replica becomes `openai/<name>` with its `api_base` (a direct call);
@@ -345,8 +377,10 @@ def config_for_servers(config: Any, servers: ServerSet, *, fallback_to_local: bo
     if used:
         data["deployments"] = {**data.get("deployments", {}), **{g: deployments[g] for g in sorted(used)}}
         if fallback_to_local:
-            data["fallbacks"] = {**data.get("fallbacks", {}),
-                                 **{g: [f"{local.PROVIDER}/{g.split('/', 1)[1]}"] for g in sorted(used)}}
+            data["fallbacks"] = {
+                **data.get("fallbacks", {}),
+                **{g: [f"{local.PROVIDER}/{g.split('/', 1)[1]}"] for g in sorted(used)},
+            }
     return MoAConfig.model_validate(data)
 
 
@@ -354,24 +388,42 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="moa serve-models",
         description="Serve the bundled local models over HTTP (llama-cpp-python's OpenAI-compatible server), "
-                    "one process per model and replica on 127.0.0.1. Stops with Ctrl-C.",
+        "one process per model and replica on 127.0.0.1. Stops with Ctrl-C.",
     )
-    p.add_argument("models", nargs="*", help="bundled model names (default: every installed one): "
-                   + ", ".join(local.LOCAL_MODELS))
+    p.add_argument(
+        "models", nargs="*", help="bundled model names (default: every installed one): " + ", ".join(local.LOCAL_MODELS)
+    )
     p.add_argument("--replicas", type=int, default=1, help="processes per model (default 1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"first port; the next free ones follow (default {DEFAULT_PORT}; 0 = any free ports)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; anything else exposes the models to the network)")
-    p.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help=f"context size per server (default {DEFAULT_N_CTX})")
-    p.add_argument("--api-key-env", default=None,
-                   help="environment variable holding a key the servers require (Bearer); the written config names it")
-    p.add_argument("--preset", default=None,
-                   help="also write this preset, rewritten to use the servers, to --write-config")
-    p.add_argument("--write-config", default=None, metavar="PATH",
-                   help="where to write the rewritten preset (YAML or .json)")
-    p.add_argument("--fallback-to-local", action="store_true",
-                   help="in the written config, fall back to the in-process local/<name> when every replica fails")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"first port; the next free ones follow (default {DEFAULT_PORT}; 0 = any free ports)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; anything else exposes the models to the network)",
+    )
+    p.add_argument(
+        "--n-ctx", type=int, default=DEFAULT_N_CTX, help=f"context size per server (default {DEFAULT_N_CTX})"
+    )
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        help="environment variable holding a key the servers require (Bearer); the written config names it",
+    )
+    p.add_argument(
+        "--preset", default=None, help="also write this preset, rewritten to use the servers, to --write-config"
+    )
+    p.add_argument(
+        "--write-config", default=None, metavar="PATH", help="where to write the rewritten preset (YAML or .json)"
+    )
+    p.add_argument(
+        "--fallback-to-local",
+        action="store_true",
+        help="in the written config, fall back to the in-process local/<name> when every replica fails",
+    )
     p.add_argument("--log-dir", default=None, help="server logs and config files (default: a temp dir)")
     p.add_argument("--once", action="store_true", help="start, print, stop (for checks and tests)")
     return p.parse_args(list(argv) if argv is not None else None)
@@ -388,8 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     missing = [m for m in models if m not in installed]
     if missing:
-        print(f"not installed or unknown: {', '.join(missing)} (installed: {', '.join(installed) or 'none'})",
-              file=sys.stderr)
+        print(
+            f"not installed or unknown: {', '.join(missing)} (installed: {', '.join(installed) or 'none'})",
+            file=sys.stderr,
+        )
         return 2
     if args.preset and not args.write_config:
         print("--preset needs --write-config PATH", file=sys.stderr)
@@ -403,8 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir = Path(args.log_dir) if args.log_dir else None
     print(f"starting {len(models)} model(s) x {args.replicas} replica(s)...", flush=True)
     try:
-        servers = start_servers(models, args.replicas, port=args.port, n_ctx=args.n_ctx, host=args.host,
-                                workdir=log_dir, api_key=api_key)
+        servers = start_servers(
+            models, args.replicas, port=args.port, n_ctx=args.n_ctx, host=args.host, workdir=log_dir, api_key=api_key
+        )
     except (ServerError, local.LocalModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -419,14 +474,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in servers.servers:
             print(f"  {s.litellm_model:<28} api_base {s.api_base}   (pid {s.proc.pid if s.proc else '?'})")
         print(f"logs: {servers.servers[0].workdir}")
-        print("\n# Paste into a MoA config: agents use `model: server/<name>`, or one replica directly as "
-              "`model: openai/<name>` with its api_base.")
+        print(
+            "\n# Paste into a MoA config: agents use `model: server/<name>`, or one replica directly as "
+            "`model: openai/<name>` with its api_base."
+        )
         print(yaml.safe_dump({"deployments": servers.deployments(args.api_key_env)}, sort_keys=False), flush=True)
         if args.preset:
             from moa_core.config import load_preset, save_config
 
-            cfg = config_for_servers(load_preset(args.preset), servers, fallback_to_local=args.fallback_to_local,
-                                     api_key_env=args.api_key_env)
+            cfg = config_for_servers(
+                load_preset(args.preset),
+                servers,
+                fallback_to_local=args.fallback_to_local,
+                api_key_env=args.api_key_env,
+            )
             path = save_config(cfg, args.write_config)
             print(f"wrote {path} ({args.preset} over the servers)", flush=True)
         while not stop and not args.once:

@@ -12,17 +12,13 @@ is fitted on counts whatever the number of votes.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from moa_core.store.models import JUDGE_PREFIX
 from moa_core.store.queries import (
-    RATER_KINDS,
-    check_rater_kind,
-    rater_filter,
     GEN,
+    RATER_KINDS,
     RUN,
     VOTE,
     Many,
@@ -31,7 +27,9 @@ from moa_core.store.queries import (
     _rows_tuples,
     _time,
     _where,
+    check_rater_kind,
     generations_df,
+    rater_filter,
     ratings_df,
 )
 from moa_core.store.util import TimeLike
@@ -92,16 +90,26 @@ def vote_counts(
         .join(rrun, rrun.c.id == right.c.run_id)
         .outerjoin(vrun, vrun.c.id == VOTE.c.run_id)
     )
-    stmt = _where(stmt, *_time(VOTE.c.created_at, since, until), rater_filter(VOTE.c.rater, rater_kind),
-                  _many(VOTE.c.rater, rater), _many(kind_col, kind), _many(VOTE.c.question_set, question_set))
+    stmt = _where(
+        stmt,
+        *_time(VOTE.c.created_at, since, until),
+        rater_filter(VOTE.c.rater, rater_kind),
+        _many(VOTE.c.rater, rater),
+        _many(kind_col, kind),
+        _many(VOTE.c.question_set, question_set),
+    )
     stmt = stmt.group_by(*keys)
     cells = _frame(engine, stmt)
     if cells.empty:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c == "count" else "object") for c in COUNT_COLUMNS})
-    out = pd.DataFrame({
-        "left": contender_names(cells, "l_"), "right": contender_names(cells, "r_"),
-        "outcome": cells["outcome"].astype("object"), "count": cells["count"].astype("int64"),
-    })
+    out = pd.DataFrame(
+        {
+            "left": contender_names(cells, "l_"),
+            "right": contender_names(cells, "r_"),
+            "outcome": cells["outcome"].astype("object"),
+            "count": cells["count"].astype("int64"),
+        }
+    )
     out = out[out["left"] != out["right"]]
     # Different (label, preset) keys can map to one contender: merge their cells.
     return out.groupby(["left", "right", "outcome"], as_index=False, sort=True)["count"].sum()
@@ -165,8 +173,9 @@ def contender_costs(
     ], ignore_index=True)  # fmt: skip
     if answers.empty:
         return pd.DataFrame({c: pd.Series(dtype="object" if c == "contender" else "float64") for c in COST_COLUMNS})
-    out = answers.groupby("contender", sort=True).agg(cost=("cost", "mean"), latency=("latency", "mean"),
-                                                       answers=("cost", "size"))
+    out = answers.groupby("contender", sort=True).agg(
+        cost=("cost", "mean"), latency=("latency", "mean"), answers=("cost", "size")
+    )
     return out.reset_index()[COST_COLUMNS]
 
 
@@ -184,8 +193,9 @@ def review_candidates(engine: Engine, kind: Many = "playground") -> pd.DataFrame
 
 def voted_pairs(engine: Engine, rater: str) -> set[frozenset[int]]:
     """The (unordered) generation pairs `rater` has already voted on."""
-    rows = _rows_tuples(engine, select(VOTE.c.left_generation_id, VOTE.c.right_generation_id)
-                        .where(VOTE.c.rater == rater))
+    rows = _rows_tuples(
+        engine, select(VOTE.c.left_generation_id, VOTE.c.right_generation_id).where(VOTE.c.rater == rater)
+    )
     return {frozenset((int(a), int(b))) for a, b in rows}
 
 

@@ -201,9 +201,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                     conn.rollback()
                     conn.exec_driver_sql("PRAGMA foreign_keys=ON")
     except CommandError as exc:
-        raise StoreError(
-            f"cannot migrate database {shown}: {one_line(exc)} (is it from a newer MoA Studio?)"
-        ) from None
+        raise StoreError(f"cannot migrate database {shown}: {one_line(exc)} (is it from a newer MoA Studio?)") from None
     except (SQLAlchemyError, OSError) as exc:
         raise StoreError(f"cannot open database {shown}: {one_line(exc, engine.url.password)}") from None
 

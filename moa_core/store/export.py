@@ -50,8 +50,9 @@ def export_all(engine: Engine, out_dir: str | Path, fmt: str = "csv") -> list[Pa
                         writer = csv.writer(f)
                         writer.writerow(cols)
                         for row in rows.mappings():
-                            writer.writerow([_dump(row[c]) if c in json_cols and row[c] is not None else row[c]
-                                             for c in cols])
+                            writer.writerow(
+                                [_dump(row[c]) if c in json_cols and row[c] is not None else row[c] for c in cols]
+                            )
                     else:
                         for row in rows.mappings():
                             f.write(_dump(dict(row)) + "\n")

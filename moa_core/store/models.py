@@ -95,9 +95,7 @@ class Generation(SQLModel, table=True):
 class Rating(SQLModel, table=True):
     __tablename__ = "rating"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["generation_id"], ["generation.id"], name="fk_rating_generation_id", ondelete="CASCADE"
-        ),
+        ForeignKeyConstraint(["generation_id"], ["generation.id"], name="fk_rating_generation_id", ondelete="CASCADE"),
         CheckConstraint("score >= 1 AND score <= 5", name="ck_rating_score"),
         Index("ix_rating_generation_id", "generation_id"),
         Index("ix_rating_created_at", "created_at"),

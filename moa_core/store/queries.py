@@ -55,8 +55,11 @@ def _frame(engine: Engine, stmt: Select) -> pd.DataFrame:
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read {safe_url(engine)}: {one_line(exc)}") from exc
     if "created_at" in df.columns:
-        df.insert(df.columns.get_loc("created_at") + 1, "created",
-                  pd.to_datetime(df["created_at"].astype("float64"), unit="s", utc=True))
+        df.insert(
+            df.columns.get_loc("created_at") + 1,
+            "created",
+            pd.to_datetime(df["created_at"].astype("float64"), unit="s", utc=True),
+        )
     return df
 
 
@@ -92,11 +95,20 @@ def runs_df(
     text_match = None
     if search and search.strip():
         s = search.strip().lower()
-        text_match = or_(func.lower(RUN.c.question).contains(s, autoescape=True),
-                         func.lower(RUN.c.final_text).contains(s, autoescape=True))
-    stmt = _where(stmt, *_time(RUN.c.created_at, since, until), _many(RUN.c.kind, kind),
-                  _many(RUN.c.preset, preset), _many(RUN.c.question_set, question_set),
-                  _many(RUN.c.status, status), has_model, text_match)
+        text_match = or_(
+            func.lower(RUN.c.question).contains(s, autoescape=True),
+            func.lower(RUN.c.final_text).contains(s, autoescape=True),
+        )
+    stmt = _where(
+        stmt,
+        *_time(RUN.c.created_at, since, until),
+        _many(RUN.c.kind, kind),
+        _many(RUN.c.preset, preset),
+        _many(RUN.c.question_set, question_set),
+        _many(RUN.c.status, status),
+        has_model,
+        text_match,
+    )
     if limit:
         stmt = stmt.limit(limit)
     df = _frame(engine, stmt)
@@ -126,9 +138,15 @@ def generations_df(
         .join(RUN, RUN.c.id == GEN.c.run_id)
         .order_by(RUN.c.created_at, GEN.c.run_id, GEN.c.layer, GEN.c.slot, GEN.c.id)
     )
-    stmt = _where(stmt, _many(GEN.c.run_id, run_ids) if run_ids is not None else None,
-                  *_time(RUN.c.created_at, since, until), _many(RUN.c.kind, kind),
-                  _many(GEN.c.role, role), _model_match(GEN, model), _many(GEN.c.status, status))
+    stmt = _where(
+        stmt,
+        _many(GEN.c.run_id, run_ids) if run_ids is not None else None,
+        *_time(RUN.c.created_at, since, until),
+        _many(RUN.c.kind, kind),
+        _many(GEN.c.role, role),
+        _model_match(GEN, model),
+        _many(GEN.c.status, status),
+    )
     return _frame(engine, stmt)
 
 
@@ -143,16 +161,37 @@ def ratings_df(
 ) -> pd.DataFrame:
     """One row per rating, with the rated generation (model, label, role...) and its run."""
     stmt = (
-        select(RAT.c.id, RAT.c.created_at, RAT.c.score, RAT.c.comment, RAT.c.rater, RAT.c.generation_id,
-               GEN.c.run_id, GEN.c.call_id, GEN.c.role, GEN.c.layer, GEN.c.slot, GEN.c.model,
-               GEN.c.label, RUN.c.kind, RUN.c.preset, RUN.c.question, RUN.c.question_set)
+        select(
+            RAT.c.id,
+            RAT.c.created_at,
+            RAT.c.score,
+            RAT.c.comment,
+            RAT.c.rater,
+            RAT.c.generation_id,
+            GEN.c.run_id,
+            GEN.c.call_id,
+            GEN.c.role,
+            GEN.c.layer,
+            GEN.c.slot,
+            GEN.c.model,
+            GEN.c.label,
+            RUN.c.kind,
+            RUN.c.preset,
+            RUN.c.question,
+            RUN.c.question_set,
+        )
         .join(GEN, GEN.c.id == RAT.c.generation_id)
         .join(RUN, RUN.c.id == GEN.c.run_id)
         .order_by(RAT.c.created_at, RAT.c.id)
     )
-    stmt = _where(stmt, *_time(RAT.c.created_at, since, until), _many(RAT.c.rater, rater),
-                  _many(RUN.c.kind, kind), _model_match(GEN, model),
-                  GEN.c.run_id == run_id if run_id is not None else None)
+    stmt = _where(
+        stmt,
+        *_time(RAT.c.created_at, since, until),
+        _many(RAT.c.rater, rater),
+        _many(RUN.c.kind, kind),
+        _model_match(GEN, model),
+        GEN.c.run_id == run_id if run_id is not None else None,
+    )
     df = _frame(engine, stmt)
     df["name"] = _display_name(df["label"], df["model"])
     return df
@@ -193,24 +232,42 @@ def votes_df(
     vrun = RUN.alias("vrun")
     kind_col = func.coalesce(vrun.c.kind, lrun.c.kind)
     stmt = (
-        select(VOTE.c.id, VOTE.c.created_at, VOTE.c.outcome, VOTE.c.blind, VOTE.c.rater,
-               VOTE.c.question_set, func.coalesce(VOTE.c.run_id, left.c.run_id).label("run_id"),
-               kind_col.label("kind"), func.coalesce(vrun.c.question, lrun.c.question).label("question"),
-               VOTE.c.left_generation_id, left.c.model.label("left_model"), left.c.label.label("left_label"),
-               left.c.role.label("left_role"), left.c.run_id.label("left_run_id"),
-               VOTE.c.right_generation_id, right.c.model.label("right_model"),
-               right.c.label.label("right_label"), right.c.role.label("right_role"),
-               right.c.run_id.label("right_run_id"))
+        select(
+            VOTE.c.id,
+            VOTE.c.created_at,
+            VOTE.c.outcome,
+            VOTE.c.blind,
+            VOTE.c.rater,
+            VOTE.c.question_set,
+            func.coalesce(VOTE.c.run_id, left.c.run_id).label("run_id"),
+            kind_col.label("kind"),
+            func.coalesce(vrun.c.question, lrun.c.question).label("question"),
+            VOTE.c.left_generation_id,
+            left.c.model.label("left_model"),
+            left.c.label.label("left_label"),
+            left.c.role.label("left_role"),
+            left.c.run_id.label("left_run_id"),
+            VOTE.c.right_generation_id,
+            right.c.model.label("right_model"),
+            right.c.label.label("right_label"),
+            right.c.role.label("right_role"),
+            right.c.run_id.label("right_run_id"),
+        )
         .join(left, left.c.id == VOTE.c.left_generation_id)
         .join(right, right.c.id == VOTE.c.right_generation_id)
         .join(lrun, lrun.c.id == left.c.run_id)
         .outerjoin(vrun, vrun.c.id == VOTE.c.run_id)
         .order_by(VOTE.c.created_at, VOTE.c.id)
     )
-    stmt = _where(stmt, *_time(VOTE.c.created_at, since, until),
-                  rater_filter(VOTE.c.rater, rater_kind),
-                  _many(VOTE.c.rater, rater), _many(kind_col, kind), _many(VOTE.c.question_set, question_set),
-                  or_(_model_match(left, model), _model_match(right, model)) if model is not None else None)
+    stmt = _where(
+        stmt,
+        *_time(VOTE.c.created_at, since, until),
+        rater_filter(VOTE.c.rater, rater_kind),
+        _many(VOTE.c.rater, rater),
+        _many(kind_col, kind),
+        _many(VOTE.c.question_set, question_set),
+        or_(_model_match(left, model), _model_match(right, model)) if model is not None else None,
+    )
     df = _frame(engine, stmt)
     for side in ("left", "right"):
         df[f"{side}_name"] = _display_name(df[f"{side}_label"], df[f"{side}_model"])
@@ -234,23 +291,34 @@ def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
     runs = _rows(engine, select(RUN).where(RUN.c.id == run_id))
     if not runs:
         return None
-    gens = _rows(engine, select(GEN).where(GEN.c.run_id == run_id)
-                 .order_by(GEN.c.layer, GEN.c.slot, GEN.c.role, GEN.c.id))
+    gens = _rows(
+        engine, select(GEN).where(GEN.c.run_id == run_id).order_by(GEN.c.layer, GEN.c.slot, GEN.c.role, GEN.c.id)
+    )
     gen_ids = [g["id"] for g in gens]
     ratings = _rows(engine, select(RAT).where(RAT.c.generation_id.in_(gen_ids)).order_by(RAT.c.created_at, RAT.c.id))
-    votes = _rows(engine, select(VOTE).where(or_(VOTE.c.run_id == run_id, VOTE.c.left_generation_id.in_(gen_ids),
-                                                 VOTE.c.right_generation_id.in_(gen_ids)))
-                  .order_by(VOTE.c.created_at, VOTE.c.id))
+    votes = _rows(
+        engine,
+        select(VOTE)
+        .where(
+            or_(
+                VOTE.c.run_id == run_id, VOTE.c.left_generation_id.in_(gen_ids), VOTE.c.right_generation_id.in_(gen_ids)
+            )
+        )
+        .order_by(VOTE.c.created_at, VOTE.c.id),
+    )
     return {"run": runs[0], "generations": gens, "ratings": ratings, "votes": votes}
 
 
 def filter_options(engine: Engine) -> dict[str, list[str]]:
     """Distinct values for the UI's filter widgets: kinds, presets, models, question sets, raters."""
+
     def distinct(col: Any) -> list[str]:
         return sorted(v for (v,) in _rows_tuples(engine, select(col).distinct()) if v)
 
     return {
-        "kinds": distinct(RUN.c.kind), "presets": distinct(RUN.c.preset), "models": distinct(GEN.c.model),
+        "kinds": distinct(RUN.c.kind),
+        "presets": distinct(RUN.c.preset),
+        "models": distinct(GEN.c.model),
         "labels": distinct(GEN.c.label),
         "question_sets": sorted(set(distinct(RUN.c.question_set)) | set(distinct(VOTE.c.question_set))),
         "raters": sorted(set(distinct(RAT.c.rater)) | set(distinct(VOTE.c.rater))),

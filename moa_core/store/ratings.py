@@ -41,8 +41,11 @@ def add_rating(engine: Engine, generation_id: int, score: int, comment: str = ""
     if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
         raise ValueError(f"score must be an integer from 1 to 5, got {score!r}")
     row = {
-        "generation_id": int(generation_id), "score": score, "comment": (comment or "").strip(),
-        "rater": _rater(rater), "created_at": time.time(),
+        "generation_id": int(generation_id),
+        "score": score,
+        "comment": (comment or "").strip(),
+        "rater": _rater(rater),
+        "created_at": time.time(),
     }
     return _insert(
         engine, "rating", lambda c: _require(c, GEN, row["generation_id"], "generation"), row, Rating.__table__
@@ -69,9 +72,14 @@ def add_vote(
     if int(left_id) == int(right_id):
         raise ValueError("a vote needs two different generations")
     row = {
-        "left_generation_id": int(left_id), "right_generation_id": int(right_id), "outcome": outcome,
-        "blind": bool(blind), "rater": _rater(rater), "created_at": time.time(),
-        "question_set": question_set, "run_id": run_id,
+        "left_generation_id": int(left_id),
+        "right_generation_id": int(right_id),
+        "outcome": outcome,
+        "blind": bool(blind),
+        "rater": _rater(rater),
+        "created_at": time.time(),
+        "question_set": question_set,
+        "run_id": run_id,
     }
 
     def check(conn: Connection) -> None:

@@ -102,8 +102,12 @@ class Recorder:
             self._draft_done(ev)
         elif isinstance(ev, ContextTrimmed):
             self._state(ev.ref.run_id).trims.append(
-                {"call_id": ev.ref.call_id, "context_window": ev.context_window,
-                 "tokens_before": ev.tokens_before, "tokens_after": ev.tokens_after}
+                {
+                    "call_id": ev.ref.call_id,
+                    "context_window": ev.context_window,
+                    "tokens_before": ev.tokens_before,
+                    "tokens_after": ev.tokens_after,
+                }
             )
         elif isinstance(ev, RunDone):
             self._run_done(ev)
@@ -115,21 +119,41 @@ class Recorder:
 
     def _run_started(self, ev: RunStarted) -> None:
         row = {
-            "id": ev.run_id, "created_at": ev.t, "kind": ev.kind, "question": ev.question,
-            "history": strip_secrets(list(ev.history)), "config": strip_secrets(dict(ev.config)),
-            "config_hash": ev.config_hash, "preset": ev.preset, "status": "running",
-            "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0,
-            "question_set": self.question_set, "tags": self.tags,
+            "id": ev.run_id,
+            "created_at": ev.t,
+            "kind": ev.kind,
+            "question": ev.question,
+            "history": strip_secrets(list(ev.history)),
+            "config": strip_secrets(dict(ev.config)),
+            "config_hash": ev.config_hash,
+            "preset": ev.preset,
+            "status": "running",
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost": 0.0,
+            "question_set": self.question_set,
+            "tags": self.tags,
         }
         self._write(f"run {ev.run_id}", lambda c: c.execute(insert(RUN).values(**row)))
         self._state(ev.run_id)
 
     def _draft(self, ref: CallRef, t: float, system_prompt: str = "", params: dict[str, Any] | None = None) -> _Draft:
         row = {
-            "run_id": ref.run_id, "call_id": ref.call_id, "role": ref.role, "layer": ref.layer,
-            "slot": ref.slot, "model": ref.model, "label": ref.label, "params": strip_secrets(dict(params or {})),
-            "system_prompt": system_prompt, "text": "", "prompt_tokens": 0, "completion_tokens": 0,
-            "cost": 0.0, "started_at": t, "status": "streaming",
+            "run_id": ref.run_id,
+            "call_id": ref.call_id,
+            "role": ref.role,
+            "layer": ref.layer,
+            "slot": ref.slot,
+            "model": ref.model,
+            "label": ref.label,
+            "params": strip_secrets(dict(params or {})),
+            "system_prompt": system_prompt,
+            "text": "",
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost": 0.0,
+            "started_at": t,
+            "status": "streaming",
         }
         gen_id = self._write(
             f"draft {ref.call_id} of run {ref.run_id}",
@@ -176,10 +200,18 @@ class Recorder:
         err = ev.error
         status = "done" if err is None else ("cancelled" if err.lower().startswith("cancel") else "error")
         values = {
-            "text": ev.text or draft.text, "error": err, "finish_reason": ev.finish_reason,
-            "prompt_tokens": ev.usage.prompt_tokens, "completion_tokens": ev.usage.completion_tokens,
-            "cost": ev.cost, "ttft": ev.ttft, "latency": ev.latency, "started_at": ev.started_at,
-            "ended_at": ev.ended_at, "status": status, "deployment": ev.deployment,
+            "text": ev.text or draft.text,
+            "error": err,
+            "finish_reason": ev.finish_reason,
+            "prompt_tokens": ev.usage.prompt_tokens,
+            "completion_tokens": ev.usage.completion_tokens,
+            "cost": ev.cost,
+            "ttft": ev.ttft,
+            "latency": ev.latency,
+            "started_at": ev.started_at,
+            "ended_at": ev.ended_at,
+            "status": status,
+            "deployment": ev.deployment,
         }
         self._write(
             f"result of {ev.ref.call_id} in run {ev.ref.run_id}",
@@ -190,14 +222,19 @@ class Recorder:
     def _run_done(self, ev: RunDone) -> None:
         tot = ev.totals
         values = {
-            "status": ev.status, "error": ev.error, "final_text": ev.final_text,
-            "prompt_tokens": tot.prompt_tokens, "completion_tokens": tot.completion_tokens,
-            "cost": tot.cost, "wall_time": tot.wall_time,
+            "status": ev.status,
+            "error": ev.error,
+            "final_text": ev.final_text,
+            "prompt_tokens": tot.prompt_tokens,
+            "completion_tokens": tot.completion_tokens,
+            "cost": tot.cost,
+            "wall_time": tot.wall_time,
         }
         self._finish(ev.run_id, values, draft_status="cancelled", t=ev.t)
 
-    def _finish(self, run_id: str, values: dict[str, Any], *, draft_status: str, t: float,
-                only_if_running: bool = False) -> bool:
+    def _finish(
+        self, run_id: str, values: dict[str, Any], *, draft_status: str, t: float, only_if_running: bool = False
+    ) -> bool:
         with self._lock:
             state = self._runs.pop(run_id, None) or _OpenRun()
         if state.trims:
@@ -207,11 +244,13 @@ class Recorder:
             # Drafts still streaming never got their DraftDone: keep what they had written so far.
             for draft in state.drafts.values():
                 c.execute(
-                    update(GEN).where(GEN.c.id == draft.gen_id, GEN.c.status == "streaming")
+                    update(GEN)
+                    .where(GEN.c.id == draft.gen_id, GEN.c.status == "streaming")
                     .values(text=draft.text, status=draft_status, ended_at=t)
                 )
             c.execute(
-                update(GEN).where(GEN.c.run_id == run_id, GEN.c.status == "streaming")
+                update(GEN)
+                .where(GEN.c.run_id == run_id, GEN.c.status == "streaming")
                 .values(status=draft_status, ended_at=t)
             )
             stmt = update(RUN).where(RUN.c.id == run_id)
@@ -229,8 +268,9 @@ class Recorder:
 
         Partial text held in memory is saved. Returns False if the run was already ended.
         """
-        return self._finish(run_id, {"status": status, "error": error}, draft_status="cancelled",
-                            t=time.time(), only_if_running=True)
+        return self._finish(
+            run_id, {"status": status, "error": error}, draft_status="cancelled", t=time.time(), only_if_running=True
+        )
 
     def open_runs(self) -> list[str]:
         with self._lock:

@@ -37,8 +37,15 @@ RATERS = {"people and judges": "all", "people": "people", "judges": "judges"}
 
 
 def download(df: pd.DataFrame, name: str, key: str, index: bool = False) -> None:
-    st.download_button("Download CSV", df.to_csv(index=index).encode("utf-8"), file_name=f"{name}.csv",
-                       mime="text/csv", key=key, on_click="ignore", icon=":material/download:")
+    st.download_button(
+        "Download CSV",
+        df.to_csv(index=index).encode("utf-8"),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=key,
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
 @st.cache_data(ttl=120, show_spinner=False, max_entries=32)
@@ -52,8 +59,7 @@ def _filters(opts: dict[str, list[str]]) -> dict[str, Any]:
     since: Any = None
     until: Any = None
     if span == "Custom dates":
-        picked = c[0].date_input("From – to", value=(date.today() - timedelta(days=7), date.today()),
-                                 key="an_dates")
+        picked = c[0].date_input("From – to", value=(date.today() - timedelta(days=7), date.today()), key="an_dates")
         dates = list(picked) if isinstance(picked, (tuple, list)) else [picked]
         since = dates[0] if dates else None
         until = dates[1] if len(dates) > 1 else None
@@ -62,39 +68,57 @@ def _filters(opts: dict[str, list[str]]) -> dict[str, Any]:
     rater = c[1].selectbox("Raters", list(RATERS), key="an_raters")
     kinds = c[2].multiselect("Kind of run", opts["kinds"], key="an_kinds", placeholder="all kinds")
     sets = c[3].multiselect("Question set", opts["question_sets"], key="an_sets", placeholder="any (or none)")
-    return {"since": since, "until": until, "rater_kind": RATERS[rater], "kind": kinds or None,
-            "question_set": sets or None}
+    return {
+        "since": since,
+        "until": until,
+        "rater_kind": RATERS[rater],
+        "kind": kinds or None,
+        "question_set": sets or None,
+    }
 
 
 def _leaderboard_section(board: pd.DataFrame, votes: int) -> None:
     st.subheader("Leaderboard")
-    st.caption(f"Bradley–Terry ratings (Elo-like scale, mean 1000) from {votes:,} vote(s), 95% bootstrap "
-               f"confidence intervals ({N_BOOT} resamples). Rank = 1 + the number of contenders whose whole "
-               "interval lies above this one's. Ties and both-bad count as half a win each.")
-    table = pd.DataFrame({
-        "rank": board["rank"].astype(int),
-        "contender": board["contender"],
-        "rating": board["rating"].round(0),
-        "95% CI": [f"{lo:.0f} – {hi:.0f}" for lo, hi in zip(board["ci_low"], board["ci_high"])],
-        "battles": board["battles"].astype(int),
-        "win rate": board["win_rate"],
-        "wins": board["wins"].astype(int),
-        "losses": board["losses"].astype(int),
-        "ties": board["ties"].astype(int),
-        "both bad": board["both_bad"].astype(int),
-    })
-    st.dataframe(table, hide_index=True, width="stretch", key="an_board",
-                 column_config={"win rate": st.column_config.ProgressColumn("win rate", format="percent",
-                                                                            min_value=0.0, max_value=1.0),
-                                "rating": st.column_config.NumberColumn("rating", format="%d")})
+    st.caption(
+        f"Bradley–Terry ratings (Elo-like scale, mean 1000) from {votes:,} vote(s), 95% bootstrap "
+        f"confidence intervals ({N_BOOT} resamples). Rank = 1 + the number of contenders whose whole "
+        "interval lies above this one's. Ties and both-bad count as half a win each."
+    )
+    table = pd.DataFrame(
+        {
+            "rank": board["rank"].astype(int),
+            "contender": board["contender"],
+            "rating": board["rating"].round(0),
+            "95% CI": [f"{lo:.0f} – {hi:.0f}" for lo, hi in zip(board["ci_low"], board["ci_high"], strict=False)],
+            "battles": board["battles"].astype(int),
+            "win rate": board["win_rate"],
+            "wins": board["wins"].astype(int),
+            "losses": board["losses"].astype(int),
+            "ties": board["ties"].astype(int),
+            "both bad": board["both_bad"].astype(int),
+        }
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="an_board",
+        column_config={
+            "win rate": st.column_config.ProgressColumn("win rate", format="percent", min_value=0.0, max_value=1.0),
+            "rating": st.column_config.NumberColumn("rating", format="%d"),
+        },
+    )
     few = int((board["battles"] < FEW_BATTLES).sum())
     if few:
-        st.caption(f":material/warning: {few} contender(s) have fewer than {FEW_BATTLES} battles. Their intervals "
-                   "come from resampling very few votes and understate the uncertainty (a single vote gives an "
-                   "interval of zero width).")
+        st.caption(
+            f":material/warning: {few} contender(s) have fewer than {FEW_BATTLES} battles. Their intervals "
+            "come from resampling very few votes and understate the uncertainty (a single vote gives an "
+            "interval of zero width)."
+        )
     download(board, "leaderboard", "an_dl_board")
-    st.plotly_chart(leaderboard_figure(board, title="Ratings with 95% confidence intervals"), width="stretch",
-                    key="an_forest")
+    st.plotly_chart(
+        leaderboard_figure(board, title="Ratings with 95% confidence intervals"), width="stretch", key="an_forest"
+    )
 
 
 def _matrices_section(counts: pd.DataFrame, order: list[str]) -> None:
@@ -115,21 +139,31 @@ def _scores_section(ratings: pd.DataFrame) -> None:
     if ratings.empty:
         st.info("No 1–5 ratings match these filters yet. Rate answers in the Playground or History.")
         return
-    st.plotly_chart(score_distribution(ratings, contender="contender", score="score",
-                                       title="1–5 ratings per contender"), width="stretch", key="an_scores")
-    summary = (ratings.groupby("contender")["score"].agg(ratings="size", mean="mean", median="median")
-               .reset_index().sort_values("mean", ascending=False))
+    st.plotly_chart(
+        score_distribution(ratings, contender="contender", score="score", title="1–5 ratings per contender"),
+        width="stretch",
+        key="an_scores",
+    )
+    summary = (
+        ratings.groupby("contender")["score"]
+        .agg(ratings="size", mean="mean", median="median")
+        .reset_index()
+        .sort_values("mean", ascending=False)
+    )
     summary["mean"] = summary["mean"].round(2)
     st.dataframe(summary, hide_index=True, width="stretch", key="an_scores_table")
-    download(ratings[["created", "contender", "score", "comment", "rater", "kind", "question"]], "ratings",
-             "an_dl_scores")
+    download(
+        ratings[["created", "contender", "score", "comment", "rater", "kind", "question"]], "ratings", "an_dl_scores"
+    )
 
 
 def _cost_section(board: pd.DataFrame, costs: pd.DataFrame) -> None:
     st.subheader("Quality against cost and latency")
-    st.caption("Quality is the leaderboard rating; cost and latency are means over each contender's finished "
-               "answers (a MoA answer counts all its proposer and aggregator calls, and is timed from the first "
-               "proposer's start to the end of the aggregator). Green points are on the Pareto frontier.")
+    st.caption(
+        "Quality is the leaderboard rating; cost and latency are means over each contender's finished "
+        "answers (a MoA answer counts all its proposer and aggregator calls, and is timed from the first "
+        "proposer's start to the end of the aggregator). Green points are on the Pareto frontier."
+    )
     df = board[["contender", "rating", "ci_low", "ci_high"]].merge(costs, on="contender", how="left")
     if df[["cost", "latency"]].isna().all().all():
         st.info("None of the ranked contenders has a finished answer in this range, so cost and latency are unknown.")
@@ -139,10 +173,16 @@ def _cost_section(board: pd.DataFrame, costs: pd.DataFrame) -> None:
         c[1].plotly_chart(quality_vs_latency(df), width="stretch", key="an_latency")
         if (df["cost"].fillna(0) == 0).all():
             st.caption("Every cost is zero here (local models are free), so the cost plot has one column.")
-    st.dataframe(df.round({"rating": 0, "ci_low": 0, "ci_high": 0, "latency": 2}), hide_index=True,
-                 width="stretch", key="an_cost_table",
-                 column_config={"cost": st.column_config.NumberColumn("mean cost (USD)", format="%.6f"),
-                                "latency": st.column_config.NumberColumn("mean latency (s)", format="%.2f")})
+    st.dataframe(
+        df.round({"rating": 0, "ci_low": 0, "ci_high": 0, "latency": 2}),
+        hide_index=True,
+        width="stretch",
+        key="an_cost_table",
+        column_config={
+            "cost": st.column_config.NumberColumn("mean cost (USD)", format="%.6f"),
+            "latency": st.column_config.NumberColumn("mean latency (s)", format="%.2f"),
+        },
+    )
     download(df, "quality_cost_latency", "an_dl_cost")
 
 
@@ -157,9 +197,12 @@ def analysis_page() -> None:
         st.error(f"The votes cannot be read: {err}")
         return
     if counts.empty:
-        st.info("No votes yet" + (" for these filters" if any(v for v in filters.values() if v not in (None, "all"))
-                                  else "") + ". Run blind battles in the Arena (or judge an evaluation) and the "
-                "leaderboard appears here.")
+        st.info(
+            "No votes yet"
+            + (" for these filters" if any(v for v in filters.values() if v not in (None, "all")) else "")
+            + ". Run blind battles in the Arena (or judge an evaluation) and the "
+            "leaderboard appears here."
+        )
         _scores_section(ratings)
         return
     board = _board(counts)
@@ -167,8 +210,13 @@ def analysis_page() -> None:
     _matrices_section(counts, board["contender"].tolist())
     _scores_section(ratings)
     try:
-        costs = contender_costs(engine, since=filters["since"], until=filters["until"], kind=filters["kind"],
-                                question_set=filters["question_set"])
+        costs = contender_costs(
+            engine,
+            since=filters["since"],
+            until=filters["until"],
+            kind=filters["kind"],
+            question_set=filters["question_set"],
+        )
     except StoreError as err:
         st.error(f"Cost and latency cannot be read: {err}")
         return

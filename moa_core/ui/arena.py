@@ -13,6 +13,7 @@ vote on the generations that exist and reveals the identities.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from contextlib import aclosing
@@ -105,34 +106,59 @@ def _setup(rater: str) -> None:
         how = st.radio("Contenders", ["Pick two", "Random pair"], horizontal=True, key="arena_how")
         if how == "Pick two":
             c = st.columns(2)
-            first = c[0].selectbox("Contender 1", options, index=0 if options else None,
-                                   format_func=arena.option_label, key="arena_c1")
-            second = c[1].selectbox("Contender 2", options, index=min(1, len(options) - 1) if options else None,
-                                    format_func=arena.option_label, key="arena_c2")
+            first = c[0].selectbox(
+                "Contender 1", options, index=0 if options else None, format_func=arena.option_label, key="arena_c1"
+            )
+            second = c[1].selectbox(
+                "Contender 2",
+                options,
+                index=min(1, len(options) - 1) if options else None,
+                format_func=arena.option_label,
+                key="arena_c2",
+            )
             pool: list[str] = []
         else:
             first = second = None
-            pool = st.multiselect("Random pair from", options, default=runnable, format_func=arena.option_label,
-                                  key="arena_pool", help="Two different contenders are drawn from these.")
+            pool = st.multiselect(
+                "Random pair from",
+                options,
+                default=runnable,
+                format_func=arena.option_label,
+                key="arena_pool",
+                help="Two different contenders are drawn from these.",
+            )
         with st.expander("Single-model settings"):
             c = st.columns(2)
-            max_tokens = int(c[0].number_input("Max tokens (single models)", 16, 8192, 256, step=16,
-                                               key="arena_max_tokens"))
+            max_tokens = int(
+                c[0].number_input("Max tokens (single models)", 16, 8192, 256, step=16, key="arena_max_tokens")
+            )
             temperature = c[1].slider("Temperature (single models)", 0.0, 2.0, 0.7, 0.05, key="arena_temperature")
             st.caption("MoA contenders keep their own config's settings.")
         qcols = st.columns([3, 1])
         sets = list_bundled_sets()
         with qcols[1]:
             st.selectbox("Question set", sets, key="arena_qset", disabled=not sets)
-            st.button("Draw a question", key="arena_draw", on_click=_draw_question, disabled=not sets,
-                      icon=":material/casino:", width="stretch")
+            st.button(
+                "Draw a question",
+                key="arena_draw",
+                on_click=_draw_question,
+                disabled=not sets,
+                icon=":material/casino:",
+                width="stretch",
+            )
         with qcols[0]:
-            st.text_area("Question", key="arena_question", height=110, max_chars=100_000,
-                         placeholder="Ask something both contenders will answer…")
+            st.text_area(
+                "Question",
+                key="arena_question",
+                height=110,
+                max_chars=100_000,
+                placeholder="Ask something both contenders will answer…",
+            )
         if st.session_state.get("arena_draw_error"):
             st.error(st.session_state.arena_draw_error)
-        start = st.button("Start battle", type="primary", key="arena_start", disabled=not rater,
-                          icon=":material/swords:")
+        start = st.button(
+            "Start battle", type="primary", key="arena_start", disabled=not rater, icon=":material/swords:"
+        )
         if not rater:
             st.caption("Enter your name in the sidebar to start: every vote is saved with its rater.")
     if not start:
@@ -179,7 +205,7 @@ def _title(battle: Battle, side: str) -> str:
 
 def _layout(battle: Battle) -> dict[str, LiveColumn]:
     boxes = {}
-    for side, col in zip(SIDES, st.columns(2, border=True)):
+    for side, col in zip(SIDES, st.columns(2, border=True), strict=False):
         with col:
             st.markdown(_title(battle, side))
             with st.container(key=f"arena_answer_{side}"):
@@ -190,19 +216,29 @@ def _layout(battle: Battle) -> dict[str, LiveColumn]:
 
 def _vote_buttons(battle: Battle) -> None:
     disabled = not battle.open_for_votes
-    icons = {"A": ":material/arrow_back:", "B": ":material/arrow_forward:", "tie": ":material/balance:",
-             "both_bad": ":material/thumb_down:"}
-    for col, (choice, label) in zip(st.columns(4), CHOICE_LABELS.items()):
-        col.button(label, key=f"arena_vote_{choice}", on_click=_cast, args=(battle.id, choice), disabled=disabled,
-                   icon=icons[choice], width="stretch", type="primary" if battle.choice == choice else "secondary")
+    icons = {
+        "A": ":material/arrow_back:",
+        "B": ":material/arrow_forward:",
+        "tie": ":material/balance:",
+        "both_bad": ":material/thumb_down:",
+    }
+    for col, (choice, label) in zip(st.columns(4), CHOICE_LABELS.items(), strict=False):
+        col.button(
+            label,
+            key=f"arena_vote_{choice}",
+            on_click=_cast,
+            args=(battle.id, choice),
+            disabled=disabled,
+            icon=icons[choice],
+            width="stretch",
+            type="primary" if battle.choice == choice else "secondary",
+        )
 
 
 def _annotate(engine: Engine, battle: Battle, meta: dict[str, Any]) -> None:
     for side in SIDES:
-        try:
+        with contextlib.suppress(ValueError, StoreError):  # a side that never started has no run to mark
             annotate_run(engine, battle.run_ids[side], meta={**meta, "arena_battle": battle.id, "arena_side": side})
-        except (ValueError, StoreError):
-            pass  # a side that never started has no run to mark
 
 
 def _mark_invalid(engine: Engine, battle: Battle, reason: str) -> None:
@@ -228,8 +264,15 @@ def _settle(engine: Engine, battle: Battle, rater: str) -> None:
         return
     try:
         assert verdict.left_id is not None and verdict.right_id is not None and verdict.outcome is not None
-        battle.vote_id = add_vote(engine, verdict.left_id, verdict.right_id, verdict.outcome, rater,
-                                  blind=True, question_set=battle.question_set)
+        battle.vote_id = add_vote(
+            engine,
+            verdict.left_id,
+            verdict.right_id,
+            verdict.outcome,
+            rater,
+            blind=True,
+            question_set=battle.question_set,
+        )
     except (ValueError, StoreError) as err:
         battle.note, battle.choice = f"The vote could not be saved: {err}", None
         return
@@ -260,7 +303,7 @@ async def _stream_battle(engine: Engine, battle: Battle, boxes: dict[str, LiveCo
             async with aclosing(recorder.record(events(side))) as stream:
                 async for ev in stream:
                     queue.put_nowait((side, ev))
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which decides
+        except Exception as exc:
             queue.put_nowait((side, exc))
         finally:
             queue.put_nowait((side, None))
@@ -335,7 +378,7 @@ def _stream_and_judge(engine: Engine, battle: Battle, boxes: dict[str, LiveColum
         results = run_async(_stream_battle(engine, battle, boxes))
     except StoreError as err:
         problem = f"The battle could not be recorded: {err}"
-    except Exception as err:  # noqa: BLE001 - shown to the user; the battle cannot count
+    except Exception as err:
         problem = f"The battle stopped: {type(err).__name__}: {err}"
     if battle.stop.is_set():
         return  # the battle belongs to a newer script run now: leave its state alone
@@ -398,8 +441,10 @@ def _outcome(battle: Battle) -> None:
     elif battle.status == "invalid":
         st.error(f"This battle is invalid and produces no vote: {battle.note}. {who}")
     elif battle.status == "stopped":
-        st.info("The answers stopped before they finished (the page reloaded). Vote on what is shown, "
-                "or start a new battle.")
+        st.info(
+            "The answers stopped before they finished (the page reloaded). Vote on what is shown, "
+            "or start a new battle."
+        )
     elif battle.status == "finished":
         st.info("Both answers are complete. Which one is better?")
     if battle.note and battle.status not in ("void", "invalid"):
@@ -432,8 +477,9 @@ def arena_page() -> None:
     rater = rater_name()
     st.title("Arena")
     st.caption("Two contenders answer the same question as “A” and “B”; which is which stays hidden until you vote.")
-    mode = st.segmented_control("Mode", MODES, default=MODES[0], key="arena_mode", required=True,
-                                label_visibility="collapsed")
+    mode = st.segmented_control(
+        "Mode", MODES, default=MODES[0], key="arena_mode", required=True, label_visibility="collapsed"
+    )
     if mode == "Blind review":
         blind_review(engine, rater)
         return

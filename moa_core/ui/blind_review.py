@@ -51,16 +51,19 @@ def _reload() -> None:
 
 def _save(engine: Engine, state: dict[str, Any], pair: arena.ReviewPair, rater: str) -> None:
     try:
-        state["vote_id"] = add_vote(engine, pair.left_id, pair.right_id, CHOICES[state["choice"]], rater,
-                                    blind=True, run_id=pair.run_id)
+        state["vote_id"] = add_vote(
+            engine, pair.left_id, pair.right_id, CHOICES[state["choice"]], rater, blind=True, run_id=pair.run_id
+        )
         state["votes"] += 1
     except (ValueError, StoreError) as err:
         state["error"], state["choice"] = f"The vote could not be saved: {err}", None
 
 
 def blind_review(engine: Engine, rater: str) -> None:
-    st.caption("Answers stored from the Playground, replayed without names: the MoA answer against a model that "
-               "answered the same question alone. Vote, then see who was who.")
+    st.caption(
+        "Answers stored from the Playground, replayed without names: the MoA answer against a model that "
+        "answered the same question alone. Vote, then see who was who."
+    )
     if not rater:
         st.info("Enter your name in the sidebar to review: every vote is saved with its rater.")
         return
@@ -74,8 +77,10 @@ def blind_review(engine: Engine, rater: str) -> None:
     pairs: list[arena.ReviewPair] = state["pairs"]
     if state["pos"] >= len(pairs):
         done = f" You reviewed {state['votes']} pair(s) in this session." if state["votes"] else ""
-        st.info("Nothing left to review: no finished playground run with a baseline that you have not voted on "
-                f"yet.{done} Run questions in the Playground (with single-model baselines), then reload.")
+        st.info(
+            "Nothing left to review: no finished playground run with a baseline that you have not voted on "
+            f"yet.{done} Run questions in the Playground (with single-model baselines), then reload."
+        )
         st.button("Reload", key="review_reload", on_click=_reload, icon=":material/refresh:")
         return
     pos = state["pos"]
@@ -86,7 +91,7 @@ def blind_review(engine: Engine, rater: str) -> None:
     st.caption(f"Pair {pos + 1} of {len(pairs)}")
     st.markdown("##### Question")
     st.markdown(pair.question)
-    for side, col in zip(SIDES, st.columns(2, border=True)):
+    for side, col in zip(SIDES, st.columns(2, border=True), strict=False):
         with col:
             st.markdown(f"#### {side}" + (f" · {_code(pair.names[side])}" if voted else ""))
             with st.container(key=f"review_answer_{side}"):
@@ -94,12 +99,21 @@ def blind_review(engine: Engine, rater: str) -> None:
             if voted:
                 gen_id = pair.left_id if side == "A" else pair.right_id
                 rating_widget(engine, {"id": gen_id, "error": None, "text": pair.texts[side]}, [], rater)
-    for col, (choice, label) in zip(st.columns(4), CHOICE_LABELS.items()):
-        col.button(label, key=f"review_vote_{choice}", on_click=_cast, args=(choice, pos), disabled=voted,
-                   width="stretch", type="primary" if state["choice"] == choice else "secondary")
+    for col, (choice, label) in zip(st.columns(4), CHOICE_LABELS.items(), strict=False):
+        col.button(
+            label,
+            key=f"review_vote_{choice}",
+            on_click=_cast,
+            args=(choice, pos),
+            disabled=voted,
+            width="stretch",
+            type="primary" if state["choice"] == choice else "secondary",
+        )
     if state["error"]:
         st.error(state["error"])
     if voted:
-        st.success(f"Vote saved: **{CHOICE_LABELS[state['choice']]}**. "
-                   f"A was {_code(pair.names['A'])}, B was {_code(pair.names['B'])}.")
+        st.success(
+            f"Vote saved: **{CHOICE_LABELS[state['choice']]}**. "
+            f"A was {_code(pair.names['A'])}, B was {_code(pair.names['B'])}."
+        )
         st.button("Next pair", key="review_next", on_click=_next, type="primary", icon=":material/skip_next:")

@@ -52,8 +52,11 @@ DEFAULT_RUNS = 3
 DEFAULT_TEMPERATURES = [0.7, 1.0, 1.2, 0.9, 1.1, 1.3]
 FLUSH_SECONDS = 0.1
 CURSOR = " ▌"
-STATUS_BADGE = {"shared": ("in every draft", "green"), "partial": ("in some drafts", "blue"),
-                "unique": ("only here", "orange")}
+STATUS_BADGE = {
+    "shared": ("in every draft", "green"),
+    "partial": ("in some drafts", "blue"),
+    "unique": ("only here", "orange"),
+}
 
 
 # -- session state -------------------------------------------------------------------------
@@ -84,10 +87,12 @@ def _step_question() -> str:
     st.subheader("1 · Your question")
     st.caption("Ask something factual and dense from a field you know well, so you can judge the details.")
     st.session_state.setdefault("chal_question", "")
-    question = st.text_area("Question", key="chal_question", height=90, max_chars=20_000,
-                            placeholder="e.g. " + todays_suggestion())
-    st.button("Use today's suggestion", key="chal_suggest", on_click=_use_suggestion,
-              help=f"Today: {todays_suggestion()}")
+    question = st.text_area(
+        "Question", key="chal_question", height=90, max_chars=20_000, placeholder="e.g. " + todays_suggestion()
+    )
+    st.button(
+        "Use today's suggestion", key="chal_suggest", on_click=_use_suggestion, help=f"Today: {todays_suggestion()}"
+    )
     return question.strip()
 
 
@@ -102,13 +107,22 @@ def _step_setup(models: list[str]) -> list[AgentSpec]:
             if st.session_state.get(key) not in models:
                 st.session_state[key] = models[0]
             model = st.selectbox("Model", models, key=key)
-            temp = st.slider("Temperature", 0.0, 2.0, DEFAULT_TEMPERATURES[i % len(DEFAULT_TEMPERATURES)], 0.05,
-                             key=f"chal_temp_{i}")
+            temp = st.slider(
+                "Temperature", 0.0, 2.0, DEFAULT_TEMPERATURES[i % len(DEFAULT_TEMPERATURES)], 0.05, key=f"chal_temp_{i}"
+            )
             max_tokens = int(st.number_input("Max tokens", 16, 4096, 256, step=16, key=f"chal_mt_{i}"))
-            system = st.text_area("System prompt", "", height=68, key=f"chal_sys_{i}",
-                                  placeholder="optional, e.g. You are a careful domain expert.")
-            agents.append(AgentSpec(model=model, label=f"Draft {i + 1}", temperature=temp, max_tokens=max_tokens,
-                                    system_prompt=system))
+            system = st.text_area(
+                "System prompt",
+                "",
+                height=68,
+                key=f"chal_sys_{i}",
+                placeholder="optional, e.g. You are a careful domain expert.",
+            )
+            agents.append(
+                AgentSpec(
+                    model=model, label=f"Draft {i + 1}", temperature=temp, max_tokens=max_tokens, system_prompt=system
+                )
+            )
     return agents
 
 
@@ -138,8 +152,9 @@ async def _stream(engine: Engine, events: AsyncIterator[Event], columns: dict[st
     return results[-1] if results else None
 
 
-async def _show(recorder: Recorder, events: AsyncIterator[Event], columns: dict[str, dict[str, Any]],
-                result: list[RunDone]) -> None:
+async def _show(
+    recorder: Recorder, events: AsyncIterator[Event], columns: dict[str, dict[str, Any]], result: list[RunDone]
+) -> None:
     async with aclosing(recorder.record(events)) as stream:
         async for ev in stream:
             if isinstance(ev, DraftStarted):
@@ -154,8 +169,9 @@ async def _show(recorder: Recorder, events: AsyncIterator[Event], columns: dict[
                 col = columns[ev.ref.call_id]
                 col["box"].markdown(ev.text or "_(no text)_")
                 if ev.ok:
-                    col["meta"].caption(f"{ev.usage.completion_tokens} tok · {fmt_seconds(ev.latency)} · "
-                                        f"{fmt_cost(ev.cost)}")
+                    col["meta"].caption(
+                        f"{ev.usage.completion_tokens} tok · {fmt_seconds(ev.latency)} · {fmt_cost(ev.cost)}"
+                    )
                 else:
                     col["meta"].error(ev.error)
             elif isinstance(ev, RunDone):
@@ -165,8 +181,12 @@ async def _show(recorder: Recorder, events: AsyncIterator[Event], columns: dict[
 def _run_drafts(engine: Engine, question: str, agents: list[AgentSpec]) -> None:
     run_id = uuid.uuid4().hex
     _state()["run_id"] = run_id  # set first: a Stop (rerun) mid-stream still finds the run
-    st.button("Stop", icon=":material/stop_circle:", key="chal_stop",
-              help="Cancel the runs; what was produced so far is kept.")
+    st.button(
+        "Stop",
+        icon=":material/stop_circle:",
+        key="chal_stop",
+        help="Cancel the runs; what was produced so far is kept.",
+    )
     cols = {}
     for i, col in enumerate(st.columns(len(agents), border=True)):
         with col:
@@ -184,7 +204,7 @@ def _drafts_of(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _show_drafts(drafts: list[dict[str, Any]]) -> None:
-    for g, col in zip(drafts, st.columns(len(drafts), border=True)):
+    for g, col in zip(drafts, st.columns(len(drafts), border=True), strict=False):
         with col:
             st.markdown(f"**{g['label'] or 'Draft'}** · `{g['model']}` · T={g['params'].get('temperature', '–')}")
             if g["system_prompt"]:
@@ -205,8 +225,11 @@ def _show_drafts(drafts: list[dict[str, Any]]) -> None:
 def _alignment(texts: tuple[str, ...]) -> tuple[Alignment, dict[str, Any]]:
     embed = get_embedder()
     ld = layer_diversity(list(texts), embed)
-    return align_drafts(list(texts), embed), {"embedding": ld.embedding_diversity, "lexical": ld.lexical_diversity,
-                                               "model": getattr(embed, "name", None)}
+    return align_drafts(list(texts), embed), {
+        "embedding": ld.embedding_diversity,
+        "lexical": ld.lexical_diversity,
+        "model": getattr(embed, "name", None),
+    }
 
 
 def _statement_line(st_: Any, names: list[str]) -> str:
@@ -231,17 +254,23 @@ def _step_differs(usable: list[dict[str, Any]]) -> Alignment:
     c[0].metric("Statements in every draft", len(alignment.shared))
     c[1].metric("Statements only one draft makes", len(unique))
     c[2].metric("Possible contradictions", len(alignment.contradictions))
-    c[3].metric("Diversity", "–" if div["embedding"] is None else f"{div['embedding']:.2f}",
-                help="1 − mean pairwise similarity of the drafts (sentence embeddings); "
-                     f"lexical: {div['lexical'] if div['lexical'] is not None else '–'}")
+    c[3].metric(
+        "Diversity",
+        "–" if div["embedding"] is None else f"{div['embedding']:.2f}",
+        help="1 − mean pairwise similarity of the drafts (sentence embeddings); "
+        f"lexical: {div['lexical'] if div['lexical'] is not None else '–'}",
+    )
     st.caption(
         "Each draft, sentence by sentence. "
         f"{badge('in every draft', 'green')} {badge('in some drafts', 'blue')} {badge('only here', 'orange')} "
         f"{badge('conflicts with', 'red')} — matched by "
         f"{'sentence-embedding' if alignment.backend == 'embedding' else 'lexical'} similarity ≥ "
         f"{alignment.thresholds.match:.2f}; a conflict is a similar sentence with different numbers or "
-        "opposite negation (a heuristic: check it yourself).")
-    for g, name, statements, col in zip(usable, names, alignment.drafts, st.columns(len(usable), border=True)):
+        "opposite negation (a heuristic: check it yourself)."
+    )
+    for _g, name, statements, col in zip(
+        usable, names, alignment.drafts, st.columns(len(usable), border=True), strict=False
+    ):
         with col:
             st.markdown(f"**{md_escape(name)}**")
             if statements:
@@ -251,9 +280,11 @@ def _step_differs(usable: list[dict[str, Any]]) -> Alignment:
     if alignment.contradictions:
         with st.expander(f"Possible contradictions ({len(alignment.contradictions)})", expanded=True):
             for cx in alignment.contradictions:
-                st.markdown(f"- {badge(names[cx.a.draft], draft_color(cx.a.draft))} {md_escape(cx.text_a, 300)}  \n"
-                            f"  {badge(names[cx.b.draft], draft_color(cx.b.draft))} {md_escape(cx.text_b, 300)}  \n"
-                            f"  _{md_escape(cx.reason)}_")
+                st.markdown(
+                    f"- {badge(names[cx.a.draft], draft_color(cx.a.draft))} {md_escape(cx.text_a, 300)}  \n"
+                    f"  {badge(names[cx.b.draft], draft_color(cx.b.draft))} {md_escape(cx.text_b, 300)}  \n"
+                    f"  _{md_escape(cx.reason)}_"
+                )
     return alignment
 
 
@@ -266,9 +297,11 @@ def _attempts(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _step_synthesize(engine: Engine, data: dict[str, Any], usable: list[dict[str, Any]], models: list[str]) -> None:
     st.subheader("4 · Write your aggregator prompt")
-    st.caption(f"`{QUESTION_PLACEHOLDER}` is replaced by the question and `{DRAFTS_PLACEHOLDER}` by the drafts, "
-               "numbered [1], [2], … The prompt goes to the model as its system message; the question follows "
-               "as the user's message.")
+    st.caption(
+        f"`{QUESTION_PLACEHOLDER}` is replaced by the question and `{DRAFTS_PLACEHOLDER}` by the drafts, "
+        "numbered [1], [2], … The prompt goes to the model as its system message; the question follows "
+        "as the user's message."
+    )
     st.session_state.setdefault("chal_template", DEFAULT_AGGREGATOR_TEMPLATE)
     template = st.text_area("Aggregator prompt", key="chal_template", height=260)
     st.button("Reset to the default prompt", key="chal_tpl_reset", on_click=_reset_template)
@@ -298,10 +331,22 @@ def _step_synthesize(engine: Engine, data: dict[str, Any], usable: list[dict[str
         return
     slot = 1 + max((g["slot"] for g in data["generations"] if g["role"] == "aggregator"), default=-1)
     run = data["run"]
-    base = Totals(run["prompt_tokens"], run["completion_tokens"], run["cost"], run["wall_time"] or 0.0,
-                  len(data["generations"]), sum(1 for g in data["generations"] if g["status"] == "error"))
-    attempt = {"slot": slot, "template": template, "model": model, "temperature": temp, "max_tokens": max_tokens,
-               "at": time.time()}
+    base = Totals(
+        run["prompt_tokens"],
+        run["completion_tokens"],
+        run["cost"],
+        run["wall_time"] or 0.0,
+        len(data["generations"]),
+        sum(1 for g in data["generations"] if g["status"] == "error"),
+    )
+    attempt = {
+        "slot": slot,
+        "template": template,
+        "model": model,
+        "temperature": temp,
+        "max_tokens": max_tokens,
+        "at": time.time(),
+    }
     try:
         annotate_run(engine, run["id"], meta={"challenge": {"attempts": [*attempts, attempt]}})
     except (StoreError, ValueError) as err:
@@ -323,7 +368,7 @@ def _step_synthesize(engine: Engine, data: dict[str, Any], usable: list[dict[str
 
 @st.cache_data(max_entries=32, show_spinner="Tracing the synthesis back to the drafts…")
 def _report(final_text: str, texts: tuple[str, ...], names: tuple[str, ...]) -> dict[str, Any]:
-    drafts = [{"text": t, "label": n, "id": None} for t, n in zip(texts, names)]
+    drafts = [{"text": t, "label": n, "id": None} for t, n in zip(texts, names, strict=False)]
     return aggregator_report({"text": final_text}, drafts, get_embedder())
 
 
@@ -336,8 +381,14 @@ def _step_compare(engine: Engine, data: dict[str, Any], usable: list[dict[str, A
     pick = finals[-1]
     if len(finals) > 1:
         slots = [g["slot"] for g in finals]
-        chosen = st.radio("Synthesis", slots, index=len(slots) - 1, horizontal=True, key="chal_pick",
-                          format_func=lambda s: f"attempt {s + 1}")
+        chosen = st.radio(
+            "Synthesis",
+            slots,
+            index=len(slots) - 1,
+            horizontal=True,
+            key="chal_pick",
+            format_func=lambda s: f"attempt {s + 1}",
+        )
         pick = next(g for g in finals if g["slot"] == chosen)
     ratings = {}
     for r in data["ratings"]:
@@ -364,21 +415,33 @@ def _step_compare(engine: Engine, data: dict[str, Any], usable: list[dict[str, A
     c = st.columns(2)
     with c[0]:
         st.markdown(f"**Draft-only statements it kept ({len(kept)})**")
-        st.markdown("\n".join(f"- {badge(names[u['draft']], draft_color(u['draft']))} {md_escape(u['text'], 300)}"
-                              for u in kept) or "_none_")
+        st.markdown(
+            "\n".join(
+                f"- {badge(names[u['draft']], draft_color(u['draft']))} {md_escape(u['text'], 300)}" for u in kept
+            )
+            or "_none_"
+        )
     with c[1]:
         st.markdown(f"**Draft-only statements it dropped ({len(dropped)})**")
-        st.markdown("\n".join(f"- {badge(names[u['draft']], draft_color(u['draft']))} {md_escape(u['text'], 300)}"
-                              for u in dropped) or "_none_")
+        st.markdown(
+            "\n".join(
+                f"- {badge(names[u['draft']], draft_color(u['draft']))} {md_escape(u['text'], 300)}" for u in dropped
+            )
+            or "_none_"
+        )
     if report["contradictions"]:
         st.markdown("**Contradictions: which side the synthesis took**")
         side = {"a": "the first", "b": "the second", "both": "both (!)", "neither": "neither"}
-        st.markdown("\n".join(
-            f"- {badge(names[x['a']['draft']], draft_color(x['a']['draft']))} {md_escape(x['text_a'], 200)} / "
-            f"{badge(names[x['b']['draft']], draft_color(x['b']['draft']))} {md_escape(x['text_b'], 200)} → "
-            f"{side[x['final_agrees_with']]}" for x in report["contradictions"]))
+        st.markdown(
+            "\n".join(
+                f"- {badge(names[x['a']['draft']], draft_color(x['a']['draft']))} {md_escape(x['text_a'], 200)} / "
+                f"{badge(names[x['b']['draft']], draft_color(x['b']['draft']))} {md_escape(x['text_b'], 200)} → "
+                f"{side[x['final_agrees_with']]}"
+                for x in report["contradictions"]
+            )
+        )
     st.markdown("**Rate the drafts**")
-    for g, col in zip(usable, st.columns(len(usable), border=True)):
+    for g, col in zip(usable, st.columns(len(usable), border=True), strict=False):
         with col:
             st.markdown(f"**{md_escape(g['label'] or 'Draft')}** · `{g['model']}`")
             rating_widget(engine, g, ratings.get(g["id"], []), rater)
@@ -395,8 +458,10 @@ def challenge_page() -> None:
     top[0].title("Daily challenge")
     if state["run_id"]:
         top[1].button("New challenge", key="chal_new_btn", on_click=_reset)
-    st.caption("Ask one question several times, look at what the answers disagree on, write the prompt that "
-               "merges them, and see what your synthesis kept, dropped and made up.")
+    st.caption(
+        "Ask one question several times, look at what the answers disagree on, write the prompt that "
+        "merges them, and see what your synthesis kept, dropped and made up."
+    )
     models = model_choices()
     if not models:
         st.error("No model is available: install the local models (make install) or add a provider key.")
@@ -434,8 +499,10 @@ def challenge_page() -> None:
     data = get_run(engine, state["run_id"]) or data
     if any(g["role"] == "aggregator" for g in data["generations"]) and data["run"]["status"] != "running":
         ensure_run_diversity(engine, data)
-        st.success(f"Saved as a challenge run, with the prompt you wrote. [Open it in History]({run_link(data['run']['id'])})",
-                   icon="💾")
+        st.success(
+            f"Saved as a challenge run, with the prompt you wrote. [Open it in History]({run_link(data['run']['id'])})",
+            icon="💾",
+        )
 
 
 __all__ = ["challenge_page"]

@@ -55,11 +55,16 @@ def _model_picker(label: str, current: str, key: str) -> str:
     options = model_choices()
     if current and current not in options:
         options = [current, *options]
-    choice = st.selectbox(label, [*options, OTHER], index=options.index(current) if current in options else 0,
-                          key=_k(key))
+    choice = st.selectbox(
+        label, [*options, OTHER], index=options.index(current) if current in options else 0, key=_k(key)
+    )
     if choice == OTHER:
-        return st.text_input("litellm model string", value="", key=_k(key + "_free"),
-                             placeholder="e.g. ollama_chat/llama3.2 or openai/gpt-4o-mini").strip()
+        return st.text_input(
+            "litellm model string",
+            value="",
+            key=_k(key + "_free"),
+            placeholder="e.g. ollama_chat/llama3.2 or openai/gpt-4o-mini",
+        ).strip()
     return choice
 
 
@@ -69,12 +74,16 @@ def _agent_editor(agent: dict[str, Any], key: str, *, with_system: bool = True) 
     if out["model"] != agent["model"]:
         out["label"] = None  # a label named after the old model would now be wrong
     c1, c2 = st.columns(2)
-    out["temperature"] = c1.slider("Temperature", 0.0, 2.0, float(agent.get("temperature", 0.7)), 0.05, key=_k(key + "_t"))
-    out["max_tokens"] = int(c2.number_input("Max tokens", 1, 32768, int(agent.get("max_tokens", 256)), step=16,
-                                            key=_k(key + "_mt")))
+    out["temperature"] = c1.slider(
+        "Temperature", 0.0, 2.0, float(agent.get("temperature", 0.7)), 0.05, key=_k(key + "_t")
+    )
+    out["max_tokens"] = int(
+        c2.number_input("Max tokens", 1, 32768, int(agent.get("max_tokens", 256)), step=16, key=_k(key + "_mt"))
+    )
     if with_system:
-        out["system_prompt"] = st.text_area("System prompt", agent.get("system_prompt", ""), height=68,
-                                            key=_k(key + "_sys"))
+        out["system_prompt"] = st.text_area(
+            "System prompt", agent.get("system_prompt", ""), height=68, key=_k(key + "_sys")
+        )
     return out
 
 
@@ -98,8 +107,13 @@ def _source_picker() -> None:
         st.session_state.cfg_source_pick = st.session_state.pop("cfg_pick_next")
     if st.session_state.get("cfg_source_pick") not in options:
         st.session_state.cfg_source_pick = f"preset:{DEFAULT_PRESET}"
-    st.selectbox("Preset or saved config", options, key="cfg_source_pick", on_change=_on_pick,
-                 format_func=lambda o: o.replace("preset:", "").replace("saved:", "saved · "))
+    st.selectbox(
+        "Preset or saved config",
+        options,
+        key="cfg_source_pick",
+        on_change=_on_pick,
+        format_func=lambda o: o.replace("preset:", "").replace("saved:", "saved · "),
+    )
     source = st.session_state.get("cfg_source", "")
     if source and source != st.session_state.cfg_source_pick:
         st.caption(f"Editing: {source.replace('preset:', '').replace('saved:', 'saved · ')}")
@@ -128,23 +142,38 @@ def _aggregator_editor(base: dict[str, Any]) -> tuple[dict[str, Any], str]:
     with st.expander("Aggregator", expanded=False):
         agg = _agent_editor(base["aggregator"], "agg")
         if st.button("Reset template to default", key=_k("reset_tpl")):
-            st.session_state.cfg_base = {**st.session_state.cfg_base, "aggregator_template": DEFAULT_AGGREGATOR_TEMPLATE}
+            st.session_state.cfg_base = {
+                **st.session_state.cfg_base,
+                "aggregator_template": DEFAULT_AGGREGATOR_TEMPLATE,
+            }
             st.session_state.cfg_version += 1
             st.rerun()
-        template = st.text_area("Aggregator prompt template ({question} and {drafts} are filled in)",
-                                base["aggregator_template"], height=220, key=_k("tpl"))
+        template = st.text_area(
+            "Aggregator prompt template ({question} and {drafts} are filled in)",
+            base["aggregator_template"],
+            height=220,
+            key=_k("tpl"),
+        )
     return agg, template
 
 
 def _baselines_editor(base: dict[str, Any], aggregator_model: str) -> list[dict[str, Any]]:
     current = [b["model"] for b in base.get("baselines", [])]
     options = list(dict.fromkeys([*current, aggregator_model, *model_choices()]))
-    picked = st.multiselect("Single-model baselines", options, default=current, key=_k("baselines"),
-                            help="Answer the same question alone, beside the MoA answer.")
+    picked = st.multiselect(
+        "Single-model baselines",
+        options,
+        default=current,
+        key=_k("baselines"),
+        help="Answer the same question alone, beside the MoA answer.",
+    )
     by_model = {b["model"]: b for b in base.get("baselines", [])}
     agg = base["aggregator"]
-    return [by_model.get(m) or {"model": m, "temperature": agg.get("temperature", 0.7),
-                                "max_tokens": agg.get("max_tokens", 256)} for m in picked]
+    return [
+        by_model.get(m)
+        or {"model": m, "temperature": agg.get("temperature", 0.7), "max_tokens": agg.get("max_tokens", 256)}
+        for m in picked
+    ]
 
 
 def _io_section(config: MoAConfig | None) -> None:
@@ -173,10 +202,12 @@ def _io_section(config: MoAConfig | None) -> None:
         if config is None:
             return
         c1, c2 = st.columns(2)
-        c1.download_button("Export JSON", config.to_json(), file_name=f"{config.name}.json", mime="application/json",
-                           key="cfg_dl_json")
-        c2.download_button("Export YAML", config.to_yaml(), file_name=f"{config.name}.yaml", mime="application/yaml",
-                           key="cfg_dl_yaml")
+        c1.download_button(
+            "Export JSON", config.to_json(), file_name=f"{config.name}.json", mime="application/json", key="cfg_dl_json"
+        )
+        c2.download_button(
+            "Export YAML", config.to_yaml(), file_name=f"{config.name}.yaml", mime="application/yaml", key="cfg_dl_yaml"
+        )
         name = st.text_input("Save as", value="", key="cfg_save_name", max_chars=60, placeholder="my-config")
         if st.button("Save config", key="cfg_save"):
             try:
@@ -223,4 +254,3 @@ def config_summary(config: MoAConfig, question: str = "") -> None:
     )
     for p in problems:
         st.warning(p)
-

@@ -108,37 +108,66 @@ def backfill_diversity(engine: Engine, limit: int = 200, **filters: Any) -> int:
 def _layer_section(layer: dict[str, Any], key: str) -> None:
     n = len(layer["names"])
     c = st.columns(3)
-    c[0].metric(f"Layer {layer['layer'] + 1} diversity", _num(layer["diversity"]),
-                help="1 − mean pairwise similarity of the drafts (embeddings when available): "
-                     "0 means the drafts say the same thing.")
+    c[0].metric(
+        f"Layer {layer['layer'] + 1} diversity",
+        _num(layer["diversity"]),
+        help="1 − mean pairwise similarity of the drafts (embeddings when available): "
+        "0 means the drafts say the same thing.",
+    )
     c[1].metric("by embeddings", _num(layer["embedding_diversity"]))
     c[2].metric("lexical", _num(layer["lexical_diversity"]), help="rapidfuzz token_sort_ratio")
     if n >= 2:
         matrix = layer["embedding"] or layer["lexical"]
         which = "embedding cosine" if layer["embedding"] else "lexical"
-        st.plotly_chart(similarity_heatmap(layer["names"], matrix, f"Pairwise similarity ({which})"),
-                        width="stretch", key=f"div-heat-{key}-{layer['layer']}")
+        st.plotly_chart(
+            similarity_heatmap(layer["names"], matrix, f"Pairwise similarity ({which})"),
+            width="stretch",
+            key=f"div-heat-{key}-{layer['layer']}",
+        )
 
 
 def aggregator_section(agg: dict[str, Any], key: str = "", *, sentences: bool = True) -> None:
     """ROUGE-L per draft, shares, and (optionally) each final sentence with its source."""
-    table = pd.DataFrame([{
-        "draft": d["name"], "share of answer": d["share"], "supports": d["coverage"],
-        "ROUGE-L P": d["rouge_l_precision"], "ROUGE-L R": d["rouge_l_recall"], "ROUGE-L F1": d["rouge_l_f1"],
-        "only-here kept": d["kept"], "only-here dropped": d["dropped"],
-    } for d in agg["drafts"]])
+    table = pd.DataFrame(
+        [
+            {
+                "draft": d["name"],
+                "share of answer": d["share"],
+                "supports": d["coverage"],
+                "ROUGE-L P": d["rouge_l_precision"],
+                "ROUGE-L R": d["rouge_l_recall"],
+                "ROUGE-L F1": d["rouge_l_f1"],
+                "only-here kept": d["kept"],
+                "only-here dropped": d["dropped"],
+            }
+            for d in agg["drafts"]
+        ]
+    )
     st.plotly_chart(attribution_bar(agg), width="stretch", key=f"div-attr-{key}")
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "share of answer": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1,
-                                                           help="final-answer words whose best source is this draft"),
-        "supports": st.column_config.NumberColumn(format="percent",
-                                                  help="final-answer words this draft also states (overlapping)"),
-        "ROUGE-L P": st.column_config.NumberColumn(format="%.2f", help="share of the answer's words in order in the draft"),
-        "ROUGE-L R": st.column_config.NumberColumn(format="%.2f", help="share of the draft's words that reach the answer"),
-        "ROUGE-L F1": st.column_config.NumberColumn(format="%.2f"),
-    })
-    st.caption(f"New (in no draft): {_pct(agg['new_share'])} · draft-only statements kept {agg['kept']}, "
-               f"dropped {agg['dropped']} · sentences matched by {agg['similarity']} similarity")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "share of answer": st.column_config.ProgressColumn(
+                format="percent", min_value=0, max_value=1, help="final-answer words whose best source is this draft"
+            ),
+            "supports": st.column_config.NumberColumn(
+                format="percent", help="final-answer words this draft also states (overlapping)"
+            ),
+            "ROUGE-L P": st.column_config.NumberColumn(
+                format="%.2f", help="share of the answer's words in order in the draft"
+            ),
+            "ROUGE-L R": st.column_config.NumberColumn(
+                format="%.2f", help="share of the draft's words that reach the answer"
+            ),
+            "ROUGE-L F1": st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
+    st.caption(
+        f"New (in no draft): {_pct(agg['new_share'])} · draft-only statements kept {agg['kept']}, "
+        f"dropped {agg['dropped']} · sentences matched by {agg['similarity']} similarity"
+    )
     if sentences and agg["sentences"]:
         names = [d["name"] for d in agg["drafts"]]
         lines = []
@@ -149,8 +178,9 @@ def aggregator_section(agg: dict[str, Any], key: str = "", *, sentences: bool = 
         st.markdown("\n".join(lines))
 
 
-def diversity_view(run_data: dict[str, Any], engine: Engine | None = None, *, key: str = "",
-                   expanded: bool = False) -> None:
+def diversity_view(
+    run_data: dict[str, Any], engine: Engine | None = None, *, key: str = "", expanded: bool = False
+) -> None:
     """Diversity of each proposer layer and the aggregator's overlap with its drafts."""
     run, gens = run_data["run"], run_data["generations"]
     if run.get("status") == "running" or not any(g["role"] == "proposer" and g.get("text") for g in gens):
@@ -158,7 +188,7 @@ def diversity_view(run_data: dict[str, Any], engine: Engine | None = None, *, ke
     with st.expander("Draft diversity and where the answer came from", expanded=expanded):
         try:
             d = ensure_run_diversity(engine, run_data)
-        except Exception as exc:  # noqa: BLE001 - a metric must not break the run view
+        except Exception as exc:
             log.exception("diversity of run %s", run["id"])
             st.warning(f"Diversity could not be computed: {exc}")
             return
@@ -174,5 +204,12 @@ def diversity_view(run_data: dict[str, Any], engine: Engine | None = None, *, ke
             aggregator_section(d["aggregator"], f"{key}{run['id']}")
 
 
-__all__ = ["aggregator_section", "backfill_diversity", "badge", "diversity_view", "draft_color",
-           "ensure_run_diversity", "md_escape"]
+__all__ = [
+    "aggregator_section",
+    "backfill_diversity",
+    "badge",
+    "diversity_view",
+    "draft_color",
+    "ensure_run_diversity",
+    "md_escape",
+]

@@ -78,8 +78,9 @@ def _question_set() -> tuple[QuestionSet | None, dict[str, str] | None]:
                 return None, None
             name = st.selectbox("Question set", sets, key="ev_qset")
             return load_bundled_set(name), {"bundled": name}
-        up = st.file_uploader("Question set (.jsonl: MT-Bench, AlpacaEval or plain)", type=["jsonl", "json", "txt"],
-                              key="ev_upload")
+        up = st.file_uploader(
+            "Question set (.jsonl: MT-Bench, AlpacaEval or plain)", type=["jsonl", "json", "txt"], key="ev_upload"
+        )
         if up is None:
             return None, None
         stem = up.name.rsplit(".", 1)[0] or "upload"
@@ -149,31 +150,61 @@ def _setup(engine: Any) -> EvalPlan | None:
     if qs is None:
         return None
     cats = qs.categories()
-    st.caption(f"{len(qs)} questions in {len(cats)} categories ({', '.join(cats)}); "
-               f"{sum(1 for q in qs.questions if q.reference)} have a reference answer.")
+    st.caption(
+        f"{len(qs)} questions in {len(cats)} categories ({', '.join(cats)}); "
+        f"{sum(1 for q in qs.questions if q.reference)} have a reference answer."
+    )
     c1, c2 = st.columns(2)
     limit = c1.number_input("Questions to use (the first N)", 1, len(qs), min(10, len(qs)), key="ev_limit")
-    cap = c2.number_input("Cap every contender's max tokens (0 = keep the configs')", 0, 4096, 0, step=16,
-                          key="ev_cap", help="Small caps make local runs much faster; they change the contenders, "
-                                             "so a capped run is a different evaluation from an uncapped one.")
+    cap = c2.number_input(
+        "Cap every contender's max tokens (0 = keep the configs')",
+        0,
+        4096,
+        0,
+        step=16,
+        key="ev_cap",
+        help="Small caps make local runs much faster; they change the contenders, "
+        "so a capped run is a different evaluation from an uncapped one.",
+    )
     specs, labels = _contender_options()
     defaults = [s for s in ("local-moa", "local-moa:aggregator") if s in labels]
-    chosen = st.multiselect("Contenders", specs, default=defaults, format_func=lambda s: labels.get(s, s),
-                            key="ev_contenders", help="MoA configs and single models. Every pair is judged.")
-    other = st.text_input("Another model (litellm model string, optional)", key="ev_other",
-                          placeholder="e.g. openai/gpt-4o-mini")
-    collab = st.checkbox("Collaborativeness view for the first MoA config", key="ev_collab",
-                         help="Adds each of its proposer models alone and as the aggregator of the other proposers' "
-                              "drafts; each is judged against the full config. Many more items: keep N small.")
+    chosen = st.multiselect(
+        "Contenders",
+        specs,
+        default=defaults,
+        format_func=lambda s: labels.get(s, s),
+        key="ev_contenders",
+        help="MoA configs and single models. Every pair is judged.",
+    )
+    other = st.text_input(
+        "Another model (litellm model string, optional)", key="ev_other", placeholder="e.g. openai/gpt-4o-mini"
+    )
+    collab = st.checkbox(
+        "Collaborativeness view for the first MoA config",
+        key="ev_collab",
+        help="Adds each of its proposer models alone and as the aggregator of the other proposers' "
+        "drafts; each is judged against the full config. Many more items: keep N small.",
+    )
     j1, j2, j3 = st.columns([3, 1, 1])
     judges = [NO_JUDGE, *_models()]
     judge_default = judges.index(DEFAULT_JUDGE_MODEL) if DEFAULT_JUDGE_MODEL in judges else 0
-    judge_model = j1.selectbox("Judge", judges, index=judge_default, key="ev_judge",
-                               help="Compares each pair of answers twice, positions swapped; disagreement is a tie.")
+    judge_model = j1.selectbox(
+        "Judge",
+        judges,
+        index=judge_default,
+        key="ev_judge",
+        help="Compares each pair of answers twice, positions swapped; disagreement is a tie.",
+    )
     judge_tokens = j2.number_input("Judge max tokens", 16, 2048, DEFAULT_JUDGE_MAX_TOKENS, step=16, key="ev_jtok")
     # Read back from session state when the run starts (also for "Resume this evaluation").
-    j3.number_input("Concurrency", 1, 16, DEFAULT_CONCURRENCY, key="ev_conc",
-                    help="Items (answers or judgements) in flight at once.")
+    j3.number_input(
+        "Concurrency",
+        1,
+        16,
+        DEFAULT_CONCURRENCY,
+        key="ev_conc",
+        help="Items (answers or judgements) in flight at once.",
+    )
     judge = None if judge_model == NO_JUDGE else judge_agent(judge_model, max_tokens=int(judge_tokens))
     if judge is not None and judge.model.startswith("local/"):
         st.warning(WEAK_JUDGE, icon=":material/warning:")
@@ -186,28 +217,49 @@ def _setup(engine: Any) -> EvalPlan | None:
         st.info("Pick at least one contender.")
         return None
     limited = limit_questions(qs, int(limit))
-    name = st.text_input("Evaluation name", key="ev_name", placeholder=default_eval_name(qs.name, contenders, judge),
-                         help="Running an evaluation with the same name again resumes it: finished answers and "
-                              "judgements are not redone.").strip() or default_eval_name(qs.name, contenders, judge)
+    name = st.text_input(
+        "Evaluation name",
+        key="ev_name",
+        placeholder=default_eval_name(qs.name, contenders, judge),
+        help="Running an evaluation with the same name again resumes it: finished answers and "
+        "judgements are not redone.",
+    ).strip() or default_eval_name(qs.name, contenders, judge)
     try:
-        plan = EvalPlan(name, limited, contenders, judge, pairs,  # type: ignore[arg-type]
-                        source=source, limit=int(limit))
+        plan = EvalPlan(
+            name,
+            limited,
+            contenders,
+            judge,
+            pairs,  # type: ignore[arg-type]
+            source=source,
+            limit=int(limit),
+        )
     except EvalPlanError as err:
         st.error(str(err))
         return None
     n_pairs = len(plan.pair_list())
     a_done, j_done = finished_items(engine, plan)
-    st.caption(f"{len(limited)} questions × {len(contenders)} contenders = {len(limited) * len(contenders)} answers"
-               + (f"; {n_pairs} pair(s) × {len(limited)} = {n_pairs * len(limited)} judgements (2 judge calls each)"
-                  if judge else "; no judge") + ".")
+    st.caption(
+        f"{len(limited)} questions × {len(contenders)} contenders = {len(limited) * len(contenders)} answers"
+        + (
+            f"; {n_pairs} pair(s) × {len(limited)} = {n_pairs * len(limited)} judgements (2 judge calls each)"
+            if judge
+            else "; no judge"
+        )
+        + "."
+    )
     if a_done or j_done:
         st.info(f"**{name}** already has {a_done} answer(s) and {j_done} judgement(s): running it resumes.")
     problems = _problems(contenders, judge.model if judge else None)
     if problems:
         st.error("Cannot run: " + "; ".join(problems))
         return None
-    if st.button("Run evaluation" if not (a_done or j_done) else "Resume evaluation", type="primary",
-                 icon=":material/play_arrow:", key="ev_run"):
+    if st.button(
+        "Run evaluation" if not (a_done or j_done) else "Resume evaluation",
+        type="primary",
+        icon=":material/play_arrow:",
+        key="ev_run",
+    ):
         return plan
     return None
 
@@ -218,8 +270,12 @@ def _setup(engine: Any) -> EvalPlan | None:
 def _run(engine: Any, plan: EvalPlan, concurrency: int) -> None:
     st.markdown(f"#### Running · {plan.name}")
     bar = st.progress(0.0, text="Starting…")
-    st.button("Stop", icon=":material/stop_circle:", key="ev_stop",
-              help="Stop now; finished answers and judgements are kept, and running it again resumes.")
+    st.button(
+        "Stop",
+        icon=":material/stop_circle:",
+        key="ev_stop",
+        help="Stop now; finished answers and judgements are kept, and running it again resumes.",
+    )
 
     def on_progress(p: EvalProgress) -> None:
         bar.progress(min(p.fraction, 1.0), text=p.summary() + (f" · {p.last}" if p.last else ""))
@@ -244,24 +300,35 @@ def _run(engine: Any, plan: EvalPlan, concurrency: int) -> None:
 
 def _pairwise(rep: EvalReport) -> None:
     st.markdown("##### Judged win rates")
-    st.caption(f"Judge `{rep.judge}`. Each pair judged in both orders; when the two verdicts disagree it is a "
-               "tie (counted as half a win). Intervals are 95% Wilson intervals. Unparseable verdicts are kept "
-               "out of the rates and counted apart.")
+    st.caption(
+        f"Judge `{rep.judge}`. Each pair judged in both orders; when the two verdicts disagree it is a "
+        "tie (counted as half a win). Intervals are 95% Wilson intervals. Unparseable verdicts are kept "
+        "out of the rates and counted apart."
+    )
     if not rep.judged:
         st.info("No judged pairs yet.")
         return
     view = pairwise_display(rep.pairwise)
     view.insert(5, "win rate", rep.pairwise["win_rate_a"].to_numpy())
-    st.dataframe(view, hide_index=True, width="stretch", column_config={
-        "win rate": st.column_config.ProgressColumn("A win rate", min_value=0.0, max_value=1.0, format="percent"),
-    })
+    st.dataframe(
+        view,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "win rate": st.column_config.ProgressColumn("A win rate", min_value=0.0, max_value=1.0, format="percent"),
+        },
+    )
     if rep.same_position:
-        st.warning(f"Position bias: in {rep.same_position} of {rep.judged} judgement(s) the judge picked the same "
-                   "position (A or B) in both orders, whichever answer was there. Those count as ties, which pulls "
-                   "win rates towards 50%.")
+        st.warning(
+            f"Position bias: in {rep.same_position} of {rep.judged} judgement(s) the judge picked the same "
+            "position (A or B) in both orders, whichever answer was there. Those count as ties, which pulls "
+            "win rates towards 50%."
+        )
     if rep.unparseable:
-        st.warning(f"{rep.unparseable} judgement(s) had a verdict that could not be read. They are recorded as "
-                   "unparseable, not as ties, and left out of the win rates.")
+        st.warning(
+            f"{rep.unparseable} judgement(s) had a verdict that could not be read. They are recorded as "
+            "unparseable, not as ties, and left out of the win rates."
+        )
     label = f"The judge's votes (rater judge:{rep.judge}) also feed the leaderboard on the Analysis page"
     try:
         st.page_link("pages/3_Analysis.py", label=label, icon=":material/leaderboard:")
@@ -275,11 +342,18 @@ def _reference(rep: EvalReport) -> None:
     st.markdown("##### Reference check")
     st.caption("Questions with a short reference answer: does the answer state it (normalised match, no judge)?")
     ref = rep.reference
-    st.dataframe(pd.DataFrame({
-        "contender": ref["contender"], "questions": ref["n"], "correct": ref["correct"],
-        "accuracy": ref["accuracy"].map(_pct),
-        "95% CI": [f"{_pct(lo)}–{_pct(hi)}" for lo, hi in zip(ref["ci_low"], ref["ci_high"], strict=True)],
-    }), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "contender": ref["contender"],
+                "questions": ref["n"],
+                "correct": ref["correct"],
+                "accuracy": ref["accuracy"].map(_pct),
+                "95% CI": [f"{_pct(lo)}–{_pct(hi)}" for lo, hi in zip(ref["ci_low"], ref["ci_high"], strict=True)],
+            }
+        ),
+        hide_index=True,
+    )
 
 
 def _costs(rep: EvalReport) -> None:
@@ -287,15 +361,22 @@ def _costs(rep: EvalReport) -> None:
         return
     st.markdown("##### Cost, tokens and latency per question")
     c = rep.costs
-    st.dataframe(pd.DataFrame({
-        "contender": c["contender"], "questions": c["questions"],
-        "calls / question": (c["calls"] / c["questions"]).round(1),
-        "tokens / question": c["tokens_per_question"].round(0),
-        "cost / question": c["cost_per_question"].map(
-            lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")),
-        "latency mean": c["latency_mean"].map(format_duration),
-        "latency median": c["latency_median"].map(format_duration),
-    }), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "contender": c["contender"],
+                "questions": c["questions"],
+                "calls / question": (c["calls"] / c["questions"]).round(1),
+                "tokens / question": c["tokens_per_question"].round(0),
+                "cost / question": c["cost_per_question"].map(
+                    lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")
+                ),
+                "latency mean": c["latency_mean"].map(format_duration),
+                "latency median": c["latency_median"].map(format_duration),
+            }
+        ),
+        hide_index=True,
+    )
     with st.expander("Every question"):
         st.dataframe(rep.per_question, hide_index=True, width="stretch")
 
@@ -304,19 +385,37 @@ def _collab(rep: EvalReport) -> None:
     if rep.collaborativeness.empty:
         return
     st.markdown("##### Collaborativeness")
-    st.caption("Each proposer model alone, and the same model aggregating the other proposers' drafts, both judged "
-               "against the full config. A model is collaborative when it does better as the aggregator.")
+    st.caption(
+        "Each proposer model alone, and the same model aggregating the other proposers' drafts, both judged "
+        "against the full config. A model is collaborative when it does better as the aggregator."
+    )
     c = rep.collaborativeness
-    st.dataframe(pd.DataFrame({
-        "model": c["model"],
-        "alone": [f"{_pct(w)} ({_pct(lo)}–{_pct(hi)}), n={n}" for w, lo, hi, n in
-                  zip(c["alone_win_rate"], c["alone_ci_low"], c["alone_ci_high"], c["alone_n"], strict=True)],
-        "as aggregator": [f"{_pct(w)} ({_pct(lo)}–{_pct(hi)}), n={n}" for w, lo, hi, n in
-                          zip(c["aggregator_win_rate"], c["aggregator_ci_low"], c["aggregator_ci_high"],
-                              c["aggregator_n"], strict=True)],
-        "change": c["delta"].map(lambda d: "–" if d != d else f"{100 * d:+.0f} pts"),
-        "clear gain": c["clear_gain"],
-    }), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "model": c["model"],
+                "alone": [
+                    f"{_pct(w)} ({_pct(lo)}–{_pct(hi)}), n={n}"
+                    for w, lo, hi, n in zip(
+                        c["alone_win_rate"], c["alone_ci_low"], c["alone_ci_high"], c["alone_n"], strict=True
+                    )
+                ],
+                "as aggregator": [
+                    f"{_pct(w)} ({_pct(lo)}–{_pct(hi)}), n={n}"
+                    for w, lo, hi, n in zip(
+                        c["aggregator_win_rate"],
+                        c["aggregator_ci_low"],
+                        c["aggregator_ci_high"],
+                        c["aggregator_n"],
+                        strict=True,
+                    )
+                ],
+                "change": c["delta"].map(lambda d: "–" if d != d else f"{100 * d:+.0f} pts"),
+                "clear gain": c["clear_gain"],
+            }
+        ),
+        hide_index=True,
+    )
 
 
 def _answers(rep: EvalReport) -> None:
@@ -339,8 +438,10 @@ def _answers(rep: EvalReport) -> None:
         j = rep.results.judgements
         j = j[j["question_id"] == qid]
         for r in j.itertuples(index=False):
-            st.caption(f"{r.contender_a} vs {r.contender_b}: verdicts {r.verdict_ab} (A first) / {r.verdict_ba} "
-                       f"(swapped) → **{r.outcome}** · [judge run]({run_link(r.run_id)})")
+            st.caption(
+                f"{r.contender_a} vs {r.contender_b}: verdicts {r.verdict_ab} (A first) / {r.verdict_ba} "
+                f"(swapped) → **{r.outcome}** · [judge run]({run_link(r.run_id)})"
+            )
 
 
 def _results(engine: Any) -> None:
@@ -355,9 +456,11 @@ def _results(engine: Any) -> None:
     row = evals[evals["name"] == name].iloc[0]
     rep = eval_report(engine, name)
     res = rep.results
-    st.caption(f"Question set `{row['question_set']}` · contenders: {row['contenders']} · "
-               f"{len(res.answers)} answers · {rep.judged} judged pairs · "
-               f"{res.failed_answers + res.failed_judgements} failed or stopped item(s)")
+    st.caption(
+        f"Question set `{row['question_set']}` · contenders: {row['contenders']} · "
+        f"{len(res.answers)} answers · {rep.judged} judged pairs · "
+        f"{res.failed_answers + res.failed_judgements} failed or stopped item(s)"
+    )
     if rep.judge and str(rep.judge).startswith("local/"):
         st.warning(WEAK_JUDGE, icon=":material/warning:")
     _pairwise(rep)
@@ -365,8 +468,12 @@ def _results(engine: Any) -> None:
     _costs(rep)
     _collab(rep)
     _answers(rep)
-    if st.button("Resume this evaluation", key="ev_resume", icon=":material/replay:",
-                 help="Runs whatever is missing or failed, with the plan it was started with."):
+    if st.button(
+        "Resume this evaluation",
+        key="ev_resume",
+        icon=":material/replay:",
+        help="Runs whatever is missing or failed, with the plan it was started with.",
+    ):
         try:
             st.session_state.ev_pending = plan_from_store(engine, name)
         except (EvalPlanError, ContenderError) as err:
@@ -378,9 +485,11 @@ def _results(engine: Any) -> None:
 def evaluate_page() -> None:
     engine = store()
     st.title("Evaluate")
-    st.caption("Does MoA beat its best proposer on your questions? Run a question set through MoA configs and "
-               "single models, let a judge compare every pair in both orders, and read win rates with "
-               "confidence intervals. Interrupted evaluations resume where they stopped.")
+    st.caption(
+        "Does MoA beat its best proposer on your questions? Run a question set through MoA configs and "
+        "single models, let a judge compare every pair in both orders, and read win rates with "
+        "confidence intervals. Interrupted evaluations resume where they stopped."
+    )
     if msg := st.session_state.pop("ev_last_summary", None):
         st.success(msg)
     with st.container(border=True):

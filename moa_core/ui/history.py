@@ -44,28 +44,39 @@ def history_page() -> None:
     presets = c[1].multiselect("Preset", opts["presets"], key="hist_presets")
     models = c[2].multiselect("Model", opts["models"], key="hist_models")
     kinds = c[3].multiselect("Kind", opts["kinds"], key="hist_kinds")
-    df = runs_df(engine, search=search or None, preset=presets or None, model=models or None, kind=kinds or None,
-                 limit=PAGE_SIZE)
+    df = runs_df(
+        engine, search=search or None, preset=presets or None, model=models or None, kind=kinds or None, limit=PAGE_SIZE
+    )
     if df.empty:
-        st.info("No runs yet. Ask something in the Playground." if not (search or presets or models or kinds)
-                else "No run matches these filters.")
+        st.info(
+            "No runs yet. Ask something in the Playground."
+            if not (search or presets or models or kinds)
+            else "No run matches these filters."
+        )
         return
-    view = pd.DataFrame({
-        "open": [run_link(i) for i in df["id"]],
-        "when": pd.to_datetime(df["created_at"], unit="s").dt.strftime("%Y-%m-%d %H:%M"),
-        "question": df["question"].str.slice(0, 120),
-        "preset": df["preset"],
-        "kind": df["kind"],
-        "status": df["status"],
-        "tokens": df["prompt_tokens"] + df["completion_tokens"],
-        "wall s": df["wall_time"].round(1),
-    })
+    view = pd.DataFrame(
+        {
+            "open": [run_link(i) for i in df["id"]],
+            "when": pd.to_datetime(df["created_at"], unit="s").dt.strftime("%Y-%m-%d %H:%M"),
+            "question": df["question"].str.slice(0, 120),
+            "preset": df["preset"],
+            "kind": df["kind"],
+            "status": df["status"],
+            "tokens": df["prompt_tokens"] + df["completion_tokens"],
+            "wall s": df["wall_time"].round(1),
+        }
+    )
     st.caption(f"{len(df)} run(s){' (newest ' + str(PAGE_SIZE) + ')' if len(df) == PAGE_SIZE else ''}")
-    st.dataframe(view, hide_index=True, width="stretch",
-                 column_config={"open": st.column_config.LinkColumn("open", display_text="open")})
-    labels = {rid: f"{w} · {q[:80]}" for rid, w, q in zip(df["id"], view["when"], df["question"])}
-    pick = st.selectbox("Open a run", list(labels), format_func=labels.get, index=None, key="hist_pick",
-                        placeholder="choose a run…")
+    st.dataframe(
+        view,
+        hide_index=True,
+        width="stretch",
+        column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
+    )
+    labels = {rid: f"{w} · {q[:80]}" for rid, w, q in zip(df["id"], view["when"], df["question"], strict=False)}
+    pick = st.selectbox(
+        "Open a run", list(labels), format_func=labels.get, index=None, key="hist_pick", placeholder="choose a run…"
+    )
     if pick:
         st.query_params["run"] = pick
         st.rerun()

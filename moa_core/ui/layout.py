@@ -42,8 +42,13 @@ def rater_name() -> str:
         return who
     if "rater" not in st.session_state:
         st.session_state.rater = ""
-    name = st.sidebar.text_input("Your name (for ratings)", value=st.session_state.rater, key="rater_input",
-                                 max_chars=80, placeholder="e.g. alice")
+    name = st.sidebar.text_input(
+        "Your name (for ratings)",
+        value=st.session_state.rater,
+        key="rater_input",
+        max_chars=80,
+        placeholder="e.g. alice",
+    )
     st.session_state.rater = name.strip()
     return st.session_state.rater
 

@@ -39,8 +39,12 @@ def _refresh_turn(engine: Any, turn: dict[str, Any]) -> dict[str, Any] | None:
     # After Stop, Streamlit may start this rerun while the stopped script is still
     # unwinding (fast reruns): give it a moment to record the run as cancelled.
     deadline = time.monotonic() + STOP_SETTLE_SECONDS
-    while data is not None and turn.get("status") == "running" and data["run"]["status"] == "running" \
-            and time.monotonic() < deadline:
+    while (
+        data is not None
+        and turn.get("status") == "running"
+        and data["run"]["status"] == "running"
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
         data = get_run(engine, turn["run_id"])
     if data is not None:
@@ -54,7 +58,9 @@ def _run(engine: Any, question: str, config: MoAConfig) -> None:
     history = chat_history(turns)
     with st.chat_message("user"):
         st.markdown(question)
-    st.button("Stop", icon=":material/stop_circle:", key="stop_run", help="Cancel the run; what was produced so far is kept.")
+    st.button(
+        "Stop", icon=":material/stop_circle:", key="stop_run", help="Cancel the run; what was produced so far is kept."
+    )
 
     def started(run_id: str) -> None:
         turns.append({"question": question, "run_id": run_id, "status": "running", "answer": ""})
@@ -77,8 +83,10 @@ def playground_page() -> None:
     st.title("Playground")
     turns = _conversation()
     top = st.columns([4, 1])
-    top[0].caption("Several models answer in parallel; an aggregator reads every draft and writes one answer. "
-                   "Follow-up questions carry the conversation.")
+    top[0].caption(
+        "Several models answer in parallel; an aggregator reads every draft and writes one answer. "
+        "Follow-up questions carry the conversation."
+    )
     if turns and top[1].button("New conversation", key="new_conv"):
         turns.clear()
         st.session_state.pop("current_run", None)

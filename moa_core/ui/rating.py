@@ -22,8 +22,9 @@ def rating_widget(engine: Engine, gen: dict[str, Any], ratings: list[dict[str, A
         return
     with st.popover("Rate"):
         with st.form(key=f"rate-{gid}", clear_on_submit=True, border=False):
-            score = st.radio("Score", SCORES, index=None, horizontal=True, key=f"score-{gid}",
-                             format_func=lambda s: f"{s}★")
+            score = st.radio(
+                "Score", SCORES, index=None, horizontal=True, key=f"score-{gid}", format_func=lambda s: f"{s}★"
+            )
             comment = st.text_input("Comment (optional)", key=f"comment-{gid}", max_chars=2000)
             submitted = st.form_submit_button("Save rating")
         if submitted:

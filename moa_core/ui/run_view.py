@@ -20,15 +20,19 @@ STATUS_ICON = {"done": "✅", "failed": "❌", "cancelled": "⏹️", "running":
 
 def gen_meta(g: dict[str, Any]) -> str:
     via = f" · via {g['deployment']}" if g.get("deployment") else ""
-    return (f"`{g['model']}` · {g['prompt_tokens']}→{g['completion_tokens']} tok · "
-            f"TTFT {fmt_seconds(g['ttft'])} · {fmt_seconds(g['latency'])} · {fmt_cost(g['cost'])}{via}")
+    return (
+        f"`{g['model']}` · {g['prompt_tokens']}→{g['completion_tokens']} tok · "
+        f"TTFT {fmt_seconds(g['ttft'])} · {fmt_seconds(g['latency'])} · {fmt_cost(g['cost'])}{via}"
+    )
 
 
 def run_link(run_id: str) -> str:
     return f"/History?run={run_id}"
 
 
-def _output(engine: Engine, g: dict[str, Any], ratings: list[dict[str, Any]], title: str, rate: bool, rater: str) -> None:
+def _output(
+    engine: Engine, g: dict[str, Any], ratings: list[dict[str, Any]], title: str, rate: bool, rater: str
+) -> None:
     st.markdown(f"**{title}**")
     if g["text"]:
         st.markdown(g["text"])
@@ -47,9 +51,11 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
     for r in data["ratings"]:
         ratings_by_gen[r["generation_id"]].append(r)
     when = datetime.fromtimestamp(run["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
-    st.markdown(f"{STATUS_ICON.get(run['status'], '')} **{run['status']}** · preset `{run['preset']}` · {when} · "
-                f"{run['prompt_tokens']}+{run['completion_tokens']} tokens · {fmt_cost(run['cost'])} · "
-                f"{fmt_seconds(run['wall_time'])} wall · [link to this run]({run_link(run['id'])})")
+    st.markdown(
+        f"{STATUS_ICON.get(run['status'], '')} **{run['status']}** · preset `{run['preset']}` · {when} · "
+        f"{run['prompt_tokens']}+{run['completion_tokens']} tokens · {fmt_cost(run['cost'])} · "
+        f"{fmt_seconds(run['wall_time'])} wall · [link to this run]({run_link(run['id'])})"
+    )
     if run["error"]:
         st.error(run["error"])
     proposers: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -64,13 +70,13 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
     for layer in sorted(proposers):
         row = sorted(proposers[layer], key=lambda g: g["slot"])
         st.markdown(f"##### Layer {layer + 1} · {len(row)} proposers")
-        for col, g in zip(st.columns(len(row), border=True), row):
+        for col, g in zip(st.columns(len(row), border=True), row, strict=False):
             with col:
                 _output(engine, g, ratings_by_gen[g["id"]], g["label"] or g["model"], rate, rater)
     if finals or baselines:
         st.markdown("##### Aggregated answer and single models")
         row = finals + sorted(baselines, key=lambda g: g["slot"])
-        for col, g in zip(st.columns(len(row), border=True), row):
+        for col, g in zip(st.columns(len(row), border=True), row, strict=False):
             with col:
                 prefix = "MoA · " if g["role"] == "aggregator" else "Alone · "
                 _output(engine, g, ratings_by_gen[g["id"]], prefix + (g["label"] or g["model"]), rate, rater)

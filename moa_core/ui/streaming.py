@@ -55,8 +55,10 @@ class LiveRun:
 
 def meta_line(d: DraftDone) -> str:
     via = f" · via {d.deployment}" if d.deployment else ""
-    return (f"`{d.ref.model}` · {d.usage.prompt_tokens}→{d.usage.completion_tokens} tok · "
-            f"TTFT {fmt_seconds(d.ttft)} · {fmt_seconds(d.latency)} · {fmt_cost(d.cost)}{via}")
+    return (
+        f"`{d.ref.model}` · {d.usage.prompt_tokens}→{d.usage.completion_tokens} tok · "
+        f"TTFT {fmt_seconds(d.ttft)} · {fmt_seconds(d.latency)} · {fmt_cost(d.cost)}{via}"
+    )
 
 
 def _column(title: str) -> LiveColumn:
@@ -70,14 +72,16 @@ def layout_live(config: MoAConfig, baselines: Sequence[AgentSpec]) -> LiveRun:
     live = LiveRun()
     for k, layer in enumerate(config.layers):
         st.markdown(f"##### Layer {k + 1} · {len(layer.proposers)} proposers")
-        for i, (col, agent) in enumerate(zip(st.columns(len(layer.proposers), border=True), layer.proposers)):
+        for i, (col, agent) in enumerate(
+            zip(st.columns(len(layer.proposers), border=True), layer.proposers, strict=False)
+        ):
             with col:
                 live.columns[f"proposer-{k}-{i}"] = _column(agent.display_name)
     st.markdown("##### Aggregated answer and single models")
     cols = st.columns(1 + len(baselines), border=True)
     with cols[0]:
         live.columns[f"aggregator-{len(config.layers)}-0"] = _column(f"MoA · {config.aggregator.display_name}")
-    for i, (col, agent) in enumerate(zip(cols[1:], baselines)):
+    for i, (col, agent) in enumerate(zip(cols[1:], baselines, strict=False)):
         with col:
             live.columns[f"baseline--1-{i}"] = _column(f"Alone · {agent.display_name}")
     live.total_calls = len(live.columns)
@@ -116,7 +120,8 @@ async def stream_run(
                     col.flush()
             elif isinstance(ev, ContextTrimmed):
                 live.columns[ev.ref.call_id].meta.warning(
-                    f"Drafts trimmed to fit {ev.context_window} tokens ({ev.tokens_before} → {ev.tokens_after}).")
+                    f"Drafts trimmed to fit {ev.context_window} tokens ({ev.tokens_before} → {ev.tokens_after})."
+                )
             elif isinstance(ev, DraftDone):
                 col = live.columns[ev.ref.call_id]
                 col.text = ev.text
@@ -126,8 +131,10 @@ async def stream_run(
                     col.meta.caption(meta_line(ev))
                 else:
                     col.meta.error(f"{ev.error}")
-                progress.progress(min(live.done_calls / live.total_calls, 1.0),
-                                  text=f"{live.done_calls}/{live.total_calls} calls done")
+                progress.progress(
+                    min(live.done_calls / live.total_calls, 1.0),
+                    text=f"{live.done_calls}/{live.total_calls} calls done",
+                )
             elif isinstance(ev, LayerDone) and ev.failed:
                 st.toast(f"Layer {ev.layer + 1}: {ev.failed} proposer(s) failed, the run goes on.")
             elif isinstance(ev, RunDone):

@@ -49,7 +49,7 @@ class FaultFake(FakeOpenAI):
         fake = self
 
         class Handler(base):  # type: ignore[misc, valid-type]
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 body = json.loads(raw or b"{}")
                 model = body.get("model", "")
@@ -62,11 +62,15 @@ class FaultFake(FakeOpenAI):
                 if fail == "429once" and n == 1:
                     with fake._lock:
                         fake.requests.append(body)
-                    return self._json(429, {"error": {"message": "injected rate limit", "type": "rate_limit"}},
-                                      {"Retry-After": "1"})
+                    return self._json(
+                        429, {"error": {"message": "injected rate limit", "type": "rate_limit"}}, {"Retry-After": "1"}
+                    )
                 first_failure = fail == "500once" and n == 1
-                if "verdict" in opts and body.get("stream") and (fail in ("", "429once") or
-                                                                  (fail == "500once" and not first_failure)):
+                if (
+                    "verdict" in opts
+                    and body.get("stream")
+                    and (fail in ("", "429once") or (fail == "500once" and not first_failure))
+                ):
                     with fake._lock:
                         fake.requests.append(body)
                     return self._say(model, f"The answers differ a little. Verdict: {opts['verdict']}")
@@ -105,14 +109,20 @@ class KeyStub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 key = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 stub.seen.append(key)
-                data = json.dumps({"error": {
-                    "message": f"Incorrect API key provided: {key}. You can find your API key at "
-                               "https://platform.openai.com/account/api-keys.",
-                    "type": "invalid_request_error", "code": "invalid_api_key"}}).encode()
+                data = json.dumps(
+                    {
+                        "error": {
+                            "message": f"Incorrect API key provided: {key}. You can find your API key at "
+                            "https://platform.openai.com/account/api-keys.",
+                            "type": "invalid_request_error",
+                            "code": "invalid_api_key",
+                        }
+                    }
+                ).encode()
                 self.send_response(401)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -177,8 +187,10 @@ def assert_store_matches_events(engine: Engine, events: list[Event]) -> None:
     started = {e.ref.call_id for e in events if isinstance(e, DraftStarted)}
     dones = {e.ref.call_id: e for e in events if isinstance(e, DraftDone)}
     assert set(dones) == started, "every call that started must have ended"
-    gens = {r[0]: r[1:] for r in rows(engine, "select call_id, status, error, text from generation "
-                                              "where run_id = :id", id=start.run_id)}
+    gens = {
+        r[0]: r[1:]
+        for r in rows(engine, "select call_id, status, error, text from generation where run_id = :id", id=start.run_id)
+    }
     assert set(gens) == started
     for call_id, d in dones.items():
         status = "done" if d.ok else ("cancelled" if d.error == "cancelled" else "error")
@@ -192,7 +204,8 @@ def rel_app(tmp_path_factory):
     (searched for in its pages, log and database at the end)."""
     from tests.browser_support import start_app
 
-    server = start_app(tmp_path_factory.mktemp("relapp"),
-                       env={"OPENAI_API_KEY": FAKE_OPENAI_KEY, CUSTOM_KEY_ENV: FAKE_CUSTOM_KEY})
+    server = start_app(
+        tmp_path_factory.mktemp("relapp"), env={"OPENAI_API_KEY": FAKE_OPENAI_KEY, CUSTOM_KEY_ENV: FAKE_CUSTOM_KEY}
+    )
     yield server
     server.stop()

@@ -28,16 +28,22 @@ ROOT = Path(__file__).resolve().parents[2]
 BAD_PG = "postgresql+psycopg://moauser:pw-hunter2-secret@127.0.0.1:1/moa"
 
 
-
 def _agent(server, name: str, **opts: object) -> AgentSpec:
     suffix = ",".join(f"{k}={v}" for k, v in opts.items())
-    return AgentSpec(model=f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""), label=name,
-                     api_base=server.url, max_tokens=32)
+    return AgentSpec(
+        model=f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""), label=name, api_base=server.url, max_tokens=32
+    )
 
 
 def _cfg(proposers: list[AgentSpec], agg: AgentSpec, **kw) -> MoAConfig:
-    return MoAConfig(name="bad-input", layers=[LayerSpec(proposers=proposers)], aggregator=agg,
-                     timeout=kw.pop("timeout", 10), num_retries=kw.pop("num_retries", 0), **kw)
+    return MoAConfig(
+        name="bad-input",
+        layers=[LayerSpec(proposers=proposers)],
+        aggregator=agg,
+        timeout=kw.pop("timeout", 10),
+        num_retries=kw.pop("num_retries", 0),
+        **kw,
+    )
 
 
 def _count(engine, table: str) -> int:
@@ -145,14 +151,25 @@ async def test_wrong_provider_key_fails_with_the_providers_message(key_stub, rel
 
 
 CONFIG_CASES = {
-    "yaml-syntax": ("bad.yaml", "name: x\nlayers: [\n  {proposers: [}\n", r"^moa: YAML syntax error at line \d+, column \d+: "),
+    "yaml-syntax": (
+        "bad.yaml",
+        "name: x\nlayers: [\n  {proposers: [}\n",
+        r"^moa: YAML syntax error at line \d+, column \d+: ",
+    ),
     "json-syntax": ("bad.json", '{"name": "x", "layers": [}', r"^moa: JSON syntax error at line 1, column \d+: "),
-    "schema": ("schema.yaml", yaml.safe_dump({"name": "x", "layers": [{"proposers": [{"modle": "openai/x"}]}],
-                                              "aggregator": {"model": "openai/x"}}),
-               r"^moa: invalid config: layers\.0\.proposers\.0\.model: required field is missing; "
-               r"layers\.0\.proposers\.0\.modle: unknown field$"),
-    "temperature": ("hot.yaml", yaml.safe_dump({**_mock_config(temperature=7.5)}),
-                    r"^moa: invalid config: aggregator\.temperature: Input should be less than or equal to 2$"),
+    "schema": (
+        "schema.yaml",
+        yaml.safe_dump(
+            {"name": "x", "layers": [{"proposers": [{"modle": "openai/x"}]}], "aggregator": {"model": "openai/x"}}
+        ),
+        r"^moa: invalid config: layers\.0\.proposers\.0\.model: required field is missing; "
+        r"layers\.0\.proposers\.0\.modle: unknown field$",
+    ),
+    "temperature": (
+        "hot.yaml",
+        yaml.safe_dump({**_mock_config(temperature=7.5)}),
+        r"^moa: invalid config: aggregator\.temperature: Input should be less than or equal to 2$",
+    ),
     "not-utf8": ("latin1.yaml", "name: caf\xe9\n".encode("latin-1"), r"^moa: config file is not UTF-8 text: "),
 }
 
@@ -174,8 +191,7 @@ def test_cli_bad_config_file_gives_one_line_and_runs_nothing(tmp_path, monkeypat
 
 
 QUESTION_CASES = {
-    "malformed-line": (b'{"question": "one?"}\n{"question": "two?"\n{"question": "three?"}\n',
-                       "line 2: invalid JSON"),
+    "malformed-line": (b'{"question": "one?"}\n{"question": "two?"\n{"question": "three?"}\n', "line 2: invalid JSON"),
     "wrong-encoding": ('{"question": "caf\xe9?"}\n'.encode("latin-1"), "line 1: not UTF-8 text (byte 0xe9)"),
     "utf16": ('{"question": "hello?"}\n'.encode("utf-16"), "not UTF-8 text"),
 }
@@ -193,8 +209,20 @@ def test_bad_question_file_is_refused_whole(tmp_path, monkeypatch, capsys, case)
         assert str(info.value).endswith("(nothing was imported)")
     # the same file through `moa eval`: one line, exit 2, no run stored
     db = f"sqlite:///{tmp_path / 'eval.db'}"
-    rc = cli.main(["eval", "--questions", str(path), "--contender", "openai/fake-x", "--contender", "openai/fake-y",
-                   "--database", db, "--no-report"])
+    rc = cli.main(
+        [
+            "eval",
+            "--questions",
+            str(path),
+            "--contender",
+            "openai/fake-x",
+            "--contender",
+            "openai/fake-y",
+            "--database",
+            db,
+            "--no-report",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("moa: qs: ") and words in err and "\n" not in err
     assert _count(open_db(db), "run") == 0
@@ -218,8 +246,9 @@ def test_database_url_that_does_not_connect_shows_a_clear_error(tmp_path, monkey
     at = _page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
-    assert errors and errors[0].startswith("The database cannot be used: cannot open database "
-                                           "postgresql+psycopg://moauser:***@127.0.0.1:1/moa: ")
+    assert errors and errors[0].startswith(
+        "The database cannot be used: cannot open database postgresql+psycopg://moauser:***@127.0.0.1:1/moa: "
+    )
     assert "Connection refused" in errors[0] or "connection failed" in errors[0]
     page_text = " ".join(str(getattr(el, "value", "")) for el in at.main) + " ".join(errors)
     assert "pw-hunter2-secret" not in page_text, "the password must never be shown"
@@ -242,7 +271,8 @@ def test_read_only_database_file_shows_a_clear_error_in_the_app(tmp_path, monkey
     assert not at.exception
     assert [e.value for e in at.error] == [
         f"The database cannot be used: cannot open database sqlite:///file%3A{tmp_path}/ro.db?mode=ro&uri=true: "
-        "attempt to write a readonly database"]
+        "attempt to write a readonly database"
+    ]
     assert at.info and "DATABASE_URL" in at.info[0].value
     dispose_engines(ro)
 

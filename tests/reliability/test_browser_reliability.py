@@ -56,8 +56,12 @@ DANGEROUS_JS = r"""() => {
 
 def agent(server, name: str, **opts: object) -> dict:
     suffix = ",".join(f"{k}={v}" for k, v in opts.items())
-    return {"model": f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""), "label": name,
-            "api_base": server.url, "max_tokens": 64}
+    return {
+        "model": f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""),
+        "label": name,
+        "api_base": server.url,
+        "max_tokens": 64,
+    }
 
 
 def start_upload(page, path: Path) -> None:
@@ -108,10 +112,22 @@ def test_five_sessions_at_once_all_complete(browser, rel_app, fault_server, tmp_
     all five runs complete on their pages and in the database (the 20-session load is
     engine-level, in test_load.py)."""
     slow = dict(tokens=20, delay=0.08)  # 1.6 s a call: the five runs overlap even if asking is slow
-    cfg = {"name": "rel-load", "timeout": 30, "num_retries": 1,
-           "layers": [{"proposers": [agent(fault_server, "load-p0", **slow), agent(fault_server, "load-p1", **slow),
-                                     {**agent(fault_server, "load-p2", **slow), "api_key_env": CUSTOM_KEY_ENV}]}],
-           "aggregator": agent(fault_server, "load-agg", **slow), "baselines": [agent(fault_server, "load-solo", **slow)]}
+    cfg = {
+        "name": "rel-load",
+        "timeout": 30,
+        "num_retries": 1,
+        "layers": [
+            {
+                "proposers": [
+                    agent(fault_server, "load-p0", **slow),
+                    agent(fault_server, "load-p1", **slow),
+                    {**agent(fault_server, "load-p2", **slow), "api_key_env": CUSTOM_KEY_ENV},
+                ]
+            }
+        ],
+        "aggregator": agent(fault_server, "load-agg", **slow),
+        "baselines": [agent(fault_server, "load-solo", **slow)],
+    }
     before = {r[0] for r in app_rows(rel_app, "select id from run")}
     path = tmp_path / "load.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -140,8 +156,11 @@ def test_five_sessions_at_once_all_complete(browser, rel_app, fault_server, tmp_
     finally:
         for ctx in contexts:
             ctx.close()
-    runs = [r for r in app_rows(rel_app, "select id, status, created_at, wall_time, question from run")
-            if r[0] not in before]
+    runs = [
+        r
+        for r in app_rows(rel_app, "select id, status, created_at, wall_time, question from run")
+        if r[0] not in before
+    ]
     assert len(runs) == 5 and all(r[1] == "done" for r in runs), runs
     assert max(r[2] for r in runs) < min(r[2] + r[3] for r in runs), "the five runs were not in flight together"
     for run_id, *_ in runs:
@@ -154,25 +173,36 @@ def test_five_sessions_at_once_all_complete(browser, rel_app, fault_server, tmp_
 
 
 def test_faults_shown_on_the_page_agree_with_the_database(page, rel_app, fault_server, tmp_path):
-    cfg = {"name": "rel-faults", "timeout": 4, "num_retries": 0,
-           "layers": [{"proposers": [agent(fault_server, "steady"), agent(fault_server, "broken", fail=500)]}],
-           "aggregator": agent(fault_server, "agg-down", fail=500),
-           "baselines": [agent(fault_server, "stuck", fail="hang")]}
+    cfg = {
+        "name": "rel-faults",
+        "timeout": 4,
+        "num_retries": 0,
+        "layers": [{"proposers": [agent(fault_server, "steady"), agent(fault_server, "broken", fail=500)]}],
+        "aggregator": agent(fault_server, "agg-down", fail=500),
+        "baselines": [agent(fault_server, "stuck", fail="hang")],
+    }
     open_app(page, rel_app)
     import_config(page, tmp_path, cfg, "rel-faults")
     t0 = time.time()
     ask(page, "A question that meets every fault")
     wait_run_done(page, timeout=120_000)
     assert time.time() - t0 < 120, "liveness: the run must end (4 s timeouts)"
-    run = app_rows(rel_app, "select id, status, error from run where question = :q",
-                   q="A question that meets every fault")
+    run = app_rows(
+        rel_app, "select id, status, error from run where question = :q", q="A question that meets every fault"
+    )
     assert len(run) == 1
     run_id, status, error = run[0]
     assert status == "failed" and error.startswith("The aggregator agg-down failed: ")
     body = page.inner_text("body")
     assert "failed" in body and error in body, "the run's one message is on the page"
-    gens = dict(((label, (st, err)) for label, st, err in
-                 app_rows(rel_app, "select label, status, error from generation where run_id = :r", r=run_id)))
+    gens = dict(
+        (
+            (label, (st, err))
+            for label, st, err in app_rows(
+                rel_app, "select label, status, error from generation where run_id = :r", r=run_id
+            )
+        )
+    )
     assert gens["steady"] == ("done", None)
     assert gens["broken"][0] == "error" and gens["agg-down"][0] == "error" and gens["stuck"] == ("error", "timed out")
     for label in ("broken", "agg-down", "stuck"):
@@ -183,26 +213,50 @@ def test_faults_shown_on_the_page_agree_with_the_database(page, rel_app, fault_s
 
 
 def test_bad_config_imports_say_why_and_change_nothing(page, rel_app, fault_server, tmp_path):
-    good = {"name": "rel-good", "timeout": 10, "num_retries": 0,
-            "layers": [{"proposers": [agent(fault_server, "g0"), agent(fault_server, "g1")]}],
-            "aggregator": agent(fault_server, "gagg")}
+    good = {
+        "name": "rel-good",
+        "timeout": 10,
+        "num_retries": 0,
+        "layers": [{"proposers": [agent(fault_server, "g0"), agent(fault_server, "g1")]}],
+        "aggregator": agent(fault_server, "gagg"),
+    }
     open_app(page, rel_app)
     import_config(page, tmp_path, good, "rel-good")
     runs_before = app_rows(rel_app, "select count(*) from run")
     shown = caption(page)
     assert shown.startswith("rel-good") and "3 calls" in shown
     cases = [
-        ("syntax.yaml", "name: broken\nlayers: [\n  {proposers: [}\n",
-         "Import failed, nothing changed: YAML syntax error at line 3, column"),
-        ("syntax.json", '{"name": "broken", "layers": [}', "Import failed, nothing changed: JSON syntax error at line 1"),
-        ("schema.yaml", yaml.safe_dump({"name": "broken", "layers": [{"proposers": [{"modle": "openai/x"}]}],
-                                        "aggregator": {"model": "openai/x"}}),
-         "Import failed, nothing changed: invalid config: layers.0.proposers.0.model: required field is missing"),
-        ("hot.yaml", yaml.safe_dump({**good, "name": "broken",
-                                     "aggregator": {**agent(fault_server, "gagg"), "temperature": 9}}),
-         "Import failed, nothing changed: invalid config: aggregator.temperature: Input should be less than or equal to 2"),
-        ("big.yaml", "# " + "x" * 300_000 + "\n" + yaml.safe_dump({**good, "name": "broken"}),
-         "Import failed, nothing changed: the file is 300,"),
+        (
+            "syntax.yaml",
+            "name: broken\nlayers: [\n  {proposers: [}\n",
+            "Import failed, nothing changed: YAML syntax error at line 3, column",
+        ),
+        (
+            "syntax.json",
+            '{"name": "broken", "layers": [}',
+            "Import failed, nothing changed: JSON syntax error at line 1",
+        ),
+        (
+            "schema.yaml",
+            yaml.safe_dump(
+                {
+                    "name": "broken",
+                    "layers": [{"proposers": [{"modle": "openai/x"}]}],
+                    "aggregator": {"model": "openai/x"},
+                }
+            ),
+            "Import failed, nothing changed: invalid config: layers.0.proposers.0.model: required field is missing",
+        ),
+        (
+            "hot.yaml",
+            yaml.safe_dump({**good, "name": "broken", "aggregator": {**agent(fault_server, "gagg"), "temperature": 9}}),
+            "Import failed, nothing changed: invalid config: aggregator.temperature: Input should be less than or equal to 2",
+        ),
+        (
+            "big.yaml",
+            "# " + "x" * 300_000 + "\n" + yaml.safe_dump({**good, "name": "broken"}),
+            "Import failed, nothing changed: the file is 300,",
+        ),
     ]
     for name, content, message in cases:
         path = tmp_path / name
@@ -238,10 +292,14 @@ def test_bad_question_files_on_the_evaluate_page(page, rel_app, tmp_path):
     runs_before = app_rows(rel_app, "select count(*) from run")
     page.get_by_text("Upload JSONL").click()
     wait_idle(page)
-    cases = [("malformed.jsonl", b'{"question": "one?"}\n{"question": "two?"\n',
-              "malformed: line 2: invalid JSON"),
-             ("latin1.jsonl", '{"question": "caf\xe9?"}\n'.encode("latin-1"),
-              "latin1: line 1: not UTF-8 text (byte 0xe9); save the file as UTF-8")]
+    cases = [
+        ("malformed.jsonl", b'{"question": "one?"}\n{"question": "two?"\n', "malformed: line 2: invalid JSON"),
+        (
+            "latin1.jsonl",
+            '{"question": "caf\xe9?"}\n'.encode("latin-1"),
+            "latin1: line 1: not UTF-8 text (byte 0xe9); save the file as UTF-8",
+        ),
+    ]
     for name, data, message in cases:
         path = tmp_path / name
         path.write_bytes(data)
@@ -261,8 +319,14 @@ def hostile_config() -> dict:
     return {
         "name": f"hostile-cfg {IMG} {JS_LINK} {A_TAG}",
         "num_retries": 0,
-        "layers": [{"proposers": [mock(f"lbl-img {IMG}", f"draft one {HOSTILE}"),
-                                  mock(f"lbl-link {JS_LINK}", f"draft two {HOSTILE}")]}],
+        "layers": [
+            {
+                "proposers": [
+                    mock(f"lbl-img {IMG}", f"draft one {HOSTILE}"),
+                    mock(f"lbl-link {JS_LINK}", f"draft two {HOSTILE}"),
+                ]
+            }
+        ],
         "aggregator": mock(f"agg {A_TAG}", f"final {HOSTILE}"),
         "baselines": [mock(f"solo {PLOTLY_LINK}", f"alone {HOSTILE}")],
     }
@@ -306,10 +370,10 @@ def test_hostile_text_is_inert_on_every_page(page, rel_app, tmp_path):
     page.get_by_text("Rating saved (2★)").wait_for()
     assert_inert(page, "Playground after rating", dialogs)
 
-    run_id = app_rows(rel_app, "select id from run where question like 'hostile question%' "
-                               "order by created_at desc limit 1")[0][0]
-    ids = dict(app_rows(rel_app, "select role, id from generation where run_id = :r and role != 'proposer'",
-                        r=run_id))
+    run_id = app_rows(
+        rel_app, "select id from run where question like 'hostile question%' order by created_at desc limit 1"
+    )[0][0]
+    ids = dict(app_rows(rel_app, "select role, id from generation where run_id = :r and role != 'proposer'", r=run_id))
     engine = open_db(rel_app.db_url)
     try:
         for outcome in ("left", "left", "right", "tie"):

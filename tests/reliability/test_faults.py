@@ -36,7 +36,6 @@ TRANSIENT = ["500once", "429once"]
 ERROR_WORDS = {"500": "server error", "429": "rate limit", "hang": "timed out", "drop": "", "garbage": ""}
 
 
-
 def retries_for(fault: str) -> int:
     # Retries are exercised for the HTTP errors; a hang is retried once in its own test
     # below, so the matrix stays fast.
@@ -50,8 +49,9 @@ def served(agent: AgentSpec) -> str:
 
 def _agent(server, name: str, **opts: object) -> AgentSpec:
     suffix = ",".join(f"{k}={v}" for k, v in opts.items())
-    return AgentSpec(model=f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""), label=name,
-                     api_base=server.url, max_tokens=64)
+    return AgentSpec(
+        model=f"openai/fake-{name}" + (f"@{suffix}" if suffix else ""), label=name, api_base=server.url, max_tokens=64
+    )
 
 
 def _config(server, target: str, fault: str, uid: str, retries: int) -> tuple[MoAConfig, list[AgentSpec]]:
@@ -77,8 +77,14 @@ def _config(server, target: str, fault: str, uid: str, retries: int) -> tuple[Mo
         baselines = faulty
     else:
         raise AssertionError(target)
-    cfg = MoAConfig(name=f"fault-{target}-{fault}", layers=[LayerSpec(proposers=p) for p in layers], aggregator=agg,
-                    baselines=baselines, timeout=TIMEOUT, num_retries=retries)
+    cfg = MoAConfig(
+        name=f"fault-{target}-{fault}",
+        layers=[LayerSpec(proposers=p) for p in layers],
+        aggregator=agg,
+        baselines=baselines,
+        timeout=TIMEOUT,
+        num_retries=retries,
+    )
     return cfg, faulty
 
 
@@ -137,7 +143,7 @@ async def test_fault_in_run(fault_server, rel_db, target, fault):
 @pytest.mark.parametrize("target", [t for t in TARGETS if t != "judge"])
 @pytest.mark.parametrize("fault", TRANSIENT)
 async def test_transient_fault_is_retried_then_succeeds(fault_server, rel_db, target, fault):
-    cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, target, fault, retries=1)
+    _cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, target, fault, retries=1)
     end: RunDone = events[-1]
     assert end.status == "done" and end.error is None and end.totals.failed_calls == 0
     assert all(d.ok for d in dones.values())
@@ -164,17 +170,29 @@ async def test_hang_with_retries_is_cut_at_timeout_times_attempts(fault_server, 
 def _plan(server, judge: AgentSpec, uid: str, retries: int) -> EvalPlan:
     a = _agent(server, f"alpha-{uid}", tokens=5)
     b = _agent(server, f"beta-{uid}", tokens=9)
-    questions = QuestionSet(name=f"rel-{uid}", format="plain",
-                            questions=[Question(id="q1", turns=["What is 2 + 2?"])])
-    return EvalPlan(f"faults {uid}", questions, [single_contender(a, "alpha", timeout=TIMEOUT, num_retries=1),
-                                                 single_contender(b, "beta", timeout=TIMEOUT, num_retries=1)],
-                    judge, judge_timeout=TIMEOUT, judge_retries=retries)
+    questions = QuestionSet(name=f"rel-{uid}", format="plain", questions=[Question(id="q1", turns=["What is 2 + 2?"])])
+    return EvalPlan(
+        f"faults {uid}",
+        questions,
+        [
+            single_contender(a, "alpha", timeout=TIMEOUT, num_retries=1),
+            single_contender(b, "beta", timeout=TIMEOUT, num_retries=1),
+        ],
+        judge,
+        judge_timeout=TIMEOUT,
+        judge_retries=retries,
+    )
 
 
 async def _judge_cell(server, engine, fault: str, retries: int):
     uid = uuid.uuid4().hex[:8]
-    judge = AgentSpec(model=f"openai/fake-judge-{uid}@verdict=A,fail={fault}", label="judge", api_base=server.url,
-                      temperature=0.0, max_tokens=64)
+    judge = AgentSpec(
+        model=f"openai/fake-judge-{uid}@verdict=A,fail={fault}",
+        label="judge",
+        api_base=server.url,
+        temperature=0.0,
+        max_tokens=64,
+    )
     plan = _plan(server, judge, uid, retries)
     # two answers then one judgement (two judge calls, one after the other)
     bound = 2 * TIMEOUT * 2 + 2 * TIMEOUT * (retries + 1) + SLACK
@@ -182,8 +200,9 @@ async def _judge_cell(server, engine, fault: str, retries: int):
     assert summary.answers_new == 2 and summary.answers_failed == 0
     judge_runs = rows(engine, "select id, status, error from run where preset = :p", p=f"judge:{judge.model}")
     assert len(judge_runs) == 1
-    gens = rows(engine, "select slot, status, error from generation where run_id = :id order by slot",
-                id=judge_runs[0][0])
+    gens = rows(
+        engine, "select slot, status, error from generation where run_id = :id order by slot", id=judge_runs[0][0]
+    )
     votes = rows(engine, "select outcome, rater from vote")
     assert rows(engine, "select count(*) from run where status in ('running')") == [(0,)]
     return judge, summary, judge_runs[0], gens, votes
@@ -191,8 +210,9 @@ async def _judge_cell(server, engine, fault: str, retries: int):
 
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_fault_in_judge(fault_server, rel_db, fault):
-    judge, summary, (run_id, status, error), gens, votes = await _judge_cell(fault_server, rel_db, fault,
-                                                                             retries_for(fault))
+    _judge, summary, (_run_id, status, error), gens, votes = await _judge_cell(
+        fault_server, rel_db, fault, retries_for(fault)
+    )
     # the judgement fails with one clear message; no vote is invented; the answers stay
     assert summary.judgements_failed == 1 and summary.judgements_new == 0 and summary.votes == 0
     assert status == "failed" and error.startswith("judge call 1 failed: ") and "\n" not in error
@@ -204,7 +224,7 @@ async def test_fault_in_judge(fault_server, rel_db, fault):
 
 @pytest.mark.parametrize("fault", TRANSIENT)
 async def test_transient_fault_in_judge_is_retried(fault_server, rel_db, fault):
-    judge, summary, (run_id, status, error), gens, votes = await _judge_cell(fault_server, rel_db, fault, retries=1)
+    judge, summary, (_run_id, status, error), gens, votes = await _judge_cell(fault_server, rel_db, fault, retries=1)
     assert summary.judgements_new == 1 and summary.judgements_failed == 0
     assert status == "done" and error is None
     assert [g[:2] for g in gens] == [(0, "done"), (1, "done")]
@@ -217,9 +237,9 @@ async def test_transient_fault_in_judge_is_retried(fault_server, rel_db, fault):
 
 
 async def test_call_errors_read_as_one_short_message(fault_server, rel_db):
-    cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "500", retries=0)
+    _cfg, faulty, _events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "500", retries=0)
     messages = [dones[faulty[0].label].error]
-    cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "garbage", retries=0)
+    _cfg, faulty, _events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "garbage", retries=0)
     messages.append(dones[faulty[0].label].error)
     for msg in messages:
         assert not re.search(r"\b(\w+): \1: ", msg), f"a name is repeated: {msg}"

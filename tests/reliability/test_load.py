@@ -28,8 +28,13 @@ WORKER_BOUND = 240  # seconds: a liveness bound for worker processes, not a spee
 
 
 def _worker(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(LOAD_PY), *args, "--json"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(LOAD_PY), *args, "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _result(proc: subprocess.Popen) -> dict:
@@ -44,8 +49,10 @@ def test_twenty_concurrent_sessions_complete_and_are_stored(fault_server, tmp_pa
     db = f"sqlite:///{tmp_path / 'load.db'}"
     open_db(db)
     go = tmp_path / "go"
-    procs = [_worker("runs", "--db", db, "--api-base", fault_server.url, "--runs", "3", "--tag", f"proc{i}",
-                     "--go", str(go)) for i in range(2)]
+    procs = [
+        _worker("runs", "--db", db, "--api-base", fault_server.url, "--runs", "3", "--tag", f"proc{i}", "--go", str(go))
+        for i in range(2)
+    ]
     try:
         for p in procs:  # each worker says when its imports are done
             assert json.loads(p.stdout.readline()) == {"ready": True}
@@ -76,8 +83,22 @@ def test_twenty_concurrent_sessions_complete_and_are_stored(fault_server, tmp_pa
 def test_thousand_rating_and_vote_writes_from_threads_and_processes(tmp_path):
     db = f"sqlite:///{tmp_path / 'writes.db'}"
     ids = load.seed_generations(db)
-    procs = [_worker("writes", "--db", db, "--gen-ids", ",".join(map(str, ids)), "--writes", "250",
-                     "--threads", "2", "--rater", f"proc{i}") for i in range(2)]
+    procs = [
+        _worker(
+            "writes",
+            "--db",
+            db,
+            "--gen-ids",
+            ",".join(map(str, ids)),
+            "--writes",
+            "250",
+            "--threads",
+            "2",
+            "--rater",
+            f"proc{i}",
+        )
+        for i in range(2)
+    ]
     try:
         here = load.writes_in_threads(db, ids, 500, 5, "threads")
         there = [_result(p) for p in procs]
@@ -88,8 +109,12 @@ def test_thousand_rating_and_vote_writes_from_threads_and_processes(tmp_path):
     assert all(t["error_count"] == 0 for t in there), [t["errors"] for t in there]
     assert here["written"] + sum(t["written"] for t in there) == 1000
     engine = open_db(db)
-    by_rater = dict(rows(engine, "select rater, count(*) from (select rater from rating union all "
-                                 "select rater from vote) group by rater"))
+    by_rater = dict(
+        rows(
+            engine,
+            "select rater, count(*) from (select rater from rating union all select rater from vote) group by rater",
+        )
+    )
     assert by_rater == {"threads": 500, "proc0": 250, "proc1": 250}
     # ratings and votes alternate in each thread: 5 x (50 + 50) here, 2 x 2 x (63 + 62) there
     assert rows(engine, "select count(*) from rating") == [(250 + 4 * 63,)]

@@ -50,15 +50,30 @@ async def test_api_keys_never_reach_the_database_or_the_exports(fault_server, re
 
     def agent(name: str, **kw) -> AgentSpec:
         fail = kw.pop("fail", None)
-        return AgentSpec(model=f"openai/fake-{name}-{uid}" + (f"@fail={fail}" if fail else ""), label=name,
-                         api_base=fault_server.url, max_tokens=16, **kw)
+        return AgentSpec(
+            model=f"openai/fake-{name}-{uid}" + (f"@fail={fail}" if fail else ""),
+            label=name,
+            api_base=fault_server.url,
+            max_tokens=16,
+            **kw,
+        )
 
     cfg = MoAConfig(
-        name="keys", timeout=10, num_retries=0,
-        layers=[LayerSpec(proposers=[agent("env-key"), agent("custom-key", api_key_env=CUSTOM_KEY_ENV),
-                                     agent("erroring", fail="500")])],
+        name="keys",
+        timeout=10,
+        num_retries=0,
+        layers=[
+            LayerSpec(
+                proposers=[
+                    agent("env-key"),
+                    agent("custom-key", api_key_env=CUSTOM_KEY_ENV),
+                    agent("erroring", fail="500"),
+                ]
+            )
+        ],
         aggregator=agent("agg", extra={"extra_headers": {"Authorization": f"Bearer {HEADER_KEY}"}}),
-        baselines=[agent("garbled", fail="garbage")])
+        baselines=[agent("garbled", fail="garbage")],
+    )
     events = await record(rel_db, run_moa("Which keys do you see?", cfg))
     assert_store_matches_events(rel_db, events)
     assert events[-1].status == "done"
@@ -67,8 +82,10 @@ async def test_api_keys_never_reach_the_database_or_the_exports(fault_server, re
     gens = [g[0] for g in rows(rel_db, "select id from generation order by id")]
     add_rating(rel_db, gens[0], 5, "nice", "alice")
     add_vote(rel_db, gens[0], gens[1], "left", "alice")
-    found = {name: find_secrets(blob, [FAKE_OPENAI_KEY, FAKE_CUSTOM_KEY, HEADER_KEY])
-             for name, blob in store_bytes(rel_db, tmp_path).items()}
+    found = {
+        name: find_secrets(blob, [FAKE_OPENAI_KEY, FAKE_CUSTOM_KEY, HEADER_KEY])
+        for name, blob in store_bytes(rel_db, tmp_path).items()
+    }
     assert not any(found.values()), found
     assert any(name.startswith("csv/") for name in found) and any(name.startswith("jsonl/") for name in found)
     # what the page and the CLI are given (the events) carries no environment key either
@@ -80,23 +97,28 @@ async def test_a_key_echoed_in_a_provider_error_is_not_stored(key_stub, rel_db, 
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_OPENAI_KEY)
     monkeypatch.setenv(CUSTOM_KEY_ENV, FAKE_CUSTOM_KEY)
     a = AgentSpec(model="openai/gpt-4o-mini", label="a", api_base=key_stub.url, max_tokens=16)
-    b = AgentSpec(model="openai/gpt-4o-mini", label="b", api_base=key_stub.url, max_tokens=16,
-                  api_key_env=CUSTOM_KEY_ENV)
+    b = AgentSpec(
+        model="openai/gpt-4o-mini", label="b", api_base=key_stub.url, max_tokens=16, api_key_env=CUSTOM_KEY_ENV
+    )
     cfg = MoAConfig(name="echo", layers=[LayerSpec(proposers=[a, b])], aggregator=a, timeout=10, num_retries=0)
     events = await record(rel_db, run_moa("q?", cfg))
     assert set(key_stub.seen) >= {FAKE_OPENAI_KEY, FAKE_CUSTOM_KEY}
     errors = [e.error for e in events if isinstance(e, DraftDone)]
     assert all(e and "Incorrect API key provided: ***" in e for e in errors), errors
     assert events[-1].status == "failed"
-    found = {name: find_secrets(blob, [FAKE_OPENAI_KEY, FAKE_CUSTOM_KEY])
-             for name, blob in store_bytes(rel_db, tmp_path).items()}
+    found = {
+        name: find_secrets(blob, [FAKE_OPENAI_KEY, FAKE_CUSTOM_KEY])
+        for name, blob in store_bytes(rel_db, tmp_path).items()
+    }
     assert not any(found.values()), found
 
 
 @pytest.mark.parametrize("name", ["api_key", "API_KEY", "token", "password", "secret"])
 def test_a_key_cannot_be_put_in_a_config(name):
-    data = {"layers": [{"proposers": [{"model": "openai/x", "extra": {name: FAKE_OPENAI_KEY}}]}],
-            "aggregator": {"model": "openai/x"}}
+    data = {
+        "layers": [{"proposers": [{"model": "openai/x", "extra": {name: FAKE_OPENAI_KEY}}]}],
+        "aggregator": {"model": "openai/x"},
+    }
     with pytest.raises(ConfigError, match=rf"{name} may not be set in a config; put keys in the environment"):
         config_from_dict(data)
 
@@ -106,5 +128,7 @@ def test_server_binds_to_loopback_and_limits_uploads_by_default():
     assert conf["server"]["address"] == "127.0.0.1"
     assert conf["server"]["maxUploadSize"] <= 2  # MB, every upload widget
     assert MAX_IMPORT_BYTES == 256 * 1024  # config imports, checked by the editor itself
-    assert not (ROOT / ".streamlit" / "secrets.toml").exists() or ".streamlit/secrets.toml" in (
-        ROOT / ".gitignore").read_text(), "a secrets file must never be committed"
+    assert (
+        not (ROOT / ".streamlit" / "secrets.toml").exists()
+        or ".streamlit/secrets.toml" in (ROOT / ".gitignore").read_text()
+    ), "a secrets file must never be committed"

@@ -68,9 +68,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.ForeignKeyConstraint(["run_id"], ["run.id"], name="fk_generation_run_id", ondelete="CASCADE"),
         sa.UniqueConstraint("run_id", "call_id", name="uq_generation_run_call"),
-        sa.CheckConstraint(
-            "status IN ('streaming', 'done', 'error', 'cancelled')", name="ck_generation_status"
-        ),
+        sa.CheckConstraint("status IN ('streaming', 'done', 'error', 'cancelled')", name="ck_generation_status"),
     )
     op.create_index("ix_generation_model", "generation", ["model"])
     op.create_index("ix_generation_role", "generation", ["role"])
