@@ -23,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moa_core import settings
+
 PROVIDER = "local"
-CACHE_DIR = Path(os.environ.get("MOA_MODEL_CACHE", Path.home() / ".cache" / "moa-studio" / "models"))
-N_CTX = int(os.environ.get("MOA_LOCAL_N_CTX", "4096"))
-POOL_SIZE = int(os.environ.get("MOA_LOCAL_POOL_SIZE", "3"))
+_settings = settings.current()
+CACHE_DIR = _settings.model_cache_dir
+N_CTX = _settings.local_n_ctx
+POOL_SIZE = _settings.local_pool_size
 
 
 class LocalModelError(RuntimeError):

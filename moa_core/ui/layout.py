@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from moa_core import settings
 from moa_core.store.db import StoreError, open_db
 
 T = TypeVar("T")
@@ -23,7 +23,7 @@ def _store(url: str) -> Engine:
 def store() -> Engine:
     """The database engine, migrated; a clear message and a stop when it cannot open."""
     try:
-        return _store(os.environ.get("DATABASE_URL", ""))
+        return _store(settings.current().database_url)
     except StoreError as err:
         st.error(f"The database cannot be used: {err}")
         st.info("Set DATABASE_URL to a reachable database, or check that data/ is writable.")
