@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import moa_core  # noqa: F401  (offline litellm settings first)
 from moa_core.config import DEFAULT_PRESET, ConfigError, MoAConfig, list_presets, load_config, load_preset
@@ -49,7 +49,7 @@ def _summary_table(dones: Sequence[DraftDone]):
     return table
 
 
-async def _record(events: AsyncIterator[Event], save: bool) -> AsyncIterator[Event]:
+async def _record(events: AsyncIterator[Event], save: bool) -> AsyncGenerator[Event, None]:
     if not save:
         async for ev in events:
             yield ev

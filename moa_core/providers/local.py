@@ -18,7 +18,7 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,7 +346,7 @@ def _count_prompt_tokens(name: str, messages: list[dict[str, Any]]) -> int:
 
 async def stream_local(
     name: str, messages: list[dict[str, Any]], params: dict[str, Any]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Yield llama-cpp chat chunks, running generation in a worker thread."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
