@@ -116,3 +116,15 @@ def test_mypy_and_ruff_catch_errors(tmp_path: Path) -> None:
     assert run(tool("ruff"), "format", "--check", "bad.py", cwd=tmp_path).returncode != 0
     out = run(tool("mypy"), "bad.py", cwd=tmp_path)
     assert out.returncode != 0 and "Incompatible return value type" in out.stdout
+
+
+def test_readme_layers_match_the_contract() -> None:
+    import re
+    import tomllib
+
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    layers = [sorted(m.strip().removeprefix("moa_core.") for m in layer.split(":")) for layer in contract["layers"]]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("<!-- layers -->") : readme.index("<!-- /layers -->")]
+    listed = [sorted(re.findall(r"`([a-z_]+)`", line)) for line in block.splitlines() if re.match(r"\d+\.", line)]
+    assert listed == layers
