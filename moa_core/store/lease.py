@@ -297,6 +297,10 @@ class _Keeper:
             if key not in self.failing:
                 self.failing.add(key)
                 log.warning("run lease %s failed: %s", what, one_line(exc))
+        except Exception:
+            # Anything else is a bug; the thread must outlive it, or this process's live
+            # runs would stop beating and be taken for dead.
+            log.exception("run lease %s failed", what)
         else:
             self.failing.discard(key)
 
