@@ -237,6 +237,71 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+STATUS_STYLE = {
+    "done": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "interrupted": "bold magenta",
+    "running": "cyan",
+}
+
+
+def _history(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from moa_core.store.db import open_db
+    from moa_core.store.models import RUN_STATUSES
+    from moa_core.store.queries import runs_df
+
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    if args.status is not None and args.status not in RUN_STATUSES:
+        raise CliError(f"unknown status {args.status!r}: one of {', '.join(RUN_STATUSES)}")
+    engine = open_db(args.database)  # first open in this process: runs whose process is gone become interrupted
+    df = runs_df(engine, status=args.status, limit=args.limit)
+    console = Console()
+    if df.empty:
+        console.print("No runs" + (f" with status {args.status}." if args.status else " yet."))
+        return 0
+    table = Table(title=f"Runs, newest first ({len(df)})", title_justify="left")
+    for col in ("when", "run", "kind", "status", "wall", "tokens", "question", "note"):
+        table.add_column(col, overflow="fold")
+
+    def line(x: object, n: int) -> Text:
+        # Questions and errors are untrusted text: a Text is never parsed as rich markup.
+        one = " ".join(str(x or "").split())
+        return Text(one if len(one) <= n else one[: n - 1] + "…")
+
+    for r in df.to_dict("records"):
+        wall = r["wall_time"]
+        status = str(r["status"])
+        table.add_row(
+            datetime.fromtimestamp(float(r["created_at"])).strftime("%Y-%m-%d %H:%M:%S"),
+            str(r["id"]),
+            str(r["kind"]),
+            Text(status, style=STATUS_STYLE.get(status, "")),
+            _fmt_s(None if wall is None or wall != wall else float(wall)),  # NaN: unknown
+            str(int(r["prompt_tokens"]) + int(r["completion_tokens"])),
+            line(r["question"], 60),
+            line(r["error"], 100),
+        )
+    console.print(table)
+    interrupted = int((df["status"] == "interrupted").sum())
+    if interrupted:
+        console.print(
+            Text(
+                f"{interrupted} run(s) interrupted: their process stopped mid-run; the drafts they finished and "
+                "the text streamed so far are kept (moa export, or History in the app).",
+                style=STATUS_STYLE["interrupted"],
+            )
+        )
+    return 0
+
+
 # ---------------------------------------------------------------- moa eval
 
 
@@ -537,6 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--resume", metavar="NAME", help="continue a stored evaluation with its stored plan")
     ev.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     ev.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    hist = sub.add_parser("history", help="list recent runs and their status")
+    hist.add_argument("--limit", type=int, default=20, help="how many runs, newest first (default 20)")
+    hist.add_argument("--status", help="only runs with this status (running, done, failed, cancelled, interrupted)")
+    hist.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     exp = sub.add_parser("export", help="export runs, generations, ratings and votes")
     exp.add_argument("--out", default="export", help="output directory")
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
@@ -563,6 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_ask(args))
         if args.command == "models":
             return _models(args)
+        if args.command == "history":
+            return _history(args)
         if args.command == "export":
             return _export(args)
         if args.command == "eval":

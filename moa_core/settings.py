@@ -13,6 +13,7 @@ and elsewhere; tests/test_settings_docs.py keeps the two in step.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class Settings:
     local_n_ctx: int
     local_pool_size: int
     ollama_api_base: str | None
+    run_lease_seconds: float
 
     @property
     def default_sqlite_path(self) -> Path:
@@ -62,6 +64,18 @@ def _positive_int(name: str, raw: str | None, default: int) -> int:
         raise SettingsError(f"{name} must be a positive whole number, got {raw[:40]!r}") from None
     if value < 1:
         raise SettingsError(f"{name} must be a positive whole number, got {value}")
+    return value
+
+
+def _seconds(name: str, raw: str | None, default: float, minimum: float) -> float:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not minimum <= value < math.inf:
+        raise SettingsError(f"{name} must be a number of seconds, at least {minimum:g}; got {raw[:40]!r}")
     return value
 
 
@@ -89,4 +103,6 @@ def current() -> Settings:
         local_n_ctx=_positive_int("MOA_LOCAL_N_CTX", os.environ.get("MOA_LOCAL_N_CTX"), 4096),
         local_pool_size=_positive_int("MOA_LOCAL_POOL_SIZE", os.environ.get("MOA_LOCAL_POOL_SIZE"), 3),
         ollama_api_base=os.environ.get("OLLAMA_API_BASE") or None,
+        # How long a run may go without a heartbeat before another process takes it for dead.
+        run_lease_seconds=_seconds("MOA_RUN_LEASE_SECONDS", os.environ.get("MOA_RUN_LEASE_SECONDS"), 60, 1),
     )

@@ -11,14 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from moa_core.store import Recorder, StoreError, add_rating, add_vote, get_engine, get_run, open_db, votes_df
-from moa_core.store.db import current_revision, dispose_engines, init_db, upgrade
+from moa_core.store.db import alembic_config, current_revision, dispose_engines, init_db, upgrade
 from moa_core.store.models import Rating
 from moa_core.store.util import strip_secrets
 from tests.test_store_support import run_events
@@ -181,7 +183,7 @@ def test_migration_from_0001_keeps_rows(db_url: str) -> None:
         )
 
     init_db(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == head_revision()
     run = get_run(engine, run_id)
     assert run["run"]["question"] == "old q" and run["run"]["meta"] is None and run["run"]["tags"] is None
     assert [x["text"] for x in run["generations"]] == ["t0", "t1"]
@@ -194,6 +196,117 @@ def test_migration_from_0001_keeps_rows(db_url: str) -> None:
     # Hand-written revisions and the models describe the same schema.
     with engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), SQLModel.metadata) == []
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_migration_from_0003_keeps_rows_and_interrupts_runs_left_running(db_url: str) -> None:
+    """A database written by 0003 code, with a run its crashed process left `running` (and
+    a draft `streaming`) long ago: the upgrade keeps every row, and the first open marks
+    that run interrupted with its partial text; the new vocabulary passes the CHECKs."""
+    engine = get_engine(db_url)
+    upgrade(engine, "0003")
+    t = time.time() - 3600
+    run_sql = text(
+        "INSERT INTO run (id, created_at, kind, question, history, config, config_hash, preset, status, "
+        "prompt_tokens, completion_tokens, cost, wall_time) VALUES (:id, :t, 'playground', :q, '[]', '{}', 'h', 'p', "
+        ":st, 0, 0, 0, :w)"
+    )
+    gen_sql = text(
+        "INSERT INTO generation (run_id, call_id, role, layer, slot, model, label, params, system_prompt, "
+        "text, prompt_tokens, completion_tokens, cost, started_at, ended_at, status, deployment) VALUES (:r, :cid, "
+        "'proposer', 0, :s, 'm', '', '{}', '', :txt, :pt, 0, 0, :t, :end, :st, :dep)"
+    )
+    with engine.begin() as c:
+        c.execute(run_sql, {"id": "old-done", "t": t, "q": "finished", "st": "done", "w": 2.0})
+        c.execute(run_sql, {"id": "old-stuck", "t": t, "q": "stuck", "st": "running", "w": None})
+        for r, slot, txt, st, end in [
+            ("old-done", 0, "all of it", "done", t + 2),
+            ("old-stuck", 0, "a whole draft", "done", t + 3),
+            ("old-stuck", 1, "half of a dra", "streaming", None),
+        ]:
+            c.execute(
+                gen_sql,
+                {
+                    "r": r,
+                    "cid": f"proposer-0-{slot}",
+                    "s": slot,
+                    "txt": txt,
+                    "pt": 5,
+                    "t": t,
+                    "end": end,
+                    "st": st,
+                    "dep": "d1",
+                },
+            )
+        g = [row[0] for row in c.execute(text("SELECT id FROM generation ORDER BY id"))]
+        c.execute(
+            text("INSERT INTO rating (generation_id, score, comment, rater, created_at) VALUES (:g, 5, 'ok', 'a', :t)"),
+            {"g": g[1], "t": t},
+        )
+        c.execute(
+            text(
+                "INSERT INTO vote (left_generation_id, right_generation_id, outcome, blind, rater, created_at, "
+                "run_id, question_set) VALUES (:a, :b, 'left', :blind, 'a', :t, 'old-stuck', 'qs')"
+            ),
+            {"a": g[1], "b": g[2], "blind": True, "t": t},
+        )
+
+    init_db(engine)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as c:
+        counts = [
+            c.execute(text(f"SELECT count(*) FROM {tb}")).scalar() for tb in ("run", "generation", "rating", "vote")
+        ]
+    assert counts == [2, 3, 1, 1]
+    done = get_run(engine, "old-done")
+    assert (done["run"]["status"], done["run"]["wall_time"], done["run"]["owner"], done["run"]["heartbeat_at"]) == (
+        "done",
+        2.0,
+        None,
+        None,
+    )
+    assert [(x["text"], x["deployment"]) for x in done["generations"]] == [("all of it", "d1")]
+    stuck = get_run(engine, "old-stuck")
+    assert stuck["run"]["status"] == "interrupted" and stuck["run"]["error"].startswith("interrupted: no heartbeat")
+    assert stuck["run"]["wall_time"] == pytest.approx(3.0) and stuck["run"]["prompt_tokens"] == 10
+    assert [(x["status"], x["text"]) for x in stuck["generations"]] == [
+        ("done", "a whole draft"),
+        ("interrupted", "half of a dra"),
+    ]
+    assert stuck["ratings"][0]["comment"] == "ok" and stuck["votes"][0]["question_set"] == "qs"
+    with pytest.raises(IntegrityError), engine.begin() as c:
+        c.execute(text("UPDATE run SET status = 'exploded' WHERE id = 'old-done'"))
+    with pytest.raises(IntegrityError), engine.begin() as c:
+        c.execute(text("UPDATE generation SET status = 'exploded' WHERE run_id = 'old-done'"))
+    with engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), SQLModel.metadata) == []
+
+
+def test_downgrade_from_0004_keeps_rows_in_the_old_vocabulary(db_url: str) -> None:
+    engine = open_db(db_url)
+    rec = Recorder(engine, flush_interval=0.0)
+    events = run_events()
+    for ev in events[:3]:
+        rec.handle(ev)
+    del rec  # no heartbeats for it while the columns go away
+    with engine.begin() as c:
+        c.execute(text("UPDATE run SET status = 'interrupted'"))
+        c.execute(text("UPDATE generation SET status = 'interrupted'"))
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # as db.upgrade does: batch rebuilds tables
+        command.downgrade(alembic_config(conn), "0003")
+        conn.commit()
+    assert current_revision(engine) == "0003"
+    with engine.connect() as c:
+        assert [tuple(r) for r in c.execute(text("SELECT id, status FROM run"))] == [(events[0].run_id, "failed")]
+        assert [tuple(r) for r in c.execute(text("SELECT status, text FROM generation"))] == [
+            ("cancelled", events[2].text)
+        ]
+        assert "owner" not in {col["name"] for col in inspect(c).get_columns("run")}
 
 
 def test_newer_database_revision_is_a_clear_error(db_url: str) -> None:

@@ -12,8 +12,10 @@ from sqlalchemy import JSON, CheckConstraint, Column, ForeignKeyConstraint, Inde
 from sqlmodel import Field, SQLModel
 
 RUN_KINDS = ("playground", "arena", "eval", "challenge")
-RUN_STATUSES = ("running", "done", "failed", "cancelled")
-GENERATION_STATUSES = ("streaming", "done", "error", "cancelled")
+# `interrupted`: the process recording the run stopped (killed, crashed) before it ended it;
+# set by the lease sweep (store/lease.py), with the drafts it finished and the partial text.
+RUN_STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
+GENERATION_STATUSES = ("streaming", "done", "error", "cancelled", "interrupted")
 ROLES = ("proposer", "aggregator", "baseline", "judge")
 VOTE_OUTCOMES = ("left", "right", "tie", "both_bad")
 JUDGE_PREFIX = "judge:"
@@ -54,6 +56,9 @@ class Run(SQLModel, table=True):
     final_text: str | None = Field(default=None, sa_type=Text)
     tags: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Added in revision 0004: which process records the run, and when it last said it is alive.
+    owner: str | None = Field(default=None, max_length=255)
+    heartbeat_at: float | None = None
 
 
 class Generation(SQLModel, table=True):

@@ -7,7 +7,7 @@ import streamlit as st
 
 from moa_core.store.queries import filter_options, get_run, runs_df
 from moa_core.ui.layout import rater_name, store
-from moa_core.ui.run_view import render_run, run_link
+from moa_core.ui.run_view import STATUS_ICON, render_run, run_link
 
 PAGE_SIZE = 200
 
@@ -61,12 +61,19 @@ def history_page() -> None:
             "question": df["question"].str.slice(0, 120),
             "preset": df["preset"],
             "kind": df["kind"],
-            "status": df["status"],
+            "status": [f"{STATUS_ICON.get(s, '')} {s}".strip() for s in df["status"]],
             "tokens": df["prompt_tokens"] + df["completion_tokens"],
             "wall s": df["wall_time"].round(1),
         }
     )
     st.caption(f"{len(df)} run(s){' (newest ' + str(PAGE_SIZE) + ')' if len(df) == PAGE_SIZE else ''}")
+    interrupted = int((df["status"] == "interrupted").sum())
+    if interrupted:
+        st.warning(
+            f"{interrupted} run(s) interrupted: their server process stopped mid-run. The drafts they "
+            "finished and the text streamed so far are kept; open one to see it.",
+            icon=STATUS_ICON["interrupted"],
+        )
     st.dataframe(
         view,
         hide_index=True,

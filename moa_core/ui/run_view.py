@@ -15,7 +15,7 @@ from moa_core.ui.diversity_view import diversity_view
 from moa_core.ui.layout import fmt_cost, fmt_seconds
 from moa_core.ui.rating import rating_widget
 
-STATUS_ICON = {"done": "✅", "failed": "❌", "cancelled": "⏹️", "running": "⏳"}
+STATUS_ICON = {"done": "✅", "failed": "❌", "cancelled": "⏹️", "running": "⏳", "interrupted": "⚠️"}
 
 
 def gen_meta(g: dict[str, Any]) -> str:
@@ -40,6 +40,8 @@ def _output(
         st.error(g["error"])
     elif g["status"] == "cancelled":
         st.warning("stopped before it finished")
+    elif g["status"] == "interrupted":
+        st.warning("cut off: the server process stopped while this was streaming; above is what had arrived")
     st.caption(gen_meta(g))
     if rate:
         rating_widget(engine, g, ratings, rater)
@@ -57,7 +59,7 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
         f"{fmt_seconds(run['wall_time'])} wall · [link to this run]({run_link(run['id'])})"
     )
     if run["error"]:
-        st.error(run["error"])
+        (st.warning if run["status"] == "interrupted" else st.error)(run["error"])
     proposers: dict[int, list[dict[str, Any]]] = defaultdict(list)
     finals, baselines = [], []
     for g in gens:
@@ -81,7 +83,7 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
                 prefix = "MoA · " if g["role"] == "aggregator" else "Alone · "
                 _output(engine, g, ratings_by_gen[g["id"]], prefix + (g["label"] or g["model"]), rate, rater)
     elif run["status"] == "running":
-        st.info("This run is still in progress (or its process ended without closing it).")
+        st.info("This run is still in progress.")
     with st.expander("Timeline of the calls", expanded=False):
         frame = pd.DataFrame(gens)
         if not frame.empty:
