@@ -63,9 +63,9 @@ async def test_leaderboard_from_seeded_votes(db_url, fake_server):
     engine = open_db(db_url)
     strong, weak, mid = [await answer(engine, fake_agent(fake_server, n)) for n in ("strong", "weak", "mid")]
     rng = random.Random(0)
-    for _ in range(30):
-        add_vote(engine, strong, weak, rng.choice(["left"] * 4 + ["right"]), "alice")
-        add_vote(engine, mid, weak, rng.choice(["left", "left", "right", "tie"]), "bob")
+    for i in range(30):  # one vote per pair and rater: thirty raters
+        add_vote(engine, strong, weak, rng.choice(["left"] * 4 + ["right"]), f"alice{i}")
+        add_vote(engine, mid, weak, rng.choice(["left", "left", "right", "tie"]), f"bob{i}")
     add_vote(engine, strong, mid, "both_bad", "judge:gpt")
     add_rating(engine, strong, 5, rater="alice")
     add_rating(engine, weak, 2, rater="alice")
