@@ -2,11 +2,14 @@
 
 llama-cpp derives a call's seed from its instance's previous one, starting from a fixed
 default, so without a seed per call every fresh instance of a model writes the same text
-for the same prompt. SmolLM2 (the fastest bundled model), 16 tokens per call.
+for the same prompt; and an instance that reuses the cached prefix of its last call
+evaluates the prompt differently, so a seed alone did not reproduce a call. SmolLM2 (the
+fastest bundled model), 16 tokens per call.
 """
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import aclosing
 from pathlib import Path
 
@@ -48,12 +51,16 @@ async def test_concurrent_calls_differ_and_a_stored_seed_reproduces_one(tmp_path
     seeds = [g["params"]["seed"] for g in drafts]
     assert len(set(seeds)) == N
 
-    # Replaying one call with its stored parameters writes exactly the same text.
-    # run_single sends the messages a first-layer proposer got.
-    one = drafts[1]
-    replay = smol(extra={"seed": one["params"]["seed"]})
-    again = get_run(engine, await recorded(engine, run_single(QUESTION, replay, kind="playground")))
-    assert again is not None
-    gen = again["generations"][0]
-    assert gen["params"]["seed"] == one["params"]["seed"]
-    assert gen["text"] == one["text"]
+    # Replaying the calls with their stored seeds, again all at once, writes exactly the
+    # same texts: each instance's cache still holds a prompt from the first round, which
+    # must not change what it writes. run_single sends what a first-layer proposer got.
+    async def replay(draft: dict) -> dict:
+        again = get_run(
+            engine, await recorded(engine, run_single(QUESTION, smol(extra={"seed": draft["params"]["seed"]})))
+        )
+        assert again is not None
+        return again["generations"][0]
+
+    replays = await asyncio.gather(*(replay(d) for d in drafts))
+    assert [g["params"]["seed"] for g in replays] == seeds
+    assert [g["text"] for g in replays] == texts
