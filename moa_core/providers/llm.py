@@ -112,7 +112,7 @@ def accepts_seed(model: str) -> bool:
         supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=provider)
     except Exception:
         return False
-    return bool(supported) and SEED_PARAM in supported
+    return SEED_PARAM in (supported or [])
 
 
 def with_call_seed(agent: AgentSpec, served_by: Sequence[str] | None = None) -> AgentSpec:

@@ -96,20 +96,22 @@ def add_vote(
     """
     if outcome not in VOTE_OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(VOTE_OUTCOMES)}, got {outcome!r}")
-    if int(left_id) == int(right_id):
+    left, right = int(left_id), int(right_id)
+    if left == right:
         raise ValueError("a vote needs two different generations")
+    who = _rater(rater)
+    key = vote_pair_key(left, right, who, run_id)
     row = {
-        "left_generation_id": int(left_id),
-        "right_generation_id": int(right_id),
+        "left_generation_id": left,
+        "right_generation_id": right,
         "outcome": outcome,
         "blind": bool(blind),
-        "rater": _rater(rater),
+        "rater": who,
         "created_at": time.time(),
         "question_set": question_set,
         "run_id": run_id,
+        "pair_key": key,
     }
-
-    row["pair_key"] = key = vote_pair_key(row["left_generation_id"], row["right_generation_id"], row["rater"], run_id)
 
     def check(conn: Connection) -> None:
         _require(conn, GEN, row["left_generation_id"], "generation")
@@ -122,10 +124,10 @@ def add_vote(
     except StoreError as exc:
         # The unique index decides (two tabs may insert at the same moment); which
         # constraint failed is read back rather than parsed from driver messages.
-        first = _vote_with_key(engine, row["rater"], key) if isinstance(exc.__cause__, IntegrityError) else None
+        first = _vote_with_key(engine, who, key) if isinstance(exc.__cause__, IntegrityError) else None
         if first is None:
             raise
-        raise DuplicateVoteError(row["rater"], first) from None
+        raise DuplicateVoteError(who, first) from None
 
 
 def _vote_with_key(engine: Engine, rater: str, key: str | None) -> int | None:
