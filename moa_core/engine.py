@@ -112,9 +112,21 @@ class _Ctx:
     totals: dict[str, float]
 
 
+def _served_by(config: MoAConfig, agent: AgentSpec) -> list[str]:
+    """The models that may answer a call of `agent`: itself, or its Router group's
+    deployments and those of the groups (or the plain models) it falls back to."""
+    if not config.uses_router(agent):
+        return [agent.model]
+    names = [agent.model, *config.fallbacks.get(agent.model, [])]
+    return [d.model for n in names for d in config.deployments.get(n, [])] + [
+        n for n in names if n not in config.deployments
+    ]
+
+
 async def _call(ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]]) -> DraftDone:
     """One streamed model call; always ends with a DraftDone (error filled on failure)."""
     started = time.time()
+    agent = llm.with_call_seed(agent, _served_by(ctx.config, agent))
     await ctx.queue.put(
         DraftStarted(
             ref, messages[0]["content"] if messages[0]["role"] == "system" else "", agent.public_params(), started

@@ -201,3 +201,33 @@ async def test_run_single_failure_is_a_failed_run(fake_server):
 
     events = await collect(run_single("q", fake_agent(fake_server, "solo-bad", fail=500), num_retries=0))
     assert events[-1].status == "failed" and "solo-bad" in events[-1].error
+
+
+async def test_every_call_draws_its_own_seed_and_stores_it(fake_server):
+    """Same model, same prompt, at once: each call gets a seed of its own, sent to the
+    provider and carried in the parameters that are stored with the generation."""
+    same = [fake_agent(fake_server, "twin", tokens=2) for _ in range(3)]
+    fixed = fake_agent(fake_server, "fixed", tokens=2).model_copy(update={"extra": {"seed": 1234}})
+    cfg = fake_config(fake_server, [*same, fixed], aggregator=fake_agent(fake_server, "twin", tokens=2))
+    start = len(fake_server.requests)
+    events = await collect(run_moa("Same question for all?", cfg))
+    started = {(e.ref.role, e.ref.slot): e.params for e in events if isinstance(e, DraftStarted)}
+    seeds = [p["seed"] for (role, slot), p in started.items() if slot < 3 or role == "aggregator"]
+    assert len(seeds) == 4 and len(set(seeds)) == 4 and all(isinstance(s, int) and s >= 0 for s in seeds)
+    assert started[("proposer", 3)]["seed"] == 1234  # a seed the config fixes wins
+    sent = {(r["model"].partition("@")[0], r["seed"]) for r in fake_server.requests[start:]}
+    assert {s for m, s in sent if m == "fake-twin"} == set(seeds) and ("fake-fixed", 1234) in sent
+    assert "seed" not in cfg.aggregator.extra  # the config itself is left as it was
+
+
+def test_no_seed_where_the_provider_would_drop_it():
+    from moa_core.providers import llm
+
+    assert llm.accepts_seed("local/smollm2-135m") and llm.accepts_seed("openai/gpt-4o-mini")
+    assert not llm.accepts_seed("anthropic/claude-3-5-haiku-20241022")
+    claude = AgentSpec(model="anthropic/claude-3-5-haiku-20241022")
+    assert llm.with_call_seed(claude) is claude
+    # a Router group is seeded only when every model that may serve it takes a seed
+    local = AgentSpec(model="team")
+    assert "seed" in llm.with_call_seed(local, ["local/smollm2-135m", "openai/x"]).extra
+    assert "seed" not in llm.with_call_seed(local, ["openai/x", "anthropic/claude-3-5-haiku-20241022"]).extra

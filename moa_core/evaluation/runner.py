@@ -53,7 +53,7 @@ from moa_core.evaluation.records import (
     runs_with_votes,
 )
 from moa_core.events import DraftDone, RunDone, RunStarted
-from moa_core.store.ratings import add_vote
+from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
 
 DEFAULT_CONCURRENCY = 2
@@ -258,16 +258,19 @@ async def _run_judge(engine: Engine, plan: EvalPlan, item: _Judge, a: AnswerReco
 
 def _add_judge_vote(engine: Engine, plan: EvalPlan, run_id: str, left: int, right: int, outcome: str) -> int:
     assert plan.judge is not None
-    vote_id = add_vote(
-        engine,
-        left,
-        right,
-        outcome,
-        rater_name(plan.judge),
-        blind=True,
-        question_set=plan.questions.name,
-        run_id=run_id,
-    )
+    try:
+        vote_id = add_vote(
+            engine,
+            left,
+            right,
+            outcome,
+            rater_name(plan.judge),
+            blind=True,
+            question_set=plan.questions.name,
+            run_id=run_id,
+        )
+    except DuplicateVoteError as dup:  # this judgement's vote is already saved (one per run)
+        vote_id = dup.vote_id
     annotate_run(engine, run_id, meta={"vote_id": vote_id})
     return vote_id
 

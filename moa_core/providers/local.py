@@ -324,6 +324,11 @@ def _generate(
         others = _busy - 1
     try:
         _set_batch_threads(inst, others)
+        # Start from an empty cache: reusing the prefix the instance's last call left
+        # behind evaluates the prompt in different batches, which moves the logits by a
+        # rounding error and, at temperature > 0, the text; a stored seed would then not
+        # reproduce the call. MoA calls rarely share more than the chat template anyway.
+        inst.llama.reset()
         stream = inst.llama.create_chat_completion(messages=messages, stream=True, **params)
         for chunk in stream:
             if cancelled.is_set():

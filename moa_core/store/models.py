@@ -133,6 +133,9 @@ class Vote(SQLModel, table=True):
         Index("ix_vote_rater", "rater"),
         Index("ix_vote_run_id", "run_id"),
         Index("ix_vote_question_set", "question_set"),
+        # One vote per pair and rater, enforced here rather than in a session: two tabs
+        # are two sessions. NULL keys (judge votes without a run) are never equal.
+        Index("uq_vote_rater_pair", "rater", "pair_key", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -145,6 +148,8 @@ class Vote(SQLModel, table=True):
     run_id: str | None = Field(default=None, max_length=64)
     # Added in revision 0002.
     question_set: str | None = None
+    # Added in revision 0005: which pair the vote is about (`store.ratings.vote_pair_key`).
+    pair_key: str | None = Field(default=None, max_length=160)
 
 
 def table_of(model: type[SQLModel]) -> Table:

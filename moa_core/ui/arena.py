@@ -7,7 +7,9 @@ still coming: a click makes Streamlit rerun the script, which stops the running 
 its next screen update; the ``aclosing`` blocks then close both event streams, which
 cancels the calls and records both runs as cancelled with their partial text. The vote
 callback has already noted the choice in the session, so the new script run stores the
-vote on the generations that exist and reveals the identities.
+vote on the generations that exist and reveals the identities. A vote that cannot count
+because neither answer had begun reveals nothing (as in Chatbot Arena, names only follow
+a valid vote).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from moa_core.providers.catalog import config_problems, model_available
 from moa_core.saved_configs import list_saved
 from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run
-from moa_core.store.ratings import add_vote
+from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
 from moa_core.ui.blind_review import blind_review
 from moa_core.ui.config_editor import model_choices
@@ -273,6 +275,10 @@ def _settle(engine: Engine, battle: Battle, rater: str) -> None:
             blind=True,
             question_set=battle.question_set,
         )
+    except DuplicateVoteError as dup:
+        # Only a second script run settling the same click gets here (a rerun racing the
+        # stopped one): the first one's vote is this vote.
+        battle.vote_id = dup.vote_id
     except (ValueError, StoreError) as err:
         battle.note, battle.choice = f"The vote could not be saved: {err}", None
         return
@@ -437,7 +443,10 @@ def _outcome(battle: Battle) -> None:
     if battle.status == "voted":
         st.success(f"Vote saved: **{CHOICE_LABELS[battle.choice or '']}**. {who}", icon=":material/how_to_vote:")
     elif battle.status == "void":
-        st.warning(f"The vote was not saved, there was nothing to compare yet ({battle.note}). {who}")
+        st.warning(
+            f"The vote was not counted: there was nothing to compare yet ({battle.note}). "
+            "Which contender was which stays hidden; start a new battle."
+        )
     elif battle.status == "invalid":
         st.error(f"This battle is invalid and produces no vote: {battle.note}. {who}")
     elif battle.status == "stopped":
@@ -449,7 +458,7 @@ def _outcome(battle: Battle) -> None:
         st.info("Both answers are complete. Which one is better?")
     if battle.note and battle.status not in ("void", "invalid"):
         st.warning(battle.note)
-    if battle.revealed:
+    if battle.over:
         st.button("New battle", key="arena_new", on_click=_new_battle, icon=":material/refresh:")
 
 

@@ -376,8 +376,8 @@ def test_hostile_text_is_inert_on_every_page(page, rel_app, tmp_path):
     ids = dict(app_rows(rel_app, "select role, id from generation where run_id = :r and role != 'proposer'", r=run_id))
     engine = open_db(rel_app.db_url)
     try:
-        for outcome in ("left", "left", "right", "tie"):
-            add_vote(engine, ids["aggregator"], ids["baseline"], outcome, f"voter {IMG}", run_id=run_id)
+        for k, outcome in enumerate(("left", "left", "right", "tie")):  # one vote per pair and rater
+            add_vote(engine, ids["aggregator"], ids["baseline"], outcome, f"voter{k} {IMG}", run_id=run_id)
     finally:
         dispose_engines(rel_app.db_url)
 
