@@ -6,12 +6,24 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import moa_core  # noqa: F401  (offline litellm settings first)
-from moa_core.config import DEFAULT_PRESET, ConfigError, MoAConfig, list_presets, load_config, load_preset
+from moa_core.config import DEFAULT_PRESET, AgentSpec, ConfigError, MoAConfig, list_presets, load_config, load_preset
 from moa_core.engine import RunInputError, run_moa, validate_question
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, RunStarted, TokenDelta
+
+if TYPE_CHECKING:  # the commands import these lazily, to keep `moa --help` fast
+    import pandas as pd
+    from rich.console import Console
+    from rich.progress import TaskID
+    from rich.table import Table
+    from sqlalchemy import Engine
+
+    from moa_core.evaluation.plan import EvalPlan
+    from moa_core.evaluation.records import EvalReport
+    from moa_core.evaluation.runner import EvalProgress
 
 
 class CliError(Exception):
@@ -29,7 +41,7 @@ def _fmt_s(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}s"
 
 
-def _summary_table(dones: Sequence[DraftDone]):
+def _summary_table(dones: Sequence[DraftDone]) -> Table:
     from rich.table import Table
 
     table = Table(title="Calls", show_lines=False)
@@ -149,7 +161,7 @@ async def _ask(args: argparse.Namespace) -> int:
         console=console,
         transient=True,
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     dones: list[DraftDone] = []
     final: RunDone | None = None
     run_id: str | None = None
@@ -305,7 +317,7 @@ def _history(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- moa eval
 
 
-def _judge_from_arg(args: argparse.Namespace):
+def _judge_from_arg(args: argparse.Namespace) -> AgentSpec | None:
     """--judge MODEL | a YAML/JSON agent file | none -> AgentSpec or None."""
     from pathlib import Path
 
@@ -335,7 +347,7 @@ def _judge_from_arg(args: argparse.Namespace):
         raise CliError(f"{path}: not valid YAML/JSON: {err}") from None
 
 
-def _eval_plan(args: argparse.Namespace, engine):
+def _eval_plan(args: argparse.Namespace, engine: Engine) -> EvalPlan:
     from moa_core.evaluation.contenders import (
         ContenderError,
         collaborativeness_contenders,
@@ -372,14 +384,14 @@ def _eval_plan(args: argparse.Namespace, engine):
         raise CliError(str(err)) from None
 
 
-def _problems(plan) -> list[str]:
+def _problems(plan: EvalPlan) -> list[str]:
     from moa_core.providers.catalog import config_problems, model_available
 
     out: list[str] = []
     for c in plan.contenders:
         if c.config is not None:
             out += config_problems(c.config)
-        elif "mock_response" not in c.agent.extra:
+        elif c.agent is not None and "mock_response" not in c.agent.extra:
             ok, why = model_available(c.agent.model, c.agent.api_base)
             out += [] if ok else [why]
     if plan.judge is not None and "mock_response" not in plan.judge.extra:
@@ -388,13 +400,13 @@ def _problems(plan) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _print_report(console, report, plan) -> None:
+def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
     from rich.table import Table
 
     from moa_core.evaluation.report import pairwise_display
     from moa_core.evaluation.runner import format_duration
 
-    def table(title: str, df, fmt=None) -> None:
+    def table(title: str, df: pd.DataFrame, fmt: dict[str, Callable[[Any], str]] | None = None) -> None:
         t = Table(title=title, title_justify="left")
         for col in df.columns:
             t.add_column(str(col), overflow="fold")
@@ -509,7 +521,7 @@ def _eval(args: argparse.Namespace) -> int:
     )
     task = progress.add_task("evaluating", total=None, eta="–", info="")
 
-    def on_progress(p) -> None:
+    def on_progress(p: EvalProgress) -> None:
         extra = " · ".join(
             x
             for x in (
@@ -543,8 +555,8 @@ def _eval(args: argparse.Namespace) -> int:
     if summary.judgements_blocked:
         done_line += f", {summary.judgements_blocked} judgement(s) skipped for a missing answer"
     console.print(done_line + ".", soft_wrap=True)
-    for err in summary.errors[:10]:
-        console.print(f"[red]{err}[/red]")
+    for message in summary.errors[:10]:
+        console.print(f"[red]{message}[/red]")
     if not args.no_report:
         _print_report(console, eval_report(engine, plan.name, plan.judge.model if plan.judge else None), plan)
     failed = summary.answers_failed + summary.judgements_failed

@@ -37,8 +37,8 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.calls = Counter()
         # Streams open per model, and content chunks sent per model: tests check cancellation with them.
-        self.in_flight: Counter[str] = Counter()
-        self.sent: Counter[str] = Counter()
+        self.open_streams: Counter[str] = Counter()
+        self.chunks_sent: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -53,7 +53,7 @@ class FakeOpenAI:
         import asyncio
 
         async def idle() -> None:
-            while any(self.in_flight[m] for m in models):
+            while any(self.open_streams[m] for m in models):
                 await asyncio.sleep(0.01)
 
         await asyncio.wait_for(idle(), timeout)
@@ -128,7 +128,7 @@ class FakeOpenAI:
                 self.close_connection = True
                 self.end_headers()
                 with fake._lock:
-                    fake.in_flight[model] += 1
+                    fake.open_streams[model] += 1
                 try:
                     time.sleep(ttft)
                     for i, w in enumerate(words):
@@ -143,7 +143,7 @@ class FakeOpenAI:
                             continue
                         self._sse(self._chunk(model, (" " if i else "") + w, None))
                         with fake._lock:
-                            fake.sent[model] += 1
+                            fake.chunks_sent[model] += 1
                     self._sse(self._chunk(model, "", "stop"))
                     if (body.get("stream_options") or {}).get("include_usage"):
                         usage = {
@@ -167,7 +167,7 @@ class FakeOpenAI:
                     pass
                 finally:
                     with fake._lock:
-                        fake.in_flight[model] -= 1
+                        fake.open_streams[model] -= 1
 
             def _sse(self, obj: dict[str, Any]) -> None:
                 self.wfile.write(b"data: " + json.dumps(obj).encode() + b"\n\n")

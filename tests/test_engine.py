@@ -131,7 +131,7 @@ async def test_stopping_iteration_cancels_in_flight_calls(fake_server):
     # closed connection at its next write) long before their 200 tokens were sent.
     models = [a.model.removeprefix("openai/") for a in props]
     await fake_server.wait_idle(models)
-    assert all(fake_server.sent[m] < 200 for m in models), {m: fake_server.sent[m] for m in models}
+    assert all(fake_server.chunks_sent[m] < 200 for m in models), {m: fake_server.chunks_sent[m] for m in models}
 
 
 async def test_context_trimming_emits_event(fake_server):

@@ -113,8 +113,9 @@ def eval_runs(engine: Engine, name: str | None = None, *, with_config: bool = Fa
     # exact one on the parsed meta below.
     # Names with quotes, backslashes or non-ASCII letters are escaped inside the JSON
     # text, so for those only the common prefix is matched in SQL.
-    plain = name is not None and name.isascii() and not set(name) & {'"', "\\"}
-    needle = f'"{eval_tag(name)}"' if plain else f'"{EVAL_TAG}:'
+    needle = f'"{EVAL_TAG}:'
+    if name is not None and name.isascii() and not set(name) & {'"', "\\"}:
+        needle = f'"{eval_tag(name)}"'
     stmt = stmt.where(cast(RUN.c.tags, String).contains(needle, autoescape=True))
     out = []
     for row in _rows(engine, stmt):

@@ -424,11 +424,14 @@ async def run_evaluation(
         avg_a = sum(durations["answer"]) / len(durations["answer"]) if durations["answer"] else None
         avg_j = sum(durations["judge"]) / len(durations["judge"]) if durations["judge"] else None
         eta: float | None = None
+        # A phase with nothing finished yet borrows the other phase's average.
+        per_a = avg_a if avg_a is not None else avg_j
+        per_j = avg_j if avg_j is not None else avg_a
         if a_left + j_left == 0:
             eta = 0.0
-        elif avg_a is not None or avg_j is not None:
-            work = a_left * (avg_a if avg_a is not None else avg_j) + j_left * (avg_j if avg_j is not None else avg_a)
-            eta = work / max(1, min(concurrency, a_left + j_left))  # type: ignore[operator]
+        elif per_a is not None and per_j is not None:
+            work = a_left * per_a + j_left * per_j
+            eta = work / max(1, min(concurrency, a_left + j_left))
         return EvalProgress(
             len(questions) * len(plan.contenders),
             a_done,
@@ -481,18 +484,18 @@ async def run_evaluation(
                         last = f"failed: {error}"
                 else:
                     durations["judge"].append(time.monotonic() - started)
-                    j: Judgement = result
-                    if j.ok:
+                    verdict: Judgement = result
+                    if verdict.ok:
                         summary.judgements_new += 1
-                        summary.unparseable += j.outcome == "unparseable"
-                        summary.votes += j.outcome != "unparseable"
-                        last = f"judged {item.a.name} vs {item.b.name} on {item.question.id}: {j.outcome}"
+                        summary.unparseable += verdict.outcome == "unparseable"
+                        summary.votes += verdict.outcome != "unparseable"
+                        last = f"judged {item.a.name} vs {item.b.name} on {item.question.id}: {verdict.outcome}"
                     else:
                         summary.judgements_failed += 1
                         summary.errors.append(
-                            f"judging {item.a.name} vs {item.b.name} on {item.question.id}: {j.error}"
+                            f"judging {item.a.name} vs {item.b.name} on {item.question.id}: {verdict.error}"
                         )
-                        last = f"judge failed: {j.error}"
+                        last = f"judge failed: {verdict.error}"
             if done:
                 promote()
             report()

@@ -396,7 +396,9 @@ def _make_litellm_handler() -> Any:
     from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 
     class LocalLlamaLLM(CustomLLM):
-        async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any):  # type: ignore[override]
+        async def astreaming(  # type: ignore[override]  # litellm's base says coroutine; it calls an async generator
+            self, model: str, messages: list, *args: Any, **kwargs: Any
+        ) -> AsyncGenerator[dict[str, Any], None]:
             name = model.split("/", 1)[1] if "/" in model else model
             params = _llama_params(kwargs.get("optional_params") or {})
             completion_tokens = 0
@@ -433,7 +435,7 @@ def _make_litellm_handler() -> Any:
                 "tool_use": None,
             }
 
-        async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any):  # type: ignore[override]
+        async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
             name = model.split("/", 1)[1] if "/" in model else model
             params = _llama_params(kwargs.get("optional_params") or {})
             parts = [

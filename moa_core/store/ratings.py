@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from moa_core.store.db import StoreError, write_transaction
 from moa_core.store.models import JUDGE_PREFIX, VOTE_OUTCOMES, Generation, Rating, Run, Vote, table_of
-from moa_core.store.util import one_line
+from moa_core.store.util import inserted_id, one_line
 
 GEN, VOTE = table_of(Generation), table_of(Vote)
 
@@ -57,7 +57,7 @@ def _insert(engine: Engine, what: str, check: Any, row: dict[str, Any], table: A
     try:
         with write_transaction(engine) as conn:
             check(conn)
-            return int(conn.execute(insert(table).values(**row)).inserted_primary_key[0])
+            return inserted_id(conn.execute(insert(table).values(**row)))
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot save {what}: {one_line(exc)}") from exc
 

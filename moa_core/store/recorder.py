@@ -33,7 +33,7 @@ from moa_core.events import (
 from moa_core.store import lease
 from moa_core.store.db import StoreError, safe_url, write_transaction
 from moa_core.store.models import Generation, Run, table_of
-from moa_core.store.util import one_line, strip_secrets
+from moa_core.store.util import inserted_id, one_line, strip_secrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -164,9 +164,9 @@ class Recorder:
         }
         gen_id = self._write(
             f"draft {ref.call_id} of run {ref.run_id}",
-            lambda c: c.execute(insert(GEN).values(**row)).inserted_primary_key[0],
+            lambda c: inserted_id(c.execute(insert(GEN).values(**row))),
         )
-        draft = _Draft(int(gen_id))
+        draft = _Draft(gen_id)
         self._state(ref.run_id).drafts[ref.call_id] = draft
         return draft
 

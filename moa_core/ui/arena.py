@@ -82,6 +82,8 @@ def _problems(c: Contender) -> list[str]:
 def _draw_question() -> None:
     name = st.session_state.get("arena_qset")
     try:
+        if not isinstance(name, str):  # the draw button is disabled when there is no set to pick
+            raise ArenaError("Pick a question set.")
         qset = load_bundled_set(name)
         q = arena.draw_question(qset.questions, _rng)
     except (QuestionSetError, ArenaError) as err:
@@ -167,10 +169,10 @@ def _setup(rater: str) -> None:
         return
     try:
         question = validate_question(st.session_state.get("arena_question", ""))
-        keys = arena.random_pair(pool, _rng) if how == "Random pair" else (first, second)
-        if not all(keys):
+        key1, key2 = arena.random_pair(pool, _rng) if how == "Random pair" else (first, second)
+        if not key1 or not key2:
             raise ArenaError("Pick two contenders.")
-        c1, c2 = (arena.resolve_contender(k, max_tokens=max_tokens, temperature=temperature) for k in keys)
+        c1, c2 = (arena.resolve_contender(k, max_tokens=max_tokens, temperature=temperature) for k in (key1, key2))
         problems = _problems(c1) + _problems(c2)
         if problems:
             raise ArenaError("This battle cannot run here: " + "; ".join(problems))

@@ -390,7 +390,7 @@ def _step_compare(engine: Engine, data: dict[str, Any], usable: list[dict[str, A
             format_func=lambda s: f"attempt {s + 1}",
         )
         pick = next(g for g in finals if g["slot"] == chosen)
-    ratings = {}
+    ratings: dict[int, list[dict[str, Any]]] = {}
     for r in data["ratings"]:
         ratings.setdefault(r["generation_id"], []).append(r)
     template = next((a["template"] for a in _attempts(data) if a.get("slot") == pick["slot"]), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.engine import Engine
 
 from moa_core.store.queries import filter_options, get_run, runs_df
 from moa_core.ui.layout import rater_name, store
@@ -12,7 +13,7 @@ from moa_core.ui.run_view import STATUS_ICON, render_run, run_link
 PAGE_SIZE = 200
 
 
-def _open_run(engine, run_id: str, rater: str) -> None:
+def _open_run(engine: Engine, run_id: str, rater: str) -> None:
     data = get_run(engine, run_id)
     if st.button("← All runs", key="back_to_runs"):
         st.query_params.clear()
@@ -82,7 +83,12 @@ def history_page() -> None:
     )
     labels = {rid: f"{w} · {q[:80]}" for rid, w, q in zip(df["id"], view["when"], df["question"], strict=False)}
     pick = st.selectbox(
-        "Open a run", list(labels), format_func=labels.get, index=None, key="hist_pick", placeholder="choose a run…"
+        "Open a run",
+        list(labels),
+        format_func=lambda rid: labels[rid],
+        index=None,
+        key="hist_pick",
+        placeholder="choose a run…",
     )
     if pick:
         st.query_params["run"] = pick
