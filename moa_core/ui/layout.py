@@ -11,6 +11,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from moa_core.store.db import StoreError, open_db
+from moa_core.ui.safe_text import md_escape
 
 T = TypeVar("T")
 
@@ -25,7 +26,7 @@ def store() -> Engine:
     try:
         return _store(os.environ.get("DATABASE_URL", ""))
     except StoreError as err:
-        st.error(f"The database cannot be used: {err}")
+        st.error(f"The database cannot be used: {md_escape(str(err))}")
         st.info("Set DATABASE_URL to a reachable database, or check that data/ is writable.")
         st.stop()
         raise  # unreachable: st.stop() raises
@@ -37,7 +38,7 @@ def rater_name() -> str:
     user = getattr(st, "user", None)
     if user is not None and getattr(user, "is_logged_in", False):
         who = user.get("email") or user.get("name") or ""
-        st.sidebar.caption(f"Rating as {who}")
+        st.sidebar.caption(f"Rating as {md_escape(who)}")
         st.session_state.rater = who
         return who
     if "rater" not in st.session_state:
