@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -14,6 +15,10 @@ from moa_core.store.db import StoreError, open_db
 from moa_core.ui.safe_text import md_escape
 
 T = TypeVar("T")
+
+# Bundled, so the browser asks nothing of a font CDN (a `:material/...:` page icon is
+# fetched from fonts.gstatic.com); Streamlit inlines an SVG file as a data: URL.
+PAGE_ICON = str(Path(__file__).resolve().parent / "static" / "hub.svg")
 
 
 @st.cache_resource(show_spinner=False)
