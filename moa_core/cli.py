@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import moa_core  # noqa: F401  (offline litellm settings first)
 from moa_core.config import DEFAULT_PRESET, ConfigError, MoAConfig, list_presets, load_config, load_preset
 from moa_core.engine import RunInputError, run_moa, validate_question
-from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, TokenDelta
+from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, RunStarted, TokenDelta
 
 
 class CliError(Exception):
@@ -50,7 +50,7 @@ def _summary_table(dones: Sequence[DraftDone]):
     return table
 
 
-async def _record(events: AsyncIterator[Event], save: bool) -> AsyncIterator[Event]:
+async def _record(events: AsyncIterator[Event], save: bool) -> AsyncGenerator[Event, None]:
     if not save:
         async for ev in events:
             yield ev
@@ -64,6 +64,58 @@ async def _record(events: AsyncIterator[Event], save: bool) -> AsyncIterator[Eve
         yield ev
 
 
+def _question_from_args(args: argparse.Namespace) -> str:
+    """The question argument, or standard input when it is `-` (`cat notes.md | moa ask -`)."""
+    if args.question != "-":
+        return str(args.question)
+    try:
+        text = sys.stdin.read()
+    except UnicodeDecodeError:
+        raise CliError("standard input is not UTF-8 text") from None
+    if not text.strip():
+        raise CliError("no question on standard input")
+    return text
+
+
+def _run_json(
+    run_id: str | None, config: MoAConfig, question: str, dones: Sequence[DraftDone], final: RunDone | None
+) -> str:
+    """The whole run as one JSON document (`moa ask --json`)."""
+    import json
+
+    calls = [
+        {
+            "role": d.ref.role,
+            "layer": d.ref.layer,
+            "slot": d.ref.slot,
+            "model": d.ref.model,
+            "label": d.ref.label,
+            "ok": d.ok,
+            "text": d.text,
+            "error": d.error,
+            "finish_reason": d.finish_reason,
+            "prompt_tokens": d.usage.prompt_tokens,
+            "completion_tokens": d.usage.completion_tokens,
+            "cost": d.cost,
+            "ttft": d.ttft,
+            "latency": d.latency,
+            "deployment": d.deployment,
+        }
+        for d in dones
+    ]
+    doc = {
+        "run_id": run_id,
+        "config": config.name,
+        "question": question,
+        "status": final.status if final else "failed",
+        "final_text": final.final_text if final else "",
+        "error": final.error if final else "the run ended without a result",
+        "totals": vars(final.totals) if final else None,
+        "calls": calls,
+    }
+    return json.dumps(doc, ensure_ascii=False, indent=2)
+
+
 async def _ask(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -75,15 +127,17 @@ async def _ask(args: argparse.Namespace) -> int:
 
     from moa_core.ui.safe_text import safe_markdown
 
-    console = Console(stderr=False)
+    # With --json, stdout carries only the JSON document; progress goes to stderr.
+    console = Console(stderr=args.json)
     config = _config_from_args(args)
+    question = _question_from_args(args)
     from moa_core.providers.catalog import config_problems
 
     problems = config_problems(config)
     if problems:
         raise CliError("cannot run this config: " + "; ".join(problems))
     try:
-        validate_question(args.question)
+        validate_question(question)
     except RunInputError as err:
         raise CliError(str(err)) from None
     from moa_core.providers import local
@@ -103,14 +157,17 @@ async def _ask(args: argparse.Namespace) -> int:
     tasks: dict[str, int] = {}
     dones: list[DraftDone] = []
     final: RunDone | None = None
+    run_id: str | None = None
     try:
-        events = run_moa(args.question, config, kind="cli")
+        events = run_moa(question, config, kind="cli")
     except RunInputError as err:
         raise CliError(str(err)) from None
     try:
         with Live(progress, console=console, refresh_per_second=8, transient=True, redirect_stdout=False):
             async for ev in _record(events, not args.no_save):
-                if isinstance(ev, DraftStarted):
+                if isinstance(ev, RunStarted):
+                    run_id = ev.run_id
+                elif isinstance(ev, DraftStarted):
                     tasks[ev.ref.call_id] = progress.add_task(
                         f"{ev.ref.role} {escape(ev.ref.name)}", total=ev.params.get("max_tokens"), state="…"
                     )
@@ -124,6 +181,8 @@ async def _ask(args: argparse.Namespace) -> int:
                 elif isinstance(ev, DraftDone):
                     dones.append(ev)
                     progress.update(tasks[ev.ref.call_id], state="done" if ev.ok else "error")
+                    if args.json:
+                        continue
                     title = f"{ev.ref.role} · {escape(ev.ref.name)}" + (
                         f" · layer {ev.ref.layer + 1}" if ev.ref.role == "proposer" else ""
                     )
@@ -136,6 +195,9 @@ async def _ask(args: argparse.Namespace) -> int:
                     final = ev
     except RunInputError as err:
         raise CliError(str(err)) from None
+    if args.json:
+        print(_run_json(run_id, config, question, dones, final))
+        return 0 if final is not None and final.status == "done" else 1
     console.print(_summary_table(dones))
     if final is None:
         return 1
@@ -435,11 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moa", description="Mixture-of-Agents from the command line.")
     sub = p.add_subparsers(dest="command", required=True)
     ask = sub.add_parser("ask", help="run a question through a MoA config")
-    ask.add_argument("question")
+    ask.add_argument("question", help="the question, or - to read it from standard input")
     src = ask.add_mutually_exclusive_group()
     src.add_argument("--preset", default=DEFAULT_PRESET, help=f"bundled preset (default {DEFAULT_PRESET})")
     src.add_argument("--config", help="a config file, JSON or YAML")
     ask.add_argument("--no-save", action="store_true", help="do not record the run in the database")
+    ask.add_argument("--json", action="store_true", help="print the run as one JSON document (progress on stderr)")
     models = sub.add_parser("models", help="list models and whether they can be used")
     models.add_argument("--available", action="store_true", help="only the ones usable now")
     ev = sub.add_parser(

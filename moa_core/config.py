@@ -20,9 +20,10 @@ from pydantic import (
     model_validator,
 )
 
+from moa_core import settings
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "data" / "presets"
+PRESETS_DIR = settings.PRESETS_DIR
 
 # Parameters that would leak credentials if stored or shown; they are never accepted in
 # `extra` (keys come from the environment or secrets.toml, never from a config file).

@@ -13,7 +13,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,7 +251,7 @@ async def run_moa(
     baselines: Sequence[AgentSpec] | None = None,
     kind: str = "playground",
     run_id: str | None = None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Run `question` through `config`; yield every event until RunDone.
 
     `baselines` (default: the config's) answer the same question alone, concurrently.
@@ -324,7 +324,7 @@ async def run_single(
     timeout: float = 120.0,
     num_retries: int = 2,
     routing: MoAConfig | None = None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """One model answering alone, as a run of its own with the same events as run_moa.
 
     The call has role `baseline`; the run's config is a one-proposer MoA config whose

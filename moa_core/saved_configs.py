@@ -1,19 +1,17 @@
-"""Configs a user saved under a name: YAML files in data/configs/ (git-ignored)."""
+"""Configs a user saved under a name: YAML files in <data dir>/configs/ (git-ignored in a checkout)."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
+from moa_core import settings
 from moa_core.config import MAX_NAME_LENGTH, MoAConfig, load_config, name_problem, save_config
-
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "configs"
 
 
 def saved_dir() -> Path:
-    """data/configs/, or MOA_SAVED_CONFIGS_DIR (read at each call, so tests and deployments can move it)."""
-    return Path(os.environ.get("MOA_SAVED_CONFIGS_DIR") or DEFAULT_DIR)
+    """<data dir>/configs/, or MOA_SAVED_CONFIGS_DIR (read at each call, so tests and deployments can move it)."""
+    return settings.current().saved_configs_dir
 
 
 # Also a file name: fewer characters than an imported config's name may use.

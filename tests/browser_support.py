@@ -185,20 +185,31 @@ def open_app(page, server: AppServer, path: str = "/") -> None:
     wait_idle(page)
 
 
-IDLE_JS = """() => {
+# Settled = the script is not running, no status widget, and its run state has not changed
+# for QUIET_MS since the later of the call and the last change. A MutationObserver keeps the
+# time of the last change, so the wait ends as soon as the app has settled, not after a
+# fixed sleep; the quiet window covers the gap between a click and the rerun it starts.
+QUIET_MS = 250
+IDLE_JS = """([since, quiet]) => {
   const app = document.querySelector('[data-testid="stApp"]');
-  return app && app.getAttribute('data-test-script-state') === 'notRunning'
-      && !document.querySelector('[data-testid="stStatusWidget"]');
+  if (!app) return false;
+  let w = window.__moaIdle;
+  if (!w || w.app !== app) {
+    w = window.__moaIdle = {app, last: performance.now(), state: app.getAttribute('data-test-script-state')};
+    new MutationObserver(() => {
+      const s = app.getAttribute('data-test-script-state');
+      if (s !== w.state) { w.state = s; w.last = performance.now(); }
+    }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  }
+  return w.state === 'notRunning' && !document.querySelector('[data-testid="stStatusWidget"]')
+      && performance.now() - Math.max(w.last, since) >= quiet;
 }"""
 
 
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Until the script has finished its run: the app says `notRunning` twice, 300 ms apart
-    (the status widget alone shows up only after a delay, so it cannot say a run started)."""
-    page.wait_for_timeout(300)
-    for _ in range(2):
-        page.wait_for_function(IDLE_JS, timeout=timeout)
-        page.wait_for_timeout(300)
+    """Until the script has finished its run and stayed finished for QUIET_MS (see IDLE_JS)."""
+    since = page.evaluate("performance.now()")
+    page.wait_for_function(IDLE_JS, arg=[since, QUIET_MS], timeout=timeout, polling=50)
 
 
 def ask(page, question: str) -> None:

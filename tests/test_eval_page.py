@@ -61,8 +61,12 @@ def test_empty_page_offers_the_bundled_set_and_warns_about_a_local_judge(db_url)
     assert not at.exception
     assert at.selectbox(key="ev_qset").value == "moa-studio-30"
     assert "No evaluation yet." in texts(at)
-    if at.selectbox(key="ev_judge").value.startswith("local/"):
-        assert "tiny local judge is weak evidence" in texts(at)
+    local_judges = [o for o in at.selectbox(key="ev_judge").options if o.startswith("local/")]
+    assert local_judges, "the bundled models are offered as judges"
+    at.selectbox(key="ev_judge").set_value(local_judges[0]).run()
+    assert "tiny local judge is weak evidence" in texts(at)
+    at.selectbox(key="ev_judge").set_value("(no judge)").run()
+    assert "tiny local judge is weak evidence" not in texts(at)
 
 
 def test_run_from_the_page_then_resume(db_url):

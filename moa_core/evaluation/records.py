@@ -28,10 +28,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from moa_core.evaluation import report as rep
 from moa_core.evaluation.judge import reference_check
 from moa_core.store.db import StoreError, safe_url
-from moa_core.store.models import Generation, Run, Vote
+from moa_core.store.models import Generation, Run, Vote, table_of
 from moa_core.store.util import one_line
 
-RUN, GEN, VOTE = Run.__table__, Generation.__table__, Vote.__table__
+RUN, GEN, VOTE = table_of(Run), table_of(Generation), table_of(Vote)
 EVAL_TAG = "eval"
 KIND = "eval"
 FINAL_ROLES = ("aggregator", "baseline")

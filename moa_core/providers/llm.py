@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +119,7 @@ async def stream_chat(
     timeout: float = 120.0,
     num_retries: int = 2,
     router: Any = None,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Yield text deltas; fill `result` with usage, cost and finish reason as they arrive.
 
     `router` (a `router.MoARouter`) serves agents whose model names one of its groups;

@@ -18,15 +18,18 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moa_core import settings
+
 PROVIDER = "local"
-CACHE_DIR = Path(os.environ.get("MOA_MODEL_CACHE", Path.home() / ".cache" / "moa-studio" / "models"))
-N_CTX = int(os.environ.get("MOA_LOCAL_N_CTX", "4096"))
-POOL_SIZE = int(os.environ.get("MOA_LOCAL_POOL_SIZE", "3"))
+_settings = settings.current()
+CACHE_DIR = _settings.model_cache_dir
+N_CTX = _settings.local_n_ctx
+POOL_SIZE = _settings.local_pool_size
 
 
 class LocalModelError(RuntimeError):
@@ -343,7 +346,7 @@ def _count_prompt_tokens(name: str, messages: list[dict[str, Any]]) -> int:
 
 async def stream_local(
     name: str, messages: list[dict[str, Any]], params: dict[str, Any]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Yield llama-cpp chat chunks, running generation in a worker thread."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()

@@ -1,6 +1,6 @@
 """Engines and schema: one cached engine per URL, Alembic migrations run from code.
 
-The URL comes from the caller, else `DATABASE_URL`, else SQLite at `<repo>/data/moa.db`.
+The URL comes from the caller, else `DATABASE_URL`, else SQLite at `<data dir>/moa.db` (settings.py).
 Every failure to reach or write the database becomes a `StoreError` with one line that
 names the URL (password hidden) and the driver's reason.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -24,11 +23,10 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, 
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from moa_core import settings
 from moa_core.store.util import one_line, redact_url
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SQLITE_PATH = REPO_ROOT / "data" / "moa.db"
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = settings.MIGRATIONS_DIR
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 _engines: dict[str, Engine] = {}
@@ -41,7 +39,7 @@ class StoreError(RuntimeError):
 
 
 def default_url() -> str:
-    return os.environ.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    return settings.current().database_url
 
 
 def safe_url(url: str | URL | Engine) -> str:
@@ -255,7 +253,6 @@ def dispose_engines(url: str | None = None) -> None:
 
 
 __all__ = [
-    "DEFAULT_SQLITE_PATH",
     "StoreError",
     "alembic_config",
     "current_revision",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, ForeignKeyConstraint, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKeyConstraint, Index, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 RUN_KINDS = ("playground", "arena", "eval", "challenge")
@@ -142,6 +142,12 @@ class Vote(SQLModel, table=True):
     question_set: str | None = None
 
 
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a table model. `Model.__table__` is set by SQLAlchemy's
+    metaclass and invisible to type checkers; the metadata lookup is typed."""
+    return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
 __all__ = [
     "GENERATION_STATUSES",
     "JUDGE_PREFIX",
@@ -153,4 +159,5 @@ __all__ = [
     "Rating",
     "Run",
     "Vote",
+    "table_of",
 ]

@@ -17,10 +17,10 @@ from sqlalchemy import Engine, Select, and_, exists, func, not_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from moa_core.store.db import StoreError, safe_url
-from moa_core.store.models import JUDGE_PREFIX, Generation, Rating, Run, Vote
+from moa_core.store.models import JUDGE_PREFIX, Generation, Rating, Run, Vote, table_of
 from moa_core.store.util import TimeLike, one_line, to_unix
 
-RUN, GEN, RAT, VOTE = Run.__table__, Generation.__table__, Rating.__table__, Vote.__table__
+RUN, GEN, RAT, VOTE = table_of(Run), table_of(Generation), table_of(Rating), table_of(Vote)
 Many = str | Sequence[str] | None
 
 RUN_COLUMNS = [c for c in RUN.c if c.name not in ("config", "history")]

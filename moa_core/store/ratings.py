@@ -9,10 +9,10 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from moa_core.store.db import StoreError, write_transaction
-from moa_core.store.models import VOTE_OUTCOMES, Generation, Rating, Run, Vote
+from moa_core.store.models import VOTE_OUTCOMES, Generation, Rating, Run, Vote, table_of
 from moa_core.store.util import one_line
 
-GEN = Generation.__table__
+GEN = table_of(Generation)
 
 
 def _rater(rater: str) -> str:
@@ -48,7 +48,7 @@ def add_rating(engine: Engine, generation_id: int, score: int, comment: str = ""
         "created_at": time.time(),
     }
     return _insert(
-        engine, "rating", lambda c: _require(c, GEN, row["generation_id"], "generation"), row, Rating.__table__
+        engine, "rating", lambda c: _require(c, GEN, row["generation_id"], "generation"), row, table_of(Rating)
     )
 
 
@@ -86,9 +86,9 @@ def add_vote(
         _require(conn, GEN, row["left_generation_id"], "generation")
         _require(conn, GEN, row["right_generation_id"], "generation")
         if run_id is not None:
-            _require(conn, Run.__table__, run_id, "run")
+            _require(conn, table_of(Run), run_id, "run")
 
-    return _insert(engine, "vote", check, row, Vote.__table__)
+    return _insert(engine, "vote", check, row, table_of(Vote))
 
 
 __all__ = ["add_rating", "add_vote"]

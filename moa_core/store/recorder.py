@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,13 +29,13 @@ from moa_core.events import (
     TokenDelta,
 )
 from moa_core.store.db import StoreError, safe_url, write_transaction
-from moa_core.store.models import Generation, Run
+from moa_core.store.models import Generation, Run, table_of
 from moa_core.store.util import one_line, strip_secrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-RUN = Run.__table__
-GEN = Generation.__table__
+RUN = table_of(Run)
+GEN = table_of(Generation)
 
 
 @dataclass
@@ -278,7 +278,7 @@ class Recorder:
 
     # -- streaming ---------------------------------------------------------------------
 
-    async def record(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    async def record(self, events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
         """Pass `events` through, recording each one before it is yielded.
 
         If iteration stops before RunDone (the consumer broke out, the task was cancelled,

@@ -75,7 +75,7 @@ def _question_set() -> tuple[QuestionSet | None, dict[str, str] | None]:
         if src == "Bundled set":
             sets = list_bundled_sets()
             if not sets:
-                st.warning("No bundled question set found in data/questions/.")
+                st.warning("No bundled question set found in moa_core/resources/questions/.")
                 return None, None
             name = st.selectbox("Question set", sets, key="ev_qset")
             return load_bundled_set(name), {"bundled": name}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +10,7 @@ from typing import Any, TypeVar
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from moa_core import settings
 from moa_core.store.db import StoreError, open_db
 from moa_core.ui.safe_text import md_escape
 
@@ -29,7 +29,7 @@ def _store(url: str) -> Engine:
 def store() -> Engine:
     """The database engine, migrated; a clear message and a stop when it cannot open."""
     try:
-        return _store(os.environ.get("DATABASE_URL", ""))
+        return _store(settings.current().database_url)
     except StoreError as err:
         st.error(f"The database cannot be used: {md_escape(str(err))}")
         st.info("Set DATABASE_URL to a reachable database, or check that data/ is writable.")
