@@ -42,6 +42,7 @@ def _fmt_s(x: float | None) -> str:
 
 
 def _summary_table(dones: Sequence[DraftDone]) -> Table:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Calls", show_lines=False)
@@ -51,12 +52,12 @@ def _summary_table(dones: Sequence[DraftDone]) -> Table:
         table.add_row(
             d.ref.role,
             str(d.ref.layer + 1) if d.ref.role == "proposer" else "-",
-            d.ref.name,
+            escape(d.ref.name),
             f"{d.usage.prompt_tokens}/{d.usage.completion_tokens}",
             _fmt_s(d.ttft),
             _fmt_s(d.latency),
             "free" if d.cost == 0 else f"${d.cost:.5f}",
-            "ok" if d.ok else f"error: {d.error}",
+            "ok" if d.ok else f"error: {escape(d.error or '')}",
         )
     return table
 
@@ -131,8 +132,12 @@ async def _ask(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
     from rich.markdown import Markdown
+    from rich.markup import escape
     from rich.panel import Panel
     from rich.progress import BarColumn, Progress, TextColumn
+    from rich.text import Text
+
+    from moa_core.ui.safe_text import safe_markdown
 
     # With --json, stdout carries only the JSON document; progress goes to stderr.
     console = Console(stderr=args.json)
@@ -176,13 +181,13 @@ async def _ask(args: argparse.Namespace) -> int:
                     run_id = ev.run_id
                 elif isinstance(ev, DraftStarted):
                     tasks[ev.ref.call_id] = progress.add_task(
-                        f"{ev.ref.role} {ev.ref.name}", total=ev.params.get("max_tokens"), state="…"
+                        f"{ev.ref.role} {escape(ev.ref.name)}", total=ev.params.get("max_tokens"), state="…"
                     )
                 elif isinstance(ev, TokenDelta):
                     progress.advance(tasks[ev.ref.call_id], 1)
                 elif isinstance(ev, ContextTrimmed):
                     console.print(
-                        f"[yellow]drafts trimmed for {ev.ref.name}: {ev.tokens_before} → {ev.tokens_after} tokens "
+                        f"[yellow]drafts trimmed for {escape(ev.ref.name)}: {ev.tokens_before} → {ev.tokens_after} tokens "
                         f"(context {ev.context_window})[/yellow]"
                     )
                 elif isinstance(ev, DraftDone):
@@ -190,12 +195,14 @@ async def _ask(args: argparse.Namespace) -> int:
                     progress.update(tasks[ev.ref.call_id], state="done" if ev.ok else "error")
                     if args.json:
                         continue
-                    title = f"{ev.ref.role} · {ev.ref.name}" + (
+                    title = f"{ev.ref.role} · {escape(ev.ref.name)}" + (
                         f" · layer {ev.ref.layer + 1}" if ev.ref.role == "proposer" else ""
                     )
                     body = ev.text if ev.ok else f"[error] {ev.error}\n{ev.text}"
                     style = {"aggregator": "green", "baseline": "blue"}.get(ev.ref.role, "white") if ev.ok else "red"
-                    console.print(Panel(Markdown(body) if ev.ok else body, title=title, border_style=style))
+                    # Names are rich markup-escaped, answers shown under the web UI's link policy.
+                    shown = Markdown(safe_markdown(body)) if ev.ok else Text(body)
+                    console.print(Panel(shown, title=title, border_style=style))
                 elif isinstance(ev, RunDone):
                     final = ev
     except RunInputError as err:
@@ -212,7 +219,7 @@ async def _ask(args: argparse.Namespace) -> int:
         f"{'free' if t.cost == 0 else f'${t.cost:.4f}'}, {t.wall_time:.1f}s wall"
     )
     if final.error:
-        console.print(f"[red]{final.error}[/red]")
+        console.print(f"[red]{escape(final.error)}[/red]")
         return 1
     return 0
 

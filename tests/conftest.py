@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -38,6 +39,12 @@ def fake_config(
         timeout=kw.pop("timeout", 10),  # type: ignore[arg-type]
         **kw,  # type: ignore[arg-type]
     )
+
+
+def md_text(markdown: str) -> str:
+    """What a reader sees of markdown the pages escaped (moa_core.ui.safe_text): backslash
+    escapes and the zero-width spaces that stop autolinks removed."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u200b", "")
 
 
 LOCAL_SKIP_REASON = "bundled local models or llama-cpp-python not installed"

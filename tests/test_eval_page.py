@@ -16,7 +16,7 @@ from moa_core.evaluation.records import eval_runs, load_results
 from moa_core.evaluation.runner import run_evaluation
 from moa_core.store import open_db
 from moa_core.ui import layout
-from tests.conftest import fake_agent, fake_config
+from tests.conftest import fake_agent, fake_config, md_text
 from tests.test_eval_runner import EvalFake, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def page(name: str = "4_Evaluate.py") -> AppTest:
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [x.value for kind in ("info", "success", "warning", "error") for x in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
+    return "\n".join(md_text(str(p)) for p in parts)
 
 
 def test_empty_page_offers_the_bundled_set_and_warns_about_a_local_judge(db_url):

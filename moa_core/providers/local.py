@@ -356,9 +356,19 @@ async def stream_local(
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     cancelled = threading.Event()
+    # The consumer leaves (sets `cancelled`) between two emits, never during one.
+    handoff = threading.Lock()
 
     def emit(item: Any) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
+        # A stopped consumer's loop may be closed by now (a Streamlit script run ends with
+        # its loop): what the worker still has is dropped, instead of "Event loop is closed"
+        # raised in the worker thread. The suppress covers a loop closed without closing
+        # this generator first.
+        with handoff:
+            if cancelled.is_set() or loop.is_closed():
+                return
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
     def work() -> None:
         try:
@@ -381,7 +391,8 @@ async def stream_local(
                 raise item
             yield item
     finally:
-        cancelled.set()
+        with handoff:
+            cancelled.set()
 
 
 def _llama_params(optional_params: dict[str, Any]) -> dict[str, Any]:

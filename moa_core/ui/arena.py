@@ -41,6 +41,7 @@ from moa_core.ui.config_editor import model_choices
 from moa_core.ui.layout import rater_name, run_async, store
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.run_view import gen_meta
+from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 from moa_core.ui.streaming import FLUSH_SECONDS, LiveColumn
 
 KEY = "arena_battle"
@@ -49,11 +50,6 @@ HEARTBEAT_SECONDS = 1.0
 TAKE_OVER_TIMEOUT = 60.0
 MODES = ["Battle", "Blind review"]
 _rng = random.SystemRandom()
-
-
-def code(name: str) -> str:
-    """A contender name shown literally (names may hold markdown characters)."""
-    return "`" + name.replace("`", "'") + "`"
 
 
 # -- setup ------------------------------------------------------------------------------
@@ -159,7 +155,7 @@ def _setup(rater: str) -> None:
                 placeholder="Ask something both contenders will answer…",
             )
         if st.session_state.get("arena_draw_error"):
-            st.error(st.session_state.arena_draw_error)
+            st.error(md_escape(st.session_state.arena_draw_error))
         start = st.button(
             "Start battle", type="primary", key="arena_start", disabled=not rater, icon=":material/swords:"
         )
@@ -178,7 +174,7 @@ def _setup(rater: str) -> None:
             raise ArenaError("This battle cannot run here: " + "; ".join(problems))
         battle = arena.new_battle(question, c1, c2, _rng, question_set=_question_set(question))
     except (RunInputError, ArenaError) as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return
     old = st.session_state.get(KEY)
     if old is not None:
@@ -203,7 +199,7 @@ def _new_battle() -> None:
 
 def _title(battle: Battle, side: str) -> str:
     if battle.revealed:
-        return f"#### {side} · {code(battle.sides[side].name)}"
+        return f"#### {side} · {code_span(battle.sides[side].name)}"
     return f"#### {side}"
 
 
@@ -421,17 +417,17 @@ def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn], rater: s
         try:
             state = arena.side_state(get_run(engine, battle.run_ids[side]))
         except StoreError as err:
-            col.box.error(str(err))
+            col.box.error(md_escape(str(err)))
             continue
         gen = state.generation
         if gen is not None and (gen.get("text") or "").strip():
-            col.box.markdown(gen["text"])
+            col.box.markdown(safe_markdown(gen["text"]))
         else:
             col.box.caption("(no answer)")
         with col.meta.container():
             error = battle.errors.get(side) or (state.problem if state.failed else None)
             if error:
-                st.error(error)
+                st.error(md_escape(error))
             elif gen is not None and gen["status"] == "cancelled":
                 st.caption("stopped when the vote was cast" if battle.choice else "stopped before it finished")
             if battle.revealed and gen is not None:
@@ -441,16 +437,16 @@ def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn], rater: s
 
 
 def _outcome(battle: Battle) -> None:
-    who = f"A was {code(battle.sides['A'].name)}, B was {code(battle.sides['B'].name)}."
+    who = f"A was {code_span(battle.sides['A'].name)}, B was {code_span(battle.sides['B'].name)}."
     if battle.status == "voted":
         st.success(f"Vote saved: **{CHOICE_LABELS[battle.choice or '']}**. {who}", icon=":material/how_to_vote:")
     elif battle.status == "void":
         st.warning(
-            f"The vote was not counted: there was nothing to compare yet ({battle.note}). "
+            f"The vote was not counted: there was nothing to compare yet ({md_escape(battle.note)}). "
             "Which contender was which stays hidden; start a new battle."
         )
     elif battle.status == "invalid":
-        st.error(f"This battle is invalid and produces no vote: {battle.note}. {who}")
+        st.error(f"This battle is invalid and produces no vote: {md_escape(battle.note)}. {who}")
     elif battle.status == "stopped":
         st.info(
             "The answers stopped before they finished (the page reloaded). Vote on what is shown, "
@@ -459,7 +455,7 @@ def _outcome(battle: Battle) -> None:
     elif battle.status == "finished":
         st.info("Both answers are complete. Which one is better?")
     if battle.note and battle.status not in ("void", "invalid"):
-        st.warning(battle.note)
+        st.warning(md_escape(battle.note))
     if battle.over:
         st.button("New battle", key="arena_new", on_click=_new_battle, icon=":material/refresh:")
 
@@ -471,9 +467,9 @@ def _battle(engine: Engine, battle: Battle, rater: str) -> None:
     if battle.choice is not None and battle.open_for_votes:
         _settle(engine, battle, rater)
     st.markdown("##### Question")
-    st.markdown(battle.question)
+    st.markdown(safe_markdown(battle.question))
     if battle.question_set:
-        st.caption(f"from the question set {code(battle.question_set)}")
+        st.caption(f"from the question set {code_span(battle.question_set)}")
     _vote_buttons(battle)
     if battle.status == "new":
         st.caption("Vote whenever you like, even while the answers are still coming: voting stops both.")

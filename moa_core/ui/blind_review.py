@@ -21,13 +21,10 @@ from moa_core.store.analysis_queries import review_candidates, voted_pairs
 from moa_core.store.db import StoreError
 from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.ui.rating import rating_widget
+from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 
 KEY = "arena_review"
 _rng = random.SystemRandom()
-
-
-def _code(name: str) -> str:
-    return "`" + name.replace("`", "'") + "`"
 
 
 def _build(engine: Engine, rater: str) -> dict[str, Any]:
@@ -85,7 +82,7 @@ def blind_review(engine: Engine, rater: str) -> None:
         try:
             state = st.session_state[KEY] = _build(engine, rater)
         except StoreError as err:
-            st.error(f"Stored runs cannot be read: {err}")
+            st.error(f"Stored runs cannot be read: {md_escape(str(err))}")
             return
     pairs: list[arena.ReviewPair] = state["pairs"]
     if state["pos"] >= len(pairs):
@@ -104,12 +101,12 @@ def blind_review(engine: Engine, rater: str) -> None:
     closed = voted or state["already"]
     st.caption(f"Pair {pos + 1} of {len(pairs)}")
     st.markdown("##### Question")
-    st.markdown(pair.question)
+    st.markdown(safe_markdown(pair.question))
     for side, col in zip(SIDES, st.columns(2, border=True), strict=False):
         with col:
-            st.markdown(f"#### {side}" + (f" · {_code(pair.names[side])}" if voted else ""))
+            st.markdown(f"#### {side}" + (f" · {code_span(pair.names[side])}" if voted else ""))
             with st.container(key=f"review_answer_{side}"):
-                st.markdown(pair.texts[side])
+                st.markdown(safe_markdown(pair.texts[side]))
             if voted:
                 gen_id = pair.left_id if side == "A" else pair.right_id
                 rating_widget(engine, {"id": gen_id, "error": None, "text": pair.texts[side]}, [], rater)
@@ -124,7 +121,7 @@ def blind_review(engine: Engine, rater: str) -> None:
             type="primary" if state["choice"] == choice else "secondary",
         )
     if state["error"]:
-        st.error(state["error"])
+        st.error(md_escape(state["error"]))
     if state["already"]:
         st.warning(
             "You have already voted on this pair (in another tab or window): only your first vote counts.",
@@ -133,7 +130,7 @@ def blind_review(engine: Engine, rater: str) -> None:
     if voted:
         st.success(
             f"Vote saved: **{CHOICE_LABELS[state['choice']]}**. "
-            f"A was {_code(pair.names['A'])}, B was {_code(pair.names['B'])}."
+            f"A was {code_span(pair.names['A'])}, B was {code_span(pair.names['B'])}."
         )
     if closed:
         st.button("Next pair", key="review_next", on_click=_next, type="primary", icon=":material/skip_next:")

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from moa_core.store.queries import filter_options, get_run, runs_df
 from moa_core.ui.layout import rater_name, store
 from moa_core.ui.run_view import STATUS_ICON, render_run, run_link
+from moa_core.ui.safe_text import md_escape, safe_markdown
 
 PAGE_SIZE = 200
 
@@ -19,15 +20,15 @@ def _open_run(engine: Engine, run_id: str, rater: str) -> None:
         st.query_params.clear()
         st.rerun()
     if data is None:
-        st.error(f"No run with id {run_id!r}.")
+        st.error(f"No run with id {md_escape(repr(run_id))}.")
         return
     run = data["run"]
-    st.subheader(run["question"][:200] + ("…" if len(run["question"]) > 200 else ""))
+    st.subheader(md_escape(run["question"], 200))
     for turn in run.get("history") or []:
         with st.chat_message(turn["role"]):
-            st.markdown(turn["content"])
+            st.markdown(safe_markdown(turn["content"]))
     with st.chat_message("user"):
-        st.markdown(run["question"])
+        st.markdown(safe_markdown(run["question"]))
     render_run(engine, data, rater=rater)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -11,8 +12,13 @@ from sqlalchemy.engine import Engine
 
 from moa_core import settings
 from moa_core.store.db import StoreError, open_db
+from moa_core.ui.safe_text import md_escape
 
 T = TypeVar("T")
+
+# Bundled, so the browser asks nothing of a font CDN (a `:material/...:` page icon is
+# fetched from fonts.gstatic.com); Streamlit inlines an SVG file as a data: URL.
+PAGE_ICON = str(Path(__file__).resolve().parent / "static" / "hub.svg")
 
 
 @st.cache_resource(show_spinner=False)
@@ -25,7 +31,7 @@ def store() -> Engine:
     try:
         return _store(settings.current().database_url)
     except StoreError as err:
-        st.error(f"The database cannot be used: {err}")
+        st.error(f"The database cannot be used: {md_escape(str(err))}")
         st.info("Set DATABASE_URL to a reachable database, or check that data/ is writable.")
         st.stop()
         raise  # unreachable: st.stop() raises
@@ -37,7 +43,7 @@ def rater_name() -> str:
     user = getattr(st, "user", None)
     if user is not None and getattr(user, "is_logged_in", False):
         who = user.get("email") or user.get("name") or ""
-        st.sidebar.caption(f"Rating as {who}")
+        st.sidebar.caption(f"Rating as {md_escape(who)}")
         st.session_state.rater = who
         return who
     if "rater" not in st.session_state:
