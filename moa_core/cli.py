@@ -638,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from moa_core.settings import SettingsError
     from moa_core.store.db import StoreError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -657,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "eval":
             return _eval(args)
-    except (CliError, StoreError) as err:
+    except (CliError, StoreError, SettingsError) as err:
         # StoreError: the database cannot be opened, migrated or written (one line, password
         # hidden); nothing was run or recorded half-way.
         print(f"moa: {err}", file=sys.stderr)

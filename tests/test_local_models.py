@@ -247,7 +247,7 @@ def test_weights_path_refuses_a_corrupted_single_file(tmp_path, monkeypatch):
 
 def test_weights_path_refuses_corrupted_chunks_and_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(local, "_verified", {})
-    monkeypatch.setattr(local, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("MOA_MODEL_CACHE", str(tmp_path / "cache"))
     parts = [tmp_path / f"part{i}" for i in range(3)]
     for i, p in enumerate(parts):
         p.write_bytes(f"chunk {i};".encode())

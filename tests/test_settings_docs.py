@@ -103,3 +103,33 @@ def test_the_scanner_finds_each_way_of_reading(tmp_path: Path) -> None:
         assert set(env_names([code])) == set("ABCDEF")
     finally:
         ROOT = old
+
+
+def test_a_bad_setting_is_one_line_and_exit_2_in_the_cli(monkeypatch) -> None:
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "MOA_LOCAL_POOL_SIZE": "lots"}
+    out = subprocess.run(
+        [sys.executable, "-m", "moa_core.cli", "ask", "q", "--no-save"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == "moa: MOA_LOCAL_POOL_SIZE must be a positive whole number, got 'lots'\n"
+
+
+def test_a_bad_setting_is_one_message_on_a_page(monkeypatch, tmp_path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MOA_RUN_LEASE_SECONDS", "soon")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    at = AppTest.from_file(str(ROOT / "pages" / "6_History.py"), default_timeout=60).run()
+    assert not at.exception
+    from moa_core.ui.safe_text import md_escape
+
+    message = "MOA_RUN_LEASE_SECONDS must be a number of seconds, at least 1; got 'soon'"
+    assert [e.value for e in at.error] == [f"A setting cannot be used: {md_escape(message)}"]

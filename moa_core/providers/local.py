@@ -26,10 +26,6 @@ from typing import Any
 from moa_core import settings
 
 PROVIDER = "local"
-_settings = settings.current()
-CACHE_DIR = _settings.model_cache_dir
-N_CTX = _settings.local_n_ctx
-POOL_SIZE = _settings.local_pool_size
 
 
 class LocalModelError(RuntimeError):
@@ -169,11 +165,12 @@ def weights_path(spec: LocalModelSpec) -> Path:
             path = parts[0]
             _check(path, spec)
         else:
-            path = CACHE_DIR / f"{spec.name}.gguf"
+            cache_dir = settings.current().model_cache_dir
+            path = cache_dir / f"{spec.name}.gguf"
             marker = path.with_suffix(".sha256")
             fresh = path.exists() and marker.exists() and marker.read_text().strip() == _stamp(path, spec.sha256)
             if not fresh:
-                CACHE_DIR.mkdir(parents=True, exist_ok=True)
+                cache_dir.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".tmp{os.getpid()}")
                 with tmp.open("wb") as out:
                     for part in parts:
@@ -201,9 +198,10 @@ class _Instance:
 
 
 class ModelPool:
-    """Up to POOL_SIZE loaded instances of one model; loading is lazy."""
+    """Up to `size` (MOA_LOCAL_POOL_SIZE) loaded instances of one model; loading is lazy."""
 
-    def __init__(self, spec: LocalModelSpec, size: int = POOL_SIZE):
+    def __init__(self, spec: LocalModelSpec, size: int | None = None):
+        size = settings.current().local_pool_size if size is None else size
         self.spec = spec
         self.size = size
         self.instances: list[_Instance] = []
@@ -216,7 +214,7 @@ class ModelPool:
 
         kwargs: dict[str, Any] = dict(
             model_path=str(weights_path(self.spec)),
-            n_ctx=N_CTX,
+            n_ctx=settings.current().local_n_ctx,
             # One thread per generating model: three models at once then use the cores
             # better than one model with all of them (114 vs 70 tok/s measured). Prompt
             # evaluation is batched and gains from every core (the aggregator's long prompt).
@@ -474,12 +472,13 @@ def register_with_litellm() -> None:
     ]
     # custom_provider_map is read when litellm sets up its handlers; this call applies it.
     litellm.utils.custom_llm_setup()
+    n_ctx = settings.current().local_n_ctx
     litellm.register_model(
         {
             spec.litellm_model: {
-                "max_tokens": N_CTX,
-                "max_input_tokens": N_CTX,
-                "max_output_tokens": N_CTX,
+                "max_tokens": n_ctx,
+                "max_input_tokens": n_ctx,
+                "max_output_tokens": n_ctx,
                 "input_cost_per_token": 0.0,
                 "output_cost_per_token": 0.0,
                 "cache_creation_input_token_cost": 0.0,

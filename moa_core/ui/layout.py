@@ -30,6 +30,10 @@ def store() -> Engine:
     """The database engine, migrated; a clear message and a stop when it cannot open."""
     try:
         return _store(settings.current().database_url)
+    except settings.SettingsError as err:
+        st.error(f"A setting cannot be used: {md_escape(str(err))}")
+        st.stop()
+        raise  # unreachable: st.stop() raises
     except StoreError as err:
         st.error(f"The database cannot be used: {md_escape(str(err))}")
         st.info("Set DATABASE_URL to a reachable database, or check that data/ is writable.")
@@ -82,5 +86,9 @@ def warm_local_models() -> bool:
 
     from moa_core.providers import local
 
+    try:
+        settings.current()
+    except settings.SettingsError:
+        return False  # every page says which setting is wrong (store())
     threading.Thread(target=local.warm_up, name="warm-local-models", daemon=True).start()
     return True
