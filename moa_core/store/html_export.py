@@ -250,7 +250,7 @@ def run_html(data: dict[str, Any]) -> str:
         + "</span></div>"
     )
     layers: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    finals = []
+    finals: list[dict[str, Any]] = []
     for g in gens:
         (layers[g["layer"]] if g["role"] == "proposer" else finals).append(g)
     for layer in sorted(layers):
@@ -303,18 +303,15 @@ def leaderboard_html(board: pd.DataFrame, votes: int, *, n_boot: int, scope: str
     names = [str(n) for n in board["contender"]]
     rows = [
         [
-            int(r.rank),
-            str(r.contender),
-            f"{r.rating:.0f}",
-            f"{r.ci_low:.0f} – {r.ci_high:.0f}",
-            int(r.battles),
-            f"{100 * r.win_rate:.0f}%",
-            int(r.wins),
-            int(r.losses),
-            int(r.ties),
-            int(r.both_bad),
+            int(r["rank"]),
+            str(r["contender"]),
+            f"{r['rating']:.0f}",
+            f"{r['ci_low']:.0f} – {r['ci_high']:.0f}",
+            int(r["battles"]),
+            f"{100 * r['win_rate']:.0f}%",
+            *(int(r[k]) for k in ("wins", "losses", "ties", "both_bad")),
         ]
-        for r in board.itertuples(index=False)
+        for r in board.to_dict("records")
     ]
     headers = ["rank", "contender", "rating", "95% CI", "battles", "win rate", "wins", "losses", "ties", "both bad"]
     numeric = [True, False, True, True, True, True, True, True, True, True]

@@ -30,14 +30,17 @@ def esc(value: object) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
 
+class _LinkPolicyMarkdown(MarkdownIt):
+    def validateLink(self, url: str) -> bool:
+        # Called with the normalized (percent-encoded) URL: a scheme hidden behind entities,
+        # escapes or control characters has already been decoded or encoded away.
+        return ALLOWED_LINK.match(url) is not None
+
+
 def _markdown() -> MarkdownIt:
     # commonmark without raw HTML; no linkify, no typographer. Images would fetch their URL
     # on open, so the image rule is off and `![alt](url)` reads as "!" and a link.
-    md = MarkdownIt("commonmark", {"html": False}).disable("image")
-    # Called with the normalized (percent-encoded) URL: a scheme hidden behind entities,
-    # escapes or control characters has already been decoded or encoded away.
-    md.validateLink = lambda url: ALLOWED_LINK.match(url) is not None
-    return md
+    return _LinkPolicyMarkdown("commonmark", {"html": False}).disable("image")
 
 
 _MD = _markdown()
