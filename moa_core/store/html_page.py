@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
 
 ALLOWED_LINK = re.compile(r"(?i)(?:https?|mailto):")
 
@@ -37,10 +39,26 @@ class _LinkPolicyMarkdown(MarkdownIt):
         return ALLOWED_LINK.match(url) is not None
 
 
+def _unlink_the_rest(state: StateCore) -> None:
+    """A link markdown-it made without asking validateLink (`[a]()`: an empty destination,
+    the page itself) goes back to the text it was written as."""
+    for block in state.tokens:
+        children = block.children or []
+        for i, tok in enumerate(children):
+            href = str(tok.attrGet("href") or "")
+            if tok.type != "link_open" or ALLOWED_LINK.match(href):
+                continue
+            close = next(j for j in range(i + 1, len(children)) if children[j].type == "link_close")
+            children[i] = Token("text", "", 0, content="[")
+            children[close] = Token("text", "", 0, content=f"]({href})")
+
+
 def _markdown() -> MarkdownIt:
     # commonmark without raw HTML; no linkify, no typographer. Images would fetch their URL
     # on open, so the image rule is off and `![alt](url)` reads as "!" and a link.
-    return _LinkPolicyMarkdown("commonmark", {"html": False}).disable("image")
+    md = _LinkPolicyMarkdown("commonmark", {"html": False}).disable("image")
+    md.core.ruler.push("unlink_the_rest", _unlink_the_rest)
+    return md
 
 
 _MD = _markdown()
