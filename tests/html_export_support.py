@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -76,7 +77,9 @@ def record_hostile_run(engine: Engine) -> str:
             async for _ in evs:
                 pass
 
-    asyncio.run(main())
+    # Its own thread: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()
     from moa_core.store import get_run
 
     data = get_run(engine, run_id)
