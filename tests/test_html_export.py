@@ -219,3 +219,29 @@ def test_cli_export_run_unwritable_path_exits_2(engine: Engine, run_id: str, tmp
     err = capsys.readouterr().err
     assert err.startswith("moa: cannot write") and err.count("\n") == 1
     assert not out.parent.exists()
+
+
+def _download_labels(at) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
+def test_history_and_analysis_offer_html_downloads(tmp_path: Path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from moa_core.ui import layout
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    layout._store.clear()
+    try:
+        engine = open_db(url)
+        run_id = record_hostile_run(engine)
+        root = Path(__file__).resolve().parent.parent / "pages"
+        at = AppTest.from_file(str(root / "6_History.py"), default_timeout=60)
+        at.query_params["run"] = run_id
+        at.run()
+        assert not at.exception and "Download as HTML" in _download_labels(at)
+        at = AppTest.from_file(str(root / "3_Analysis.py"), default_timeout=60).run()
+        assert not at.exception and "Download as HTML" in _download_labels(at)  # one vote: a leaderboard
+    finally:
+        layout._store.clear()
