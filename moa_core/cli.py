@@ -256,6 +256,18 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_run(args: argparse.Namespace) -> int:
+    from moa_core.store.db import open_db
+    from moa_core.store.html_export import export_run_html
+
+    engine = open_db(args.database)
+    try:
+        print(export_run_html(engine, args.run_id, args.html))
+    except KeyError:
+        raise CliError(f"no run with id {args.run_id!r} (moa history lists them)") from None
+    return 0
+
+
 STATUS_STYLE = {
     "done": "green",
     "failed": "red",
@@ -629,6 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", default="export", help="output directory")
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
+    exp_run = sub.add_parser("export-run", help="write one stored run as a self-contained HTML file")
+    exp_run.add_argument("run_id", help="the run's id (moa history, or ?run=<id> in the app)")
+    exp_run.add_argument("--html", required=True, metavar="PATH", help="the HTML file to write")
+    exp_run.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     sub.add_parser(
         "serve-models",
         add_help=False,
@@ -656,6 +672,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _history(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "export-run":
+            return _export_run(args)
         if args.command == "eval":
             return _eval(args)
     except (CliError, StoreError, SettingsError) as err:

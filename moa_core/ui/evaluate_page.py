@@ -34,6 +34,7 @@ from moa_core.evaluation.questions import (
 )
 from moa_core.evaluation.records import EvalReport, eval_report, list_evaluations
 from moa_core.evaluation.report import pairwise_display
+from moa_core.evaluation.report_html import eval_report_html
 from moa_core.evaluation.runner import (
     DEFAULT_CONCURRENCY,
     EvalPlan,
@@ -472,6 +473,7 @@ def _results(engine: Any) -> None:
     _costs(rep)
     _collab(rep)
     _answers(rep)
+    st.download_button("Download report as HTML", eval_report_html(rep, str(row["question_set"])), "evaluation.html", "text/html", key="ev_html", on_click="ignore", icon=":material/download:")  # fmt: skip
     if st.button(
         "Resume this evaluation",
         key="ev_resume",

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from moa_core.store.html_export import run_html
 from moa_core.store.queries import filter_options, get_run, runs_df
 from moa_core.ui.layout import rater_name, store
 from moa_core.ui.run_view import STATUS_ICON, render_run, run_link
@@ -30,6 +31,7 @@ def _open_run(engine: Engine, run_id: str, rater: str) -> None:
     with st.chat_message("user"):
         st.markdown(safe_markdown(run["question"]))
     render_run(engine, data, rater=rater)
+    st.download_button("Download as HTML", run_html(data), f"moa-run-{run['id']}.html", "text/html", key="run_html", on_click="ignore", icon=":material/download:")  # fmt: skip
 
 
 def history_page() -> None:
