@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -297,3 +298,49 @@ def test_stage_columns_follow_the_stored_run(sqlite_url):
         ("Layer 1 · 2 proposers", [("proposer-0-0", "p0"), ("proposer-0-1", "P1")]),
         ("Aggregated answer and single models", [("aggregator-1-0", "MoA · agg"), ("baseline--1-0", "Alone · b")]),
     ]
+
+
+@pytest.fixture
+def wide_console(monkeypatch):
+    # rich wraps at 80 columns when not on a terminal; wide output keeps names on one line
+    monkeypatch.setenv("COLUMNS", "240")
+
+
+async def test_cli_replay_prints_every_call_in_the_recorded_order(sqlite_url, fake_server, capsys, wide_console):
+    from moa_core import cli
+
+    original = await record_run(sqlite_url, fake_server)
+    capsys.readouterr()
+    # cli.main runs its own event loop: give it a thread, as a shell would give it a process.
+    code = await asyncio.to_thread(cli.main, ["replay", original[0].run_id, "--speed", "0", "--database", sqlite_url])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "no model is called" in out and QUESTION in out
+    done = [ev for ev in original if isinstance(ev, DraftDone)]
+    # One panel per call, in the order the calls finished, each with its text.
+    names = [ev.ref.model.split("/", 1)[1].split("@")[0] for ev in done]
+    positions = [out.index(f"· {ev.ref.model}") for ev in done]
+    assert positions == sorted(positions), names
+    for ev in done:
+        assert ev.text.split()[-1] in out
+    assert f"run {original[0].run_id[:8]} done: 5 calls" in out
+    assert "uniform rate" not in out
+
+
+def test_cli_replay_errors_are_one_line(sqlite_url, capsys):
+    from moa_core import cli
+
+    open_db(sqlite_url)
+    assert cli.main(["replay", "nope", "--database", sqlite_url]) == 2
+    assert capsys.readouterr().err == "moa: no run with id 'nope' (see `moa history`)\n"
+    assert cli.main(["replay", "nope", "--speed", "-1", "--database", sqlite_url]) == 2
+    assert capsys.readouterr().err == "moa: --speed must be 0 (instant) or more\n"
+
+
+def test_cli_replay_of_an_old_run_says_its_timing_is_derived(sqlite_url, capsys, wide_console):
+    from moa_core import cli
+
+    run_id = old_run(sqlite_url)
+    assert cli.main(["replay", run_id, "--speed", "50", "--database", sqlite_url]) == 0
+    out = capsys.readouterr().out
+    assert "uniform rate" in out and "a draft of old" in out and "final words here" in out
