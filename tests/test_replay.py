@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text, update
 
 from moa_core import replay
 from moa_core.engine import run_moa
 from moa_core.events import DraftDone, Event, LayerDone, RunDone, RunStarted, TokenDelta
 from moa_core.replay import replay_events, stage_columns, timing_is_derived
-from moa_core.store import Recorder, dispose_engines, get_engine, get_run, open_db
-from moa_core.store.db import current_revision, init_db, upgrade
+from moa_core.store import Recorder, add_rating, dispose_engines, get_engine, get_run, open_db
+from moa_core.store.db import alembic_config, current_revision, init_db, upgrade
 from moa_core.store.models import Generation, table_of
 from moa_core.store.recorder import TIMING_BUCKET
 from tests.conftest import fake_agent, fake_config
@@ -219,9 +221,9 @@ def old_run(url: str) -> str:
     return run_id
 
 
-async def test_migration_keeps_rows_and_old_runs_replay_at_a_derived_rate(sqlite_url):
-    run_id = old_run(sqlite_url)
-    engine = get_engine(sqlite_url)
+async def test_migration_keeps_rows_and_old_runs_replay_at_a_derived_rate(db_url):
+    run_id = old_run(db_url)
+    engine = get_engine(db_url)
     init_db(engine)
     assert current_revision(engine) == head_revision()
     stored = get_run(engine, run_id)
@@ -246,6 +248,15 @@ async def test_migration_keeps_rows_and_old_runs_replay_at_a_derived_rate(sqlite
         c.execute(update(table_of(Generation)).where(table_of(Generation).c.run_id == run_id).values(timing=[[0.5, 3]]))
     again = get_run(engine, run_id)
     assert again is not None and again["generations"][0]["timing"] == [[0.5, 3]]
+    # And back down, foreign keys on: the column goes, every row (and rating) stays.
+    add_rating(engine, again["generations"][0]["id"], 4, "kept", "ann")
+    with engine.connect() as c:
+        command.downgrade(alembic_config(c), "0005")
+        c.commit()
+    with engine.connect() as c:
+        counts = [c.execute(text(f"SELECT count(*) FROM {tb}")).scalar() for tb in ("run", "generation", "rating")]
+        assert counts == [1, 2, 1]
+        assert "timing" not in {col["name"] for col in sa_inspect(c).get_columns("generation")}
 
 
 async def test_stopped_run_replays_what_it_had(sqlite_url, fake_server):
@@ -344,3 +355,56 @@ def test_cli_replay_of_an_old_run_says_its_timing_is_derived(sqlite_url, capsys,
     assert cli.main(["replay", run_id, "--speed", "50", "--database", sqlite_url]) == 0
     out = capsys.readouterr().out
     assert "uniform rate" in out and "a draft of old" in out and "final words here" in out
+
+
+# ---------------------------------------------------------------- History page (AppTest: final states)
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def history(run_id: str) -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(ROOT + "/pages/6_History.py", default_timeout=60)
+    at.query_params["run"] = run_id
+    return at
+
+
+async def test_history_replay_streams_into_live_columns_and_stop_returns(sqlite_url, fake_server, monkeypatch):
+    from tests.conftest import md_text
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    original = await record_run(sqlite_url, fake_server)
+    finals = texts(original)
+    at = history(original[0].run_id).run()
+    assert not at.exception
+    assert [b.label for b in at.button if b.label.startswith("Replay")] == ["Replay"]
+    stored_forms = [b for b in at.button if b.label == "Save rating"]
+    assert stored_forms  # the stored view, with its rating forms
+    at.segmented_control(key="replay_speed").set_value("instant")
+    at.button(key="replay").click()
+    at = await asyncio.to_thread(at.run)
+    assert not at.exception
+    shown = " ".join(md_text(m.value) for m in at.markdown)
+    # Every column's final text, under its live title, and no rating form: this is the replay.
+    for call_id, final in finals.items():
+        assert final in shown, call_id
+    assert "MoA · " in shown and "Alone · " in shown
+    assert not [b for b in at.button if b.label == "Save rating"]
+    captions = " ".join(c.value for c in at.caption)
+    assert "Replay finished" in captions and "uniform rate" not in captions
+    at.button(key="stop_replay").click()
+    at = await asyncio.to_thread(at.run)
+    assert [b for b in at.button if b.label == "Save rating"] and "Replay finished" not in " ".join(
+        c.value for c in at.caption
+    )
+
+
+def test_history_replay_of_an_old_run_says_its_timing_is_derived(sqlite_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    run_id = old_run(sqlite_url)
+    at = history(run_id).run()
+    at.segmented_control(key="replay_speed").set_value("instant")
+    at.button(key="replay").click().run()
+    assert not at.exception
+    assert any("uniform rate" in c.value for c in at.caption)

@@ -28,5 +28,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("generation") as batch:
-        batch.drop_column("timing")
+    # A plain DROP COLUMN (SQLite 3.35+), not a batch rebuild: rebuilding `generation` with
+    # foreign keys on would cascade into ratings and votes.
+    op.drop_column("generation", "timing")
