@@ -9,7 +9,8 @@ from sqlalchemy.engine import Engine
 from moa_core.store.html_export import run_html
 from moa_core.store.queries import filter_options, get_run, runs_df
 from moa_core.ui.layout import rater_name, store
-from moa_core.ui.run_view import STATUS_ICON, render_run, run_link
+from moa_core.ui.replay_view import replayable_run
+from moa_core.ui.run_view import STATUS_ICON, run_link
 from moa_core.ui.safe_text import md_escape, safe_markdown
 
 PAGE_SIZE = 200
@@ -30,8 +31,8 @@ def _open_run(engine: Engine, run_id: str, rater: str) -> None:
             st.markdown(safe_markdown(turn["content"]))
     with st.chat_message("user"):
         st.markdown(safe_markdown(run["question"]))
-    render_run(engine, data, rater=rater)
     st.download_button("Download as HTML", run_html(data), f"moa-run-{run['id']}.html", "text/html", key="run_html", on_click="ignore", icon=":material/download:")  # fmt: skip
+    replayable_run(engine, data, rater=rater)
 
 
 def history_page() -> None:

@@ -14,7 +14,8 @@ from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run
 from moa_core.ui.config_editor import config_sidebar, config_summary
 from moa_core.ui.layout import rater_name, run_async, store
-from moa_core.ui.run_view import render_run, run_link
+from moa_core.ui.replay_view import replayable_run
+from moa_core.ui.run_view import run_link
 from moa_core.ui.safe_text import md_escape, safe_markdown
 from moa_core.ui.streaming import stream_run
 
@@ -109,7 +110,7 @@ def playground_page() -> None:
         else:
             if last["status"] == "cancelled":
                 st.info("Run stopped. What was produced before the stop is kept and marked cancelled.")
-            render_run(engine, data, rater=rater)
+            replayable_run(engine, data, rater=rater)
 
     if config is not None:
         config_summary(config)
