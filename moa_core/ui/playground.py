@@ -113,9 +113,16 @@ def playground_page() -> None:
 
     if config is not None:
         config_summary(config)
+    # Refused before asking: the box is off while the config cannot run here (config_summary says why).
+    blocked = config is None or bool(config_problems(config))
     # No max_chars: Streamlit's chat input silently drops any edit (a paste) that would go past
     # it, leaving the box empty; validate_question below names the limit instead.
-    question = st.chat_input("Ask a question…", key="question", disabled=config is None)
+    placeholder = "Fix the config in the sidebar first" if config is None else "This config cannot run here (see above)"
+    question = st.chat_input(
+        placeholder if blocked else "Ask a question…",
+        key="question",
+        disabled=blocked,
+    )
     if not question:
         return
     try:
