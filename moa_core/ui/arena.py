@@ -39,6 +39,7 @@ from moa_core.store.recorder import Recorder, annotate_run
 from moa_core.ui.blind_review import blind_review
 from moa_core.ui.config_editor import model_choices, unavailable_reason, with_availability
 from moa_core.ui.layout import rater_name, run_async, store
+from moa_core.ui.present import exit_button, present_mode
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.run_view import metrics
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
@@ -492,15 +493,22 @@ def _battle(engine: Engine, battle: Battle, rater: str) -> None:
 def arena_page() -> None:
     engine = store()
     rater = rater_name()
-    st.title("Arena")
-    st.caption("Two contenders answer the same question as “A” and “B”; which is which stays hidden until you vote.")
-    mode = st.segmented_control(
-        "Mode", MODES, default=MODES[0], key="arena_mode", required=True, label_visibility="collapsed"
-    )
-    if mode == "Blind review":
-        blind_review(engine, rater)
-        return
-    _setup(rater)
+    present = present_mode()
+    if present:
+        exit_button()
+    else:
+        st.title("Arena")
+        st.caption(
+            "Two contenders answer the same question as “A” and “B”; which is which stays hidden until you vote."
+        )
+        mode = st.segmented_control(
+            "Mode", MODES, default=MODES[0], key="arena_mode", required=True, label_visibility="collapsed"
+        )
+        if mode == "Blind review":
+            blind_review(engine, rater)
+            return
+    if not present or st.session_state.get(KEY) is None:  # presenting a battle: no set-up form
+        _setup(rater)
     battle = st.session_state.get(KEY)
     if battle is not None:
         _battle(engine, battle, rater)
