@@ -25,14 +25,14 @@ def _open_run(engine: Engine, run_id: str, rater: str, present: bool = False) ->
         return
     run = data["run"]
     st.subheader(md_escape(run["question"], 200))
+    if present:
+        present_run(data)
+        return
     for turn in run.get("history") or []:
         with st.chat_message(turn["role"]):
             st.markdown(safe_markdown(turn["content"]))
     with st.chat_message("user"):
         st.markdown(safe_markdown(run["question"]))
-    if present:
-        present_run(data)
-        return
     render_run(engine, data, rater=rater)
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import streamlit as st
 
-from moa_core.ui.run_view import STATUS_ICON, metrics
+from moa_core.ui.run_view import metrics
 from moa_core.ui.safe_text import md_escape, safe_markdown
 
 PARAM = "present"
 # What fits under the question and the step bar on a 1920×1080 screen; longer answers scroll.
-ANSWER_HEIGHT = 560
+ANSWER_HEIGHT = 600
 
 STYLE = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
@@ -140,7 +140,8 @@ def present_run(data: dict[str, Any], *, start_at_end: bool = False) -> None:
         width="stretch",
     )
     nav[1].markdown(
-        f"**Stage {at + 1} of {len(steps)}** · {md_escape(steps[at].title)} {STATUS_ICON.get(run['status'], '')}",
+        f"**Stage {at + 1} of {len(steps)}** · {md_escape(steps[at].title)}"
+        + ("" if run["status"] == "done" else f" · run {run['status']}"),
         text_alignment="center",
     )
     nav[2].button(
