@@ -50,6 +50,7 @@ from moa_core.evaluation.runner import (
 from moa_core.providers.catalog import config_problems, discover, model_available
 from moa_core.saved_configs import list_saved
 from moa_core.store.db import StoreError
+from moa_core.ui.config_editor import with_availability
 from moa_core.ui.layout import run_async, store
 from moa_core.ui.run_view import run_link
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
@@ -96,10 +97,10 @@ def _contender_options() -> tuple[list[str], dict[str, str]]:
     """Spec strings (as `moa eval --contender` takes them) and their labels."""
     labels: dict[str, str] = {}
     for name in list_presets():
-        labels[name] = f"MoA · {name} (preset)"
+        labels[name] = with_availability(f"preset:{name}", f"MoA · {name} (preset)")
         labels[f"{name}:aggregator"] = f"{name}'s aggregator alone"
     for name in list_saved():
-        labels.setdefault(name, f"MoA · {name} (saved config)")
+        labels.setdefault(name, with_availability(f"saved:{name}", f"MoA · {name} (saved config)"))
         labels.setdefault(f"{name}:aggregator", f"{name}'s aggregator alone")
     for m in _models():
         labels.setdefault(m, f"{m} alone")
