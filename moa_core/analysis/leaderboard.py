@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from moa_core.analysis.bradley_terry import (
     DEFAULT_L2,
+    ELO_SCALE,
     bootstrap_log_strengths,
     fit_log_strengths,
     to_rating,
@@ -152,21 +153,27 @@ def _rank(ci_low: NDArray[np.float64], ci_high: NDArray[np.float64]) -> NDArray[
     return 1 + (ci_low[None, :] > ci_high[:, None]).sum(axis=1)
 
 
-def leaderboard(votes: pd.DataFrame, n_boot: int = 200, seed: int | None = 0, l2: float = DEFAULT_L2) -> pd.DataFrame:
-    """One row per contender (columns LEADERBOARD_COLUMNS), sorted by rating descending.
+@dataclass(frozen=True)
+class LeaderboardFit:
+    """A leaderboard with what produced it: the bootstrap ratings and head-to-head counts.
 
-    ci_low / ci_high are the 2.5% / 97.5% bootstrap percentiles of the rating. With
-    ``n_boot=0`` they collapse to the rating itself, so rank becomes plain competition
-    ranking by rating.
+    ``boot`` is (n_boot, contenders) ratings, columns in ``board`` order; ``battles`` is
+    the symmetric count of votes between each pair, same order. ``coefficients`` is set
+    by a style-controlled fit (one row per covariate), None otherwise.
     """
-    cells = _cells(votes)
-    if not cells.names:
-        return pd.DataFrame({c: pd.Series(dtype=object if c == "contender" else float) for c in LEADERBOARD_COLUMNS})
-    k = len(cells.names)
-    rating = to_rating(fit_log_strengths(cells.wins(), l2=l2))
-    boot = to_rating(
-        bootstrap_log_strengths(cells.left, cells.right, cells.left_score, cells.count, k, n_boot, seed, l2)
-    )
+
+    board: pd.DataFrame
+    boot: pd.DataFrame
+    battles: pd.DataFrame
+    coefficients: pd.DataFrame | None = None
+
+
+def _finish(
+    cells: _Cells, beta: NDArray[np.float64], boot_beta: NDArray[np.float64]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Board (sorted, columns LEADERBOARD_COLUMNS), bootstrap ratings and battles, in board order."""
+    rating = to_rating(beta)
+    boot = to_rating(boot_beta)
     if len(boot):
         ci_low, ci_high = np.percentile(boot, [2.5, 97.5], axis=0)
     else:
@@ -177,7 +184,120 @@ def leaderboard(votes: pd.DataFrame, n_boot: int = 200, seed: int | None = 0, l2
     board.insert(2, "ci_high", ci_high)
     board["rank"] = _rank(ci_low, ci_high)
     board = board.reset_index().sort_values(["rating", "contender"], ascending=[False, True], kind="stable")
-    return board[LEADERBOARD_COLUMNS].reset_index(drop=True)
+    board = board[LEADERBOARD_COLUMNS].reset_index(drop=True)
+    order = board["contender"].tolist()
+    boot_df = pd.DataFrame(boot, columns=pd.Index(cells.names, name="contender"))[order]
+    wins = cells.wins()
+    battles = pd.DataFrame(
+        np.rint(wins + wins.T).astype(np.int64),
+        index=pd.Index(cells.names, name="contender"),
+        columns=pd.Index(cells.names, name="opponent"),
+    ).loc[order, order]
+    return board, boot_df, battles
+
+
+def _empty_board() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c == "contender" else float) for c in LEADERBOARD_COLUMNS})
+
+
+def leaderboard_fit(
+    votes: pd.DataFrame, n_boot: int = 200, seed: int | None = 0, l2: float = DEFAULT_L2
+) -> LeaderboardFit:
+    """:func:`leaderboard` together with its bootstrap ratings and battle counts."""
+    cells = _cells(votes)
+    if not cells.names:
+        return LeaderboardFit(_empty_board(), pd.DataFrame(), pd.DataFrame())
+    k = len(cells.names)
+    beta = fit_log_strengths(cells.wins(), l2=l2)
+    boot = bootstrap_log_strengths(cells.left, cells.right, cells.left_score, cells.count, k, n_boot, seed, l2)
+    return LeaderboardFit(*_finish(cells, beta, boot))
+
+
+def leaderboard(votes: pd.DataFrame, n_boot: int = 200, seed: int | None = 0, l2: float = DEFAULT_L2) -> pd.DataFrame:
+    """One row per contender (columns LEADERBOARD_COLUMNS), sorted by rating descending.
+
+    ci_low / ci_high are the 2.5% / 97.5% bootstrap percentiles of the rating. With
+    ``n_boot=0`` they collapse to the rating itself, so rank becomes plain competition
+    ranking by rating.
+    """
+    return leaderboard_fit(votes, n_boot=n_boot, seed=seed, l2=l2).board
+
+
+def leaderboards_by(
+    votes: pd.DataFrame, column: str, n_boot: int = 200, seed: int | None = 0, l2: float = DEFAULT_L2
+) -> pd.DataFrame:
+    """Leaderboards of each value of ``column`` (e.g. ``category``), stacked: that column first.
+
+    Each group is fitted on its own votes only, so a contender's rating in one category
+    does not borrow strength from another. Rows with a missing ``column`` are left out.
+    """
+    if column not in votes.columns:
+        raise ValueError(f"votes has no column {column!r}")
+    parts = [
+        leaderboard(group, n_boot=n_boot, seed=seed, l2=l2).assign(**{column: value})
+        for value, group in votes.groupby(column, sort=True, dropna=True)
+    ]
+    if not parts:
+        return _empty_board().assign(**{column: pd.Series(dtype=object)})[[column, *LEADERBOARD_COLUMNS]]
+    return pd.concat(parts, ignore_index=True)[[column, *LEADERBOARD_COLUMNS]]
+
+
+VOTES_NEEDED_COLUMNS = [
+    "contender", "opponent", "rating_gap", "win_prob", "head_to_head", "gap_sd", "votes_needed",
+]  # fmt: skip
+
+
+def votes_needed(fit: LeaderboardFit, pairs: str = "adjacent", z: float = 1.96) -> pd.DataFrame:
+    """How many more head-to-head votes would separate contenders whose CIs overlap.
+
+    For a pair (a above b) the current evidence on their log-strength gap ``d`` (all
+    votes, direct and through third contenders) is summarised by its bootstrap sd ``s``.
+    At the current win rate p = 1 / (1 + exp(-d)), each further a-vs-b vote adds p(1 - p)
+    to the precision of ``d``, so after ``m`` more votes its sd is (1/s² + m p(1 - p))^-½.
+    The pair is separated when the 95% interval of the gap excludes zero, |d| ≥ z · sd:
+
+        m = (z² / d² - 1 / s²) / (p (1 - p)),  rounded up, at least 0.
+
+    That test is on the *difference*, so it can pass while the two individual intervals
+    (and so their ranks) still overlap. ``pairs`` is "adjacent" (each contender and the
+    next one down) or "all"; only pairs with overlapping intervals are listed. A gap of
+    exactly zero needs infinitely many; no bootstrap (sd 0) gives NaN.
+    """
+    if pairs not in ("adjacent", "all"):
+        raise ValueError("pairs must be 'adjacent' or 'all'")
+    board = fit.board
+    rows = []
+    n = len(board)
+    candidates = [(i, i + 1) for i in range(n - 1)] if pairs == "adjacent" else [
+        (i, j) for i in range(n) for j in range(i + 1, n)
+    ]  # fmt: skip
+    for i, j in candidates:
+        a, b = board.iloc[i], board.iloc[j]
+        if a["ci_low"] > b["ci_high"]:
+            continue
+        gap = (float(a["rating"]) - float(b["rating"])) / ELO_SCALE
+        sd = float("nan")
+        if len(fit.boot) > 1:
+            sd = float(np.std((fit.boot[a["contender"]] - fit.boot[b["contender"]]).to_numpy(), ddof=1)) / ELO_SCALE
+        p = 1.0 / (1.0 + np.exp(-gap))
+        if not sd > 0:
+            need = float("nan")
+        elif gap == 0:
+            need = float("inf")
+        else:
+            need = max(0.0, float(np.ceil((z * z / (gap * gap) - 1.0 / (sd * sd)) / (p * (1.0 - p)))))
+        rows.append(
+            {
+                "contender": a["contender"],
+                "opponent": b["contender"],
+                "rating_gap": gap * ELO_SCALE,
+                "win_prob": p,
+                "head_to_head": int(fit.battles.loc[a["contender"], b["contender"]]) if len(fit.battles) else 0,
+                "gap_sd": sd * ELO_SCALE,
+                "votes_needed": need,
+            }
+        )
+    return pd.DataFrame(rows, columns=VOTES_NEEDED_COLUMNS)
 
 
 def _pair_matrices(votes: pd.DataFrame, order: Sequence[str] | None) -> tuple[list[str], NDArray[np.float64]]:
@@ -220,12 +340,17 @@ __all__ = [
     "DEFAULT_L2",
     "LEADERBOARD_COLUMNS",
     "OUTCOMES",
+    "VOTES_NEEDED_COLUMNS",
+    "LeaderboardFit",
     "battle_count_matrix",
     "bootstrap_ratings",
     "count_outcomes",
     "fit_bradley_terry",
     "leaderboard",
+    "leaderboard_fit",
+    "leaderboards_by",
     "pareto_frontier",
+    "votes_needed",
     "wilson_interval",
     "win_rate_matrix",
 ]

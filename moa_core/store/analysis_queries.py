@@ -12,12 +12,17 @@ is fitted on counts whatever the number of votes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select
 
 from moa_core.store.models import JUDGE_PREFIX
 from moa_core.store.queries import (
     GEN,
+    RAT,
     RATER_KINDS,
     RUN,
     VOTE,
@@ -57,6 +62,61 @@ def contender_names(df: pd.DataFrame, prefix: str = "") -> pd.Series:
     return moa.where(is_moa, single).astype("object")
 
 
+@dataclass(frozen=True)
+class _VoteJoin:
+    """A vote with both answers and their runs (and the vote's own run, if any)."""
+
+    left: Any
+    right: Any
+    lrun: Any
+    rrun: Any
+    vrun: Any
+
+    @property
+    def contender_keys(self) -> list[Any]:
+        """The columns ``contender_names`` needs for each side (prefixes ``l_`` and ``r_``)."""
+        return [
+            self.left.c.role.label("l_role"), self.left.c.label.label("l_label"),
+            self.left.c.model.label("l_model"), self.lrun.c.preset.label("l_preset"),
+            self.right.c.role.label("r_role"), self.right.c.label.label("r_label"),
+            self.right.c.model.label("r_model"), self.rrun.c.preset.label("r_preset"),
+        ]  # fmt: skip
+
+    def select(
+        self,
+        columns: list[Any],
+        since: TimeLike,
+        until: TimeLike,
+        rater_kind: str,
+        rater: Many,
+        kind: Many,
+        question_set: Many,
+    ) -> Select:
+        kind_col = func.coalesce(self.vrun.c.kind, self.lrun.c.kind)
+        stmt = (
+            select(*columns)
+            .select_from(VOTE)
+            .join(self.left, self.left.c.id == VOTE.c.left_generation_id)
+            .join(self.right, self.right.c.id == VOTE.c.right_generation_id)
+            .join(self.lrun, self.lrun.c.id == self.left.c.run_id)
+            .join(self.rrun, self.rrun.c.id == self.right.c.run_id)
+            .outerjoin(self.vrun, self.vrun.c.id == VOTE.c.run_id)
+        )
+        return _where(
+            stmt,
+            *_time(VOTE.c.created_at, since, until),
+            rater_filter(VOTE.c.rater, rater_kind),
+            _many(VOTE.c.rater, rater),
+            _many(kind_col, kind),
+            _many(VOTE.c.question_set, question_set),
+        )
+
+
+def _vote_join(rater_kind: str) -> _VoteJoin:
+    check_rater_kind(rater_kind)
+    return _VoteJoin(GEN.alias("l"), GEN.alias("r"), RUN.alias("lrun"), RUN.alias("rrun"), RUN.alias("vrun"))
+
+
 def vote_counts(
     engine: Engine,
     since: TimeLike = None,
@@ -72,34 +132,10 @@ def vote_counts(
     (or of the left generation's run), question set of the vote. Self-battles (both sides
     the same contender) are dropped: they carry no information about strength.
     """
-    check_rater_kind(rater_kind)
-    left, right = GEN.alias("l"), GEN.alias("r")
-    lrun, rrun, vrun = RUN.alias("lrun"), RUN.alias("rrun"), RUN.alias("vrun")
-    kind_col = func.coalesce(vrun.c.kind, lrun.c.kind)
-    keys = [
-        left.c.role.label("l_role"), left.c.label.label("l_label"), left.c.model.label("l_model"),
-        lrun.c.preset.label("l_preset"), right.c.role.label("r_role"), right.c.label.label("r_label"),
-        right.c.model.label("r_model"), rrun.c.preset.label("r_preset"), VOTE.c.outcome,
-    ]  # fmt: skip
-    stmt = (
-        select(*keys, func.count().label("count"))
-        .select_from(VOTE)
-        .join(left, left.c.id == VOTE.c.left_generation_id)
-        .join(right, right.c.id == VOTE.c.right_generation_id)
-        .join(lrun, lrun.c.id == left.c.run_id)
-        .join(rrun, rrun.c.id == right.c.run_id)
-        .outerjoin(vrun, vrun.c.id == VOTE.c.run_id)
-    )
-    stmt = _where(
-        stmt,
-        *_time(VOTE.c.created_at, since, until),
-        rater_filter(VOTE.c.rater, rater_kind),
-        _many(VOTE.c.rater, rater),
-        _many(kind_col, kind),
-        _many(VOTE.c.question_set, question_set),
-    )
-    stmt = stmt.group_by(*keys)
-    cells = _frame(engine, stmt)
+    j = _vote_join(rater_kind)
+    keys = [*j.contender_keys, VOTE.c.outcome]
+    stmt = j.select([*keys, func.count().label("count")], since, until, rater_kind, rater, kind, question_set)
+    cells = _frame(engine, stmt.group_by(*keys))
     if cells.empty:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c == "count" else "object") for c in COUNT_COLUMNS})
     out = pd.DataFrame(
@@ -113,6 +149,136 @@ def vote_counts(
     out = out[out["left"] != out["right"]]
     # Different (label, preset) keys can map to one contender: merge their cells.
     return out.groupby(["left", "right", "outcome"], sort=True)["count"].sum().reset_index()
+
+
+VOTE_DETAIL_COLUMNS = [
+    "id", "created_at", "rater", "is_judge", "outcome", "blind", "question_set", "question", "category",
+    "campaign", "verdicts", "left_generation_id", "right_generation_id", "left", "right",
+]  # fmt: skip
+
+
+def _meta_value(meta: object, key: str) -> object:
+    return meta.get(key) if isinstance(meta, dict) else None
+
+
+def vote_details(
+    engine: Engine,
+    since: TimeLike = None,
+    until: TimeLike = None,
+    rater_kind: str = "all",
+    rater: Many = None,
+    kind: Many = None,
+    question_set: Many = None,
+) -> pd.DataFrame:
+    """One row per vote (oldest first) with both contenders named as in ``vote_counts``.
+
+    Same filters and the same self-battle rule as ``vote_counts``, so the two agree on
+    what is counted. ``category`` and ``campaign`` come from the ``meta`` of the vote's
+    run, else of the left answer's run (an evaluation stores the question's category on
+    its judgement runs, the Arena the category typed or drawn with the question);
+    ``verdicts`` is a judge's pair of verdicts (left answer shown first, then second) when
+    its run stored them. Texts are not read here: see ``generation_texts``.
+    """
+    j = _vote_join(rater_kind)
+    columns = [
+        VOTE.c.id, VOTE.c.created_at, VOTE.c.rater, VOTE.c.outcome, VOTE.c.blind, VOTE.c.question_set,
+        func.coalesce(j.vrun.c.question, j.lrun.c.question).label("question"),
+        j.vrun.c.meta.label("vote_meta"), j.lrun.c.meta.label("left_meta"),
+        VOTE.c.left_generation_id, VOTE.c.right_generation_id, *j.contender_keys,
+    ]  # fmt: skip
+    stmt = j.select(columns, since, until, rater_kind, rater, kind, question_set)
+    rows = _frame(engine, stmt.order_by(VOTE.c.created_at, VOTE.c.id))
+    if rows.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in VOTE_DETAIL_COLUMNS})
+    out = rows[["id", "created_at", "rater", "outcome", "blind", "question_set", "question"]].copy()
+    out["is_judge"] = rows["rater"].astype("object").str.startswith(JUDGE_PREFIX).astype(bool)
+    metas = list(zip(rows["vote_meta"], rows["left_meta"], strict=True))
+    for key in ("category", "campaign"):
+        values = [_meta_value(vm, key) or _meta_value(lm, key) for vm, lm in metas]
+        out[key] = [str(v) if v not in (None, "") else None for v in values]
+    verdicts = [_meta_value(vm, "verdicts") for vm, _ in metas]
+    out["verdicts"] = pd.Series(
+        [list(v) if isinstance(v, list) and len(v) == 2 else None for v in verdicts], index=out.index, dtype=object
+    )
+    out["left_generation_id"] = rows["left_generation_id"].astype("int64")
+    out["right_generation_id"] = rows["right_generation_id"].astype("int64")
+    out["left"] = contender_names(rows, "l_")
+    out["right"] = contender_names(rows, "r_")
+    out = out[out["left"] != out["right"]]
+    return out[VOTE_DETAIL_COLUMNS].reset_index(drop=True)
+
+
+RATING_DETAIL_COLUMNS = [
+    "id", "created_at", "score", "comment", "rater", "is_judge", "generation_id", "contender", "question",
+    "response", "status", "kind", "question_set", "category", "campaign",
+]  # fmt: skip
+
+
+def rating_details(
+    engine: Engine,
+    since: TimeLike = None,
+    until: TimeLike = None,
+    rater_kind: str = "all",
+    kind: Many = None,
+    question_set: Many = None,
+) -> pd.DataFrame:
+    """One row per 1..5 rating (oldest first) with the rated answer's text, its contender
+    (named as for votes), the run's question, and ``category`` / ``campaign`` from the
+    run's ``meta``. ``question_set`` filters on the run's set."""
+    check_rater_kind(rater_kind)
+    stmt = (
+        select(
+            RAT.c.id,
+            RAT.c.created_at,
+            RAT.c.score,
+            RAT.c.comment,
+            RAT.c.rater,
+            RAT.c.generation_id,
+            GEN.c.role,
+            GEN.c.label,
+            GEN.c.model,
+            RUN.c.preset,
+            RUN.c.question,
+            GEN.c.text.label("response"),
+            GEN.c.status,
+            RUN.c.kind,
+            RUN.c.question_set,
+            RUN.c.meta,
+        )
+        .join(GEN, GEN.c.id == RAT.c.generation_id)
+        .join(RUN, RUN.c.id == GEN.c.run_id)
+        .order_by(RAT.c.created_at, RAT.c.id)
+    )
+    stmt = _where(
+        stmt,
+        *_time(RAT.c.created_at, since, until),
+        rater_filter(RAT.c.rater, rater_kind),
+        _many(RUN.c.kind, kind),
+        _many(RUN.c.question_set, question_set),
+    )
+    rows = _frame(engine, stmt)
+    if rows.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in RATING_DETAIL_COLUMNS})
+    rows["contender"] = contender_names(rows)
+    rows["is_judge"] = rows["rater"].astype("object").str.startswith(JUDGE_PREFIX).astype(bool)
+    for key in ("category", "campaign"):
+        values = [_meta_value(m, key) for m in rows["meta"]]
+        rows[key] = [str(v) if v not in (None, "") else None for v in values]
+    return rows[RATING_DETAIL_COLUMNS].reset_index(drop=True)
+
+
+def generation_texts(engine: Engine, ids: Sequence[int]) -> pd.DataFrame:
+    """``id``, ``text`` and ``status`` of the given generations (any order; unknown ids are absent)."""
+    wanted = sorted({int(i) for i in ids})
+    parts = [
+        _frame(engine, select(GEN.c.id, GEN.c.text, GEN.c.status).where(GEN.c.id.in_(wanted[i : i + 500])))
+        for i in range(0, len(wanted), 500)
+    ]
+    if not parts:
+        return pd.DataFrame(
+            {"id": pd.Series(dtype="int64"), "text": pd.Series(dtype=object), "status": pd.Series(dtype=object)}
+        )
+    return pd.concat(parts, ignore_index=True)
 
 
 def contender_ratings(
@@ -204,11 +370,16 @@ __all__ = [
     "COUNT_COLUMNS",
     "MOA_PREFIX",
     "RATER_KINDS",
+    "RATING_DETAIL_COLUMNS",
+    "VOTE_DETAIL_COLUMNS",
     "contender_costs",
     "contender_name",
     "contender_names",
     "contender_ratings",
+    "generation_texts",
+    "rating_details",
     "review_candidates",
     "vote_counts",
+    "vote_details",
     "voted_pairs",
 ]

@@ -1,12 +1,18 @@
-"""Dump the whole store to CSV or JSON Lines: one file per table, streamed row by row."""
+"""Dump the whole store to CSV or JSON Lines (one file per table, streamed row by row), and
+write derived datasets (preference pairs, rated responses) as JSON Lines or Parquet."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import JSON, Engine, Table, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -62,4 +68,58 @@ def export_all(engine: Engine, out_dir: str | Path, fmt: str = "csv") -> list[Pa
     return paths
 
 
-__all__ = ["FORMATS", "TABLES", "export_all"]
+DATASET_FORMATS = ("jsonl", "parquet")
+
+
+def _plain(value: Any) -> Any:
+    """numpy / pandas scalars and arrays as JSON values; NaN and NaT as null."""
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NaT:
+        return None
+    return value
+
+
+def write_dataset(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:
+    """Write ``df`` to ``path`` as JSON Lines or Parquet, all or nothing.
+
+    The file is written next to its destination and renamed into place, so a failure
+    (disk full, an unserialisable value) leaves no half-written file behind. List columns
+    stay lists in both formats; in Parquet a list column that is empty in every row is
+    typed as a list of strings rather than of nulls.
+    """
+    if fmt not in DATASET_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(DATASET_FORMATS)}, got {fmt!r}")
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        if fmt == "jsonl":
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                for row in df.to_dict(orient="records"):
+                    f.write(json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
+        else:
+            os.close(fd)
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            for i, field in enumerate(table.schema):
+                if pa.types.is_list(field.type) and pa.types.is_null(field.type.value_type):
+                    table = table.set_column(i, field.name, table.column(i).cast(pa.list_(pa.string())))
+            pq.write_table(table, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+__all__ = ["DATASET_FORMATS", "FORMATS", "TABLES", "export_all", "write_dataset"]
