@@ -295,13 +295,37 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+TABLE_FORMATS = ("csv", "jsonl")
+# store.queries.RATER_KINDS, spelled out so `moa --help` does not import the store (a test keeps them equal).
+RATER_CHOICES = ("people", "judges", "all")
+DATASET_FORMATS = ("dpo-jsonl", "dpo-parquet", "ratings-jsonl", "ratings-parquet")
+
+
 def _export(args: argparse.Namespace) -> int:
     from moa_core.store.db import get_engine, init_db
     from moa_core.store.export import export_all
 
+    dataset = args.format in DATASET_FORMATS
+    if not dataset and (args.raters != "all" or args.question_set or args.ties_apart):
+        raise CliError("--raters, --question-set and --ties-apart apply to the dpo-* and ratings-* formats")
+    if args.ties_apart and not args.format.startswith("dpo-"):
+        raise CliError("--ties-apart applies to the dpo-* formats")
     engine = get_engine(args.database)
     init_db(engine)
-    for path in export_all(engine, args.out, args.format):
+    if dataset:
+        from moa_core.evaluation.feedback import export_dataset
+
+        paths = export_dataset(
+            engine,
+            args.out,
+            args.format,
+            rater_kind=args.raters,
+            question_set=args.question_set or None,
+            apart=args.ties_apart,
+        )
+    else:
+        paths = export_all(engine, args.out, args.format)
+    for path in paths:
         print(path)
     return 0
 
@@ -316,6 +340,197 @@ def _export_run(args: argparse.Namespace) -> int:
     except KeyError:
         raise CliError(f"no run with id {args.run_id!r} (moa history lists them)") from None
     return 0
+
+
+# ---------------------------------------------------------------- moa analyze
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from moa_core.analysis.agreement import ITEM_KINDS
+    from moa_core.analysis.preference_report import preference_report
+    from moa_core.evaluation.feedback import load_votes
+    from moa_core.store.db import open_db
+
+    if args.boot < 0:
+        raise CliError("--boot must be 0 or more")
+    if args.items not in ITEM_KINDS:
+        raise CliError(f"--items must be one of {', '.join(ITEM_KINDS)}")
+    engine = open_db(args.database)
+    votes = load_votes(
+        engine,
+        rater_kind=args.raters,
+        kind=args.kind or None,
+        question_set=args.question_set or None,
+        style=not args.no_style,
+    )
+    if args.category:
+        votes = votes[votes["category"].isin(args.category)]
+    console = Console()
+    if votes.empty:
+        console.print("No votes match these filters." if _filtered(args) else "No votes yet.")
+        return 0
+    report = preference_report(votes, n_boot=args.boot, seed=args.seed, style=not args.no_style, items=args.items)
+    _print_preferences(console, report, args.boot)
+    return 0
+
+
+def _filtered(args: argparse.Namespace) -> bool:
+    return bool(args.raters != "all" or args.kind or args.question_set or args.category)
+
+
+def _rich_table(title: str, df: Any, fmt: dict[str, Any] | None = None) -> Any:
+    """A rich table of ``df``; every cell is a Text, so names are never read as markup."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=title, title_justify="left")
+    for col in df.columns:
+        t.add_column(str(col), overflow="fold")
+    for row in df.itertuples(index=False):
+        t.add_row(*[Text((fmt or {}).get(c, _cell)(v)) for c, v in zip(df.columns, row, strict=True)])
+    return t
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, float):
+        return "–" if v != v else f"{v:.3f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    return str(v)
+
+
+def _print_preferences(console: Any, report: Any, n_boot: int) -> None:
+    import math
+
+    import pandas as pd
+    from rich.text import Text
+
+    from moa_core.analysis.preference_report import category_table
+
+    pct = lambda x: "–" if x != x else f"{100 * x:.0f}%"  # noqa: E731
+    pts = lambda x: "–" if x != x else f"{x:.0f}"  # noqa: E731
+
+    def ci(lo: Any, hi: Any) -> list[str]:
+        return [f"{a:.0f}–{b:.0f}" for a, b in zip(lo, hi, strict=True)]
+
+    board = report.plain.board
+    cols = {
+        "rank": board["rank"].astype(int),
+        "contender": board["contender"],
+        "rating": board["rating"],
+        "95% CI": ci(board["ci_low"], board["ci_high"]),
+    }
+    title = f"Leaderboard: Bradley–Terry, {report.votes:,} votes, 95% bootstrap CIs ({n_boot} resamples)"
+    if report.comparison is not None:
+        c = report.comparison.set_index("contender").loc[board["contender"]]
+        cols |= {
+            "rating (style ctrl)": c["rating_sc"].to_numpy(),
+            "95% CI (style ctrl)": ci(c["ci_low_sc"], c["ci_high_sc"]),
+            "rank (style ctrl)": c["rank_sc"].astype(int).to_numpy(),
+        }
+        title += "; with and without style control"
+    cols |= {"battles": board["battles"].astype(int), "win rate": board["win_rate"]}
+    fmt = {"rating": pts, "rating (style ctrl)": pts, "win rate": pct}
+    console.print(_rich_table(title, pd.DataFrame(cols), fmt))
+    if report.styled is not None and len(report.styled.coefficients):
+        coef = report.styled.coefficients.assign(
+            CI=lambda d: [f"{a:+.2f} to {b:+.2f}" for a, b in zip(d["ci_low"], d["ci_high"], strict=True)]
+        )
+        console.print(
+            _rich_table(
+                "Style effects (log-odds per unit of normalised difference (a-b)/(a+b); points = rating points)",
+                coef[["feature", "coef", "CI", "points", "votes_with_difference"]],
+                {"coef": lambda x: f"{x:+.3f}", "points": lambda x: f"{x:+.0f}"},
+            )
+        )
+    needed = report.needed
+    if len(needed):
+        shown = needed.assign(
+            votes_needed=[
+                ("never (no gap)" if math.isinf(v) else "–" if v != v else f"{int(v):,}")
+                for v in needed["votes_needed"]
+            ]
+        )
+        console.print(
+            _rich_table(
+                "Votes needed: more head-to-head votes until the 95% interval of the rating gap excludes 0, "
+                "at the current win rate (neighbours whose CIs overlap)",
+                shown[["contender", "opponent", "rating_gap", "win_prob", "head_to_head", "votes_needed"]],
+                {"rating_gap": pts, "win_prob": pct},
+            )
+        )
+    cats = report.by_category["category"].unique()
+    if len(cats) > 1:
+        table = category_table(report.by_category, board)
+        console.print(
+            _rich_table(
+                "Ratings by category (each fitted on its own votes)",
+                table,
+                dict.fromkeys(table.columns[1:], pts),
+            )
+        )
+    ag = report.agreement
+    o = ag.overall
+    console.print(Text("Agreement", style="bold"))
+    if o.items:
+        console.print(
+            Text(
+                f"{o.items} item(s) rated by 2+ raters ({o.raters} raters, {o.ratings} ratings): raw agreement "
+                f"{pct(o.agreement)}, Krippendorff's alpha {_cell(o.alpha)}, Fleiss' kappa {_cell(o.fleiss_kappa)} "
+                f"(on the {o.fleiss_items} item(s) with {o.fleiss_raters} raters)."
+            )
+        )
+    else:
+        console.print(Text("No item has been rated by two raters yet: no inter-rater agreement."))
+    if o.retest_items:
+        console.print(
+            Text(
+                f"Repeated items: {o.retest_items}; the same rater agreed with themselves "
+                f"{pct(o.retest_agreement)} of the time (kappa {_cell(o.retest_kappa)})."
+            )
+        )
+    if len(ag.pairs):
+        console.print(_rich_table("Cohen's kappa per rater pair", ag.pairs, {"agreement": pct}))
+
+    def span(lo: float, hi: float) -> str:
+        return "–" if lo != lo else f"{pct(lo)}–{pct(hi)}"
+
+    raters = ag.raters.assign(
+        left_ci=[span(a, b) for a, b in zip(ag.raters["left_low"], ag.raters["left_high"], strict=True)]
+    )
+    console.print(
+        _rich_table(
+            "Raters (left rate: share of decisive votes for the left answer, 95% CI)",
+            raters[
+                [
+                    "rater",
+                    "votes",
+                    "tie_rate",
+                    "both_bad_rate",
+                    "left_rate",
+                    "left_ci",
+                    "repeat_votes",
+                    "self_agreement",
+                ]
+            ],
+            {"tie_rate": pct, "both_bad_rate": pct, "left_rate": pct, "self_agreement": pct},
+        )
+    )
+    if len(ag.position):
+        pos = ag.position.assign(
+            CI=[span(a, b) for a, b in zip(ag.position["ci_low"], ag.position["ci_high"], strict=True)]
+        )
+        console.print(
+            _rich_table(
+                "Position bias: share of decisive choices for the answer shown first (50% = none)",
+                pos[["rater", "decisive", "first_rate", "CI", "p_value"]],
+                {"first_rate": pct, "p_value": lambda x: f"{x:.3g}"},
+            )
+        )
+    if len(ag.judge_human):
+        console.print(_rich_table("Judge–human agreement on the same items", ag.judge_human, {"agreement": pct}))
 
 
 STATUS_STYLE = {
@@ -693,14 +908,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=1.0, help="times the recorded speed: 1, 2, 5, ...; 0 = instant (default 1)"
     )
     rep.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
-    exp = sub.add_parser("export", help="export runs, generations, ratings and votes")
+    exp = sub.add_parser(
+        "export",
+        help="export runs, generations, ratings and votes, or a training dataset",
+        description="csv / jsonl: every table, one file each. dpo-jsonl / dpo-parquet: preference_pairs "
+        "(prompt, chosen, rejected + metadata), one row per voted pair of answers. ratings-jsonl / "
+        "ratings-parquet: rated_responses (prompt, response, score, rater + metadata).",
+    )
     exp.add_argument("--out", default="export", help="output directory")
-    exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    exp.add_argument("--format", choices=(*TABLE_FORMATS, *DATASET_FORMATS), default="csv")
+    exp.add_argument("--raters", choices=RATER_CHOICES, default="all", help="datasets: whose votes or ratings")
+    exp.add_argument(
+        "--question-set", action="append", default=[], metavar="NAME", help="datasets: only this question set (repeat)"
+    )
+    exp.add_argument(
+        "--ties-apart", action="store_true", help="dpo-*: also write tie, both-bad and split pairs to preference_ties"
+    )
     exp.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     exp_run = sub.add_parser("export-run", help="write one stored run as a self-contained HTML file")
     exp_run.add_argument("run_id", help="the run's id (moa history, or ?run=<id> in the app)")
     exp_run.add_argument("--html", required=True, metavar="PATH", help="the HTML file to write")
     exp_run.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
+    an = sub.add_parser(
+        "analyze",
+        help="leaderboards (with and without style control), votes needed, agreement and bias",
+        description="Bradley–Terry leaderboard of the stored votes with bootstrap CIs, beside the "
+        "style-controlled one; votes needed to separate neighbours; ratings by category; inter-rater "
+        "agreement, rater consistency, position bias of people and judges, judge–human agreement.",
+    )
+    an.add_argument("--raters", choices=RATER_CHOICES, default="all", help="whose votes (default all)")
+    an.add_argument("--kind", action="append", default=[], help="only votes from runs of this kind (repeat)")
+    an.add_argument("--question-set", action="append", default=[], metavar="NAME", help="only this set (repeat)")
+    an.add_argument("--category", action="append", default=[], help="only this category (repeat)")
+    an.add_argument("--boot", type=int, default=200, help="bootstrap resamples (default 200)")
+    an.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    an.add_argument("--no-style", action="store_true", help="skip the style-controlled leaderboard")
+    an.add_argument(
+        "--items",
+        default="answers",
+        help="agreement items: 'answers' (the same two answers, default) or 'question' (the same question "
+        "and contenders, any answers)",
+    )
+    an.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     sub.add_parser(
         "serve-models",
         add_help=False,
@@ -732,6 +981,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "export-run":
             return _export_run(args)
+        if args.command == "analyze":
+            return _analyze(args)
         if args.command == "eval":
             return _eval(args)
     except (CliError, StoreError, SettingsError) as err:

@@ -15,9 +15,9 @@ import pytest
 from moa_core.analysis.agreement import (
     PEOPLE,
     agreement_report,
+    first_labels,
     item_votes,
     judge_human_agreement,
-    first_labels,
     overall_agreement,
     position_bias,
     position_observations,

@@ -237,3 +237,15 @@ def test_votes_needed_shrinks_as_votes_pile_up():
     more = votes_needed(style_leaderboard(planted(1600, strengths, 0.0, seed=5), features=("length",), n_boot=200))
     assert len(few) == 1 and few.iloc[0]["votes_needed"] > 0
     assert more.empty or more.iloc[0]["votes_needed"] < few.iloc[0]["votes_needed"]
+
+
+def test_a_style_feature_confounded_with_one_contender_does_not_pin_it():
+    # Only "fancy" ever writes headers, so its strength and the headers effect cannot be
+    # told apart. The shared ridge splits the credit; without it the coefficient took it
+    # all and "fancy" sat at exactly 1000 with a zero-width interval.
+    votes = planted(300, {"fancy": 1.0, "b": 0.0, "c": -0.5}, 0.0, seed=4)
+    fancy_left, fancy_right = votes["left"] == "fancy", votes["right"] == "fancy"
+    votes = votes.assign(left_headers=fancy_left.astype(int) * 3, right_headers=fancy_right.astype(int) * 3)
+    fit = style_leaderboard(votes, features=("length", "headers"), n_boot=50)
+    fancy = fit.board.set_index("contender").loc["fancy"]
+    assert fancy["rating"] > 1050 and fancy["ci_high"] - fancy["ci_low"] > 20

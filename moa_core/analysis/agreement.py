@@ -155,11 +155,18 @@ def _pairs(labels: pd.DataFrame, left_mask: pd.Series, right_mask: pd.Series) ->
     return merged[merged["rater_a"] != merged["rater_b"]]
 
 
+def _same_kind_pairs(labels: pd.DataFrame) -> pd.DataFrame:
+    """Pairs of distinct people, and of distinct judges, on shared items (each pair once);
+    a judge against a person is ``judge_human_agreement``'s business."""
+    judge = labels["is_judge"].astype(bool)
+    pairs = pd.concat([_pairs(labels, ~judge, ~judge), _pairs(labels, judge, judge)], ignore_index=True)
+    return pairs[pairs["rater_a"] < pairs["rater_b"]]
+
+
 def rater_pairs(labels: pd.DataFrame, min_items: int = 1) -> pd.DataFrame:
-    """Cohen's kappa for every pair of raters with at least ``min_items`` items in common."""
-    everyone = pd.Series(True, index=labels.index)
-    pairs = _pairs(labels, everyone, everyone)
-    pairs = pairs[pairs["rater_a"] < pairs["rater_b"]]
+    """Cohen's kappa for every pair of people (and of judges) with at least ``min_items``
+    items in common."""
+    pairs = _same_kind_pairs(labels)
     rows = []
     for (ra, rb), g in pairs.groupby(["rater_a", "rater_b"], sort=True):
         if len(g) < min_items:
@@ -171,7 +178,7 @@ def rater_pairs(labels: pd.DataFrame, min_items: int = 1) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class OverallAgreement:
-    """Agreement over every item rated by two or more raters.
+    """Agreement over every item rated by two or more people (judges when there are none).
 
     Krippendorff's alpha (nominal) takes any number of raters per item; Fleiss' kappa
     needs the same number on every item, so it is computed on the items that have the
@@ -196,6 +203,9 @@ class OverallAgreement:
 
 def overall_agreement(items: pd.DataFrame) -> OverallAgreement:
     labels = first_labels(items)
+    # Among people; among judges when there are no people (judges vs people: judge_human_agreement).
+    judge = labels["is_judge"].astype(bool)
+    labels = labels[~judge] if (~judge).any() else labels
     per_item = labels.groupby("item")["rater"].transform("size")
     multi = labels[per_item >= 2]
     alpha = float("nan")
@@ -215,9 +225,7 @@ def overall_agreement(items: pd.DataFrame) -> OverallAgreement:
         fleiss_items = len(table)
         with np.errstate(invalid="ignore", divide="ignore"):
             fleiss = float(fleiss_kappa(table.to_numpy(dtype=float), method="fleiss"))
-    everyone = pd.Series(True, index=labels.index)
-    pairs = _pairs(labels, everyone, everyone)
-    pairs = pairs[pairs["rater_a"] < pairs["rater_b"]]
+    pairs = _same_kind_pairs(labels)
     agreement = float((pairs["label_a"] == pairs["label_b"]).mean()) if len(pairs) else float("nan")
     first, second = _first_two(items)
     retest_items = len(first)

@@ -11,6 +11,12 @@ with f the character count, markdown headers, list items and bold spans of each 
 normalised difference (d = 1/3 is "twice as long"); the strengths ``b`` are what is left
 once style is accounted for. Ties and both-bad are half a win each, as in the plain board.
 
+The style coefficients get the same ridge ``l2`` as the strengths. That matters only when
+a style feature is confounded with a contender (in a small sample, say, only one model
+ever writes headers): the data cannot tell the two apart, and an unpenalised coefficient
+would take all the credit, pinning that model at the mean; the shared prior splits it.
+With thousands of votes the ridge is negligible.
+
 To stay fast at a million votes the fit runs on cells, not votes: votes are grouped by
 contender pair and by a grid of ``bins`` equal-width bins per covariate over [-1, 1], each
 cell carrying the mean covariates of its votes. Within a bin the covariate varies by at
@@ -34,9 +40,6 @@ from moa_core.analysis.leaderboard import _LEFT_SCORE, OUTCOMES, LeaderboardFit,
 STYLE_FEATURES: tuple[str, ...] = ("length", "headers", "lists", "bold")
 COEFFICIENT_COLUMNS = ["feature", "coef", "ci_low", "ci_high", "points", "votes_with_difference"]
 DEFAULT_BINS = 16
-# Practically no penalty; keeps exactly collinear covariates (e.g. headers that always
-# come with lists in a small sample) finite instead of singular.
-_COVARIATE_L2 = 1e-6
 
 _HEADER = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.MULTILINE)
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\S", re.MULTILINE)
@@ -171,7 +174,7 @@ def style_leaderboard(
         return n, y
 
     def fit(n: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        return fit_cells(c_lo, c_hi, n, y, k, covariates=cz, l2=l2, covariate_l2=_COVARIATE_L2)
+        return fit_cells(c_lo, c_hi, n, y, k, covariates=cz, l2=l2, covariate_l2=l2)
 
     beta, gamma = fit(*cell_totals(sub_counts[None, :].astype(float)))
     resampled = resample_counts(sub_counts, n_boot, seed)

@@ -60,14 +60,16 @@ def question_categories(question_sets: Iterable[str | None]) -> dict[tuple[str, 
     return out
 
 
-def fill_categories(df: pd.DataFrame) -> pd.DataFrame:
-    """``category`` where the run stored none: the question's category in its bundled set, else UNCATEGORISED."""
+def fill_categories(df: pd.DataFrame, set_column: str = "question_set") -> pd.DataFrame:
+    """``category`` where the run stored none: the question's category in the bundled set
+    named in ``set_column``, else UNCATEGORISED."""
     if df.empty:
         return df
-    lookup = question_categories(df["question_set"].dropna().unique())
+    sets = df[set_column]
+    lookup = question_categories(sets.dropna().unique())
     found = [
         cat if isinstance(cat, str) and cat else lookup.get((qs, str(q or "").strip()), UNCATEGORISED)
-        for cat, qs, q in zip(df["category"], df["question_set"], df["question"], strict=True)
+        for cat, qs, q in zip(df["category"], sets, df["question"], strict=True)
     ]
     return df.assign(category=found)
 
@@ -83,13 +85,15 @@ def load_votes(
     texts: bool = False,
     style: bool = False,
 ) -> pd.DataFrame:
-    """``vote_details`` with every category filled in; with ``texts``, ``left_text`` and
-    ``right_text``; with ``style``, ``left_<f>`` / ``right_<f>`` for each style feature."""
-    votes = fill_categories(
-        vote_details(
-            engine, since=since, until=until, rater_kind=rater_kind, rater=rater, kind=kind, question_set=question_set
-        )
+    """``vote_details`` with every category filled in and ``question_set`` the vote's, else
+    its run's; with ``texts``, ``left_text`` and ``right_text``; with ``style``,
+    ``left_<f>`` / ``right_<f>`` for each style feature."""
+    votes = vote_details(
+        engine, since=since, until=until, rater_kind=rater_kind, rater=rater, kind=kind, question_set=question_set
     )
+    if not votes.empty:
+        votes["question_set"] = votes["question_set"].fillna(votes["run_question_set"])
+    votes = fill_categories(votes)
     if not (texts or style):
         return votes
     ids = pd.concat([votes["left_generation_id"], votes["right_generation_id"]]).unique().tolist()

@@ -152,7 +152,7 @@ def vote_counts(
 
 
 VOTE_DETAIL_COLUMNS = [
-    "id", "created_at", "rater", "is_judge", "outcome", "blind", "question_set", "question", "category",
+    "id", "created_at", "rater", "is_judge", "outcome", "blind", "question_set", "run_question_set", "question", "category",
     "campaign", "verdicts", "left_generation_id", "right_generation_id", "left", "right",
 ]  # fmt: skip
 
@@ -173,7 +173,9 @@ def vote_details(
     """One row per vote (oldest first) with both contenders named as in ``vote_counts``.
 
     Same filters and the same self-battle rule as ``vote_counts``, so the two agree on
-    what is counted. ``category`` and ``campaign`` come from the ``meta`` of the vote's
+    what is counted. ``question_set`` is the vote's (what the filter matches),
+    ``run_question_set`` that of the vote's run, else of the left answer's run (a blind
+    review vote has only the latter). ``category`` and ``campaign`` come from the ``meta`` of the vote's
     run, else of the left answer's run (an evaluation stores the question's category on
     its judgement runs, the Arena the category typed or drawn with the question);
     ``verdicts`` is a judge's pair of verdicts (left answer shown first, then second) when
@@ -183,6 +185,7 @@ def vote_details(
     columns = [
         VOTE.c.id, VOTE.c.created_at, VOTE.c.rater, VOTE.c.outcome, VOTE.c.blind, VOTE.c.question_set,
         func.coalesce(j.vrun.c.question, j.lrun.c.question).label("question"),
+        func.coalesce(j.vrun.c.question_set, j.lrun.c.question_set).label("run_question_set"),
         j.vrun.c.meta.label("vote_meta"), j.lrun.c.meta.label("left_meta"),
         VOTE.c.left_generation_id, VOTE.c.right_generation_id, *j.contender_keys,
     ]  # fmt: skip
@@ -190,7 +193,7 @@ def vote_details(
     rows = _frame(engine, stmt.order_by(VOTE.c.created_at, VOTE.c.id))
     if rows.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in VOTE_DETAIL_COLUMNS})
-    out = rows[["id", "created_at", "rater", "outcome", "blind", "question_set", "question"]].copy()
+    out = rows[["id", "created_at", "rater", "outcome", "blind", "question_set", "run_question_set", "question"]].copy()
     out["is_judge"] = rows["rater"].astype("object").str.startswith(JUDGE_PREFIX).astype(bool)
     metas = list(zip(rows["vote_meta"], rows["left_meta"], strict=True))
     for key in ("category", "campaign"):
