@@ -144,6 +144,9 @@ class Battle:
     question: str
     sides: dict[str, Contender]
     question_set: str | None = None
+    # The question's category (drawn with it from a set, or typed): stored with the vote's
+    # runs, it feeds the per-category leaderboards.
+    category: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     run_ids: dict[str, str] = field(default_factory=lambda: {s: uuid.uuid4().hex for s in SIDES})
     status: str = "new"
@@ -173,12 +176,31 @@ class Battle:
         return self.vote_id is None and self.status in ("new", "streaming", "finished", "stopped")
 
 
+CATEGORY_MAX_CHARS = 60
+
+
+def clean_category(text: str | None) -> str | None:
+    """A typed category as one line of at most CATEGORY_MAX_CHARS; None when blank."""
+    one = " ".join(str(text or "").split())[:CATEGORY_MAX_CHARS]
+    return one or None
+
+
 def new_battle(
-    question: str, first: Contender, second: Contender, rng: random.Random, question_set: str | None = None
+    question: str,
+    first: Contender,
+    second: Contender,
+    rng: random.Random,
+    question_set: str | None = None,
+    category: str | None = None,
 ) -> Battle:
     if first.name == second.name:
         raise ArenaError(f"Both contenders are {first.name}: pick two different ones.")
-    return Battle(question=question, sides=assign_sides(first, second, rng), question_set=question_set)
+    return Battle(
+        question=question,
+        sides=assign_sides(first, second, rng),
+        question_set=question_set,
+        category=clean_category(category),
+    )
 
 
 def final_generation(generations: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -312,6 +334,7 @@ def blind_review_pairs(
 
 
 __all__ = [
+    "CATEGORY_MAX_CHARS",
     "CHOICES",
     "CHOICE_LABELS",
     "MOA_PREFIX",
@@ -324,6 +347,7 @@ __all__ = [
     "Verdict",
     "assign_sides",
     "blind_review_pairs",
+    "clean_category",
     "contender_key",
     "contender_options",
     "draw_question",

@@ -13,15 +13,17 @@ from contextlib import aclosing
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from moa_core import arena
 from moa_core.config import AgentSpec, save_config
 from moa_core.engine import run_single
+from moa_core.evaluation.questions import load_bundled_set
 from moa_core.events import CallRef, DraftStarted, RunStarted
 from moa_core.store import Recorder, add_rating, add_vote, get_run, open_db
-from moa_core.store.analysis_queries import contender_ratings
+from moa_core.store.analysis_queries import contender_ratings, vote_details
 from moa_core.store.queries import votes_df
 from moa_core.ui import layout
 from tests.conftest import fake_agent, fake_config
@@ -179,6 +181,22 @@ def test_arena_draws_a_question_from_a_bundled_set(db_url, tmp_path, fake_server
     votes = votes_df(open_db(db_url))
     assert votes["question_set"].tolist() == [at.selectbox(key="arena_qset").value]
     assert votes["outcome"].tolist() == ["tie"]
+    # the drawn question brought its category, stored with the vote's runs
+    category = at.text_input(key="arena_category").value
+    qset = load_bundled_set(at.selectbox(key="arena_qset").value)
+    assert category == next(q.category for q in qset.questions if q.text == drawn)
+    assert vote_details(open_db(db_url))["category"].tolist() == [category]
+
+
+def test_arena_typed_category_is_stored_with_the_vote(db_url, tmp_path, fake_server):
+    save_fake(tmp_path, fake_server, "one")
+    save_fake(tmp_path, fake_server, "two")
+    at = page("2_Arena.py").run()
+    at.text_input(key="arena_category").set_value("  haiku \n writing ")
+    at = start_battle(at, "saved:one", "saved:two")
+    at.button(key="arena_vote_A").click().run()
+    assert not at.exception
+    assert vote_details(open_db(db_url))["category"].tolist() == ["haiku writing"]
 
 
 async def test_blind_review_replays_a_playground_run(db_url, fake_server):
@@ -298,3 +316,59 @@ async def test_blind_review_in_two_sessions_counts_one_vote(db_url, fake_server)
     assert len(votes) == 1 and votes.iloc[0]["outcome"] == "left" and votes.iloc[0]["rater"] == "hal"
     second.button(key="review_next").click().run()
     assert any("Nothing left to review" in i.value for i in second.info)
+
+
+def test_style_control_categories_agreement_and_bias(db_url):
+    from tests.test_preference_data import answer as stored_answer
+    from tests.test_preference_data import judge_run
+
+    engine = open_db(db_url)
+    factual = "What is the capital city of Australia?"  # moa-studio-30: factual
+    maths = "What is 12 multiplied by 12?"  # moa-studio-30: math
+    gens = {}
+    for q, tag in ((factual, "f"), (maths, "m")):
+        gens[f"short-{tag}"] = stored_answer(engine, "m/short", "Canberra." if tag == "f" else "144", q)
+        gens[f"long-{tag}"] = stored_answer(engine, "m/long", "# Answer\n\n**Sure.**\n- one\n- two\n" * 5, q)
+        gens[f"mid-{tag}"] = stored_answer(engine, "m/mid", "A fair answer of medium length.", q)
+    for tag in ("f", "m"):
+        s, lo, mi = gens[f"short-{tag}"], gens[f"long-{tag}"], gens[f"mid-{tag}"]
+        add_vote(engine, lo, s, "left", "alice")
+        add_vote(engine, s, lo, "right", "bob")  # bob agrees with alice, sides swapped
+        add_vote(engine, mi, s, "left", "alice")
+        add_vote(engine, mi, s, "tie", "bob")
+        add_vote(engine, lo, mi, "left", "carol")
+        add_vote(engine, lo, s, "right", "judge:gpt", run_id=judge_run(engine, ["B", "A"], "factual"))
+
+    at = page("3_Analysis.py").run()
+    assert not at.exception
+    frames = {tuple(df.value.columns): df.value for df in at.dataframe}
+
+    def frame(column: str) -> pd.DataFrame:
+        return next(v for cols, v in frames.items() if column in cols)
+
+    board = at.dataframe[0].value
+    assert set(board["contender"]) == {"m/short", "m/long", "m/mid"} and board["battles"].sum() == 2 * 12
+    compare = frame("rank change")
+    assert set(compare["contender"]) == set(board["contender"])
+    assert set(frame("effect (log-odds)")["feature"]) == {"length", "headers", "lists", "bold"}
+    assert list(frame("math")["contender"]) == list(board["contender"])  # ratings by category
+    pairs = frame("kappa")
+    assert ("alice", "bob") in set(zip(pairs["rater_a"], pairs["rater_b"], strict=True))
+    assert "judge:gpt" not in set(pairs["rater_a"]) | set(pairs["rater_b"])  # judges are compared apart
+    assert set(frame("tie_rate")["rater"]) == {"alice", "bob", "carol", "judge:gpt"}
+    assert frame("first_rate")["rater"].tolist() == ["people", "judge:gpt"]
+    assert frame("comparisons")["judge"].tolist() == ["judge:gpt", "people (with each other)"]
+
+    at.segmented_control(key="an_style").set_value("with").run()
+    assert not at.exception
+    assert any("With style control" in c.value for c in at.caption)
+    styled = at.dataframe[0].value.set_index("contender")["rating"]
+    assert styled.round(0).tolist() != board.set_index("contender").loc[styled.index, "rating"].round(0).tolist()
+
+    at.selectbox(key="an_category").set_value("math").run()
+    assert not at.exception
+    assert at.dataframe[0].value["battles"].sum() == 2 * 5  # the judge's vote is in "factual"
+    assert not any("math" in tuple(df.value.columns) for df in at.dataframe)  # no per-category table now
+
+    at.radio(key="an_items").set_value("the same question and contenders").run()
+    assert not at.exception

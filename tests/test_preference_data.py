@@ -105,7 +105,7 @@ def test_vote_details_agree_with_vote_counts(seeded):
     recount = details.groupby(["left", "right", "outcome"]).size().rename("count").reset_index()
     pd.testing.assert_frame_equal(recount.sort_values(["left", "right", "outcome"]).reset_index(drop=True), counts)
     judge = details[details["is_judge"]].iloc[0]
-    assert judge["rater"] == "judge:gpt" and judge["verdicts"] == ["A", "B"] and judge["category"] == "math"
+    assert judge["rater"] == "judge:gpt" and judge["verdicts"] == ("A", "B") and judge["category"] == "math"
     assert details[~details["is_judge"]]["verdicts"].isna().all()
     haiku = details[details["left_generation_id"] == g["a2"]].iloc[0]
     assert haiku["category"] == "writing" and haiku["question"] == "Write a haiku"

@@ -31,6 +31,7 @@ class PreferenceReport:
 
 def preference_report(
     votes: pd.DataFrame,
+    counts: pd.DataFrame | None = None,
     n_boot: int = 200,
     seed: int | None = 0,
     style: bool = True,
@@ -39,8 +40,10 @@ def preference_report(
 ) -> PreferenceReport:
     """Plain and style-controlled leaderboards, votes needed, per-category boards and the
     agreement report. ``style`` needs ``left_<f>`` / ``right_<f>`` columns for every
-    feature; ``items`` is what makes an item for agreement (see ``agreement.item_votes``)."""
-    plain = leaderboard_fit(votes, n_boot=n_boot, seed=seed, l2=l2)
+    feature; ``items`` is what makes an item for agreement (see ``agreement.item_votes``).
+    ``counts`` is the same votes already counted (as ``store.analysis_queries.vote_counts``
+    does in SQL) for the plain board; by default they are counted here."""
+    plain = leaderboard_fit(votes if counts is None else counts, n_boot=n_boot, seed=seed, l2=l2)
     styled = comparison = needed_styled = None
     if style:
         styled = style_leaderboard(votes, features=STYLE_FEATURES, n_boot=n_boot, seed=seed, l2=l2)

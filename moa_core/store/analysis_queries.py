@@ -178,8 +178,8 @@ def vote_details(
     review vote has only the latter). ``category`` and ``campaign`` come from the ``meta`` of the vote's
     run, else of the left answer's run (an evaluation stores the question's category on
     its judgement runs, the Arena the category typed or drawn with the question);
-    ``verdicts`` is a judge's pair of verdicts (left answer shown first, then second) when
-    its run stored them. Texts are not read here: see ``generation_texts``.
+    ``verdicts`` is a judge's pair of verdicts (left answer shown first, then second) as a
+    tuple, when its run stored them. Texts are not read here: see ``generation_texts``.
     """
     j = _vote_join(rater_kind)
     columns = [
@@ -201,7 +201,7 @@ def vote_details(
         out[key] = [str(v) if v not in (None, "") else None for v in values]
     verdicts = [_meta_value(vm, "verdicts") for vm, _ in metas]
     out["verdicts"] = pd.Series(
-        [list(v) if isinstance(v, list) and len(v) == 2 else None for v in verdicts], index=out.index, dtype=object
+        [tuple(v) if isinstance(v, list) and len(v) == 2 else None for v in verdicts], index=out.index, dtype=object
     )
     out["left_generation_id"] = rows["left_generation_id"].astype("int64")
     out["right_generation_id"] = rows["right_generation_id"].astype("int64")

@@ -1,11 +1,15 @@
-"""The Analysis page: leaderboard with confidence intervals, pairwise matrices, scores, cost.
+"""The Analysis page: leaderboards (overall or per category, with or without style
+control) with confidence intervals, votes needed, pairwise matrices, agreement and bias of
+the raters, scores, cost.
 
-Everything is read through ``store.analysis_queries`` (votes counted in SQL) and computed
-by ``moa_core.analysis``; every chart is plotly and every table has a CSV download.
+Everything is read through ``store.analysis_queries`` (votes counted in SQL) and
+``evaluation.feedback`` (one row per vote, with categories and style features), and
+computed by ``moa_core.analysis``; every chart is plotly and every table has a CSV download.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import date, timedelta
 from typing import Any
@@ -13,7 +17,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from moa_core.analysis import battle_count_matrix, leaderboard, win_rate_matrix
+from moa_core.analysis import battle_count_matrix, count_outcomes, win_rate_matrix
+from moa_core.analysis.agreement import AgreementReport
 from moa_core.analysis.charts import (
     battle_count_heatmap,
     leaderboard_figure,
@@ -22,6 +27,8 @@ from moa_core.analysis.charts import (
     score_distribution,
     win_rate_heatmap,
 )
+from moa_core.analysis.preference_report import PreferenceReport, category_table, preference_report
+from moa_core.evaluation.feedback import load_votes
 from moa_core.store.analysis_queries import contender_costs, contender_ratings, vote_counts
 from moa_core.store.db import StoreError
 from moa_core.store.html_export import leaderboard_html
@@ -36,6 +43,9 @@ TIME_RANGES: dict[str, float | None] = {
     "Custom dates": None,
 }  # fmt: skip
 RATERS = {"people and judges": "all", "people": "people", "judges": "judges"}
+ALL_CATEGORIES = "All categories"
+ITEMS = {"the same two answers": "answers", "the same question and contenders": "question"}
+STYLE = ("without", "with")
 
 
 def download(df: pd.DataFrame, name: str, key: str, index: bool = False) -> None:
@@ -51,8 +61,8 @@ def download(df: pd.DataFrame, name: str, key: str, index: bool = False) -> None
 
 
 @st.cache_data(ttl=120, show_spinner=False, max_entries=32)
-def _board(counts: pd.DataFrame) -> pd.DataFrame:
-    return leaderboard(counts, n_boot=N_BOOT, seed=0)
+def _report(votes: pd.DataFrame, counts: pd.DataFrame | None, items: str) -> PreferenceReport:
+    return preference_report(votes, counts, n_boot=N_BOOT, seed=0, items=items)
 
 
 def _filters(opts: dict[str, list[str]]) -> dict[str, Any]:
@@ -79,12 +89,21 @@ def _filters(opts: dict[str, list[str]]) -> dict[str, Any]:
     }
 
 
-def _leaderboard_section(board: pd.DataFrame, votes: int) -> None:
-    st.subheader("Leaderboard")
+def _leaderboard_section(report: PreferenceReport, style: str, category: str) -> pd.DataFrame:
+    """The board shown (plain or style-controlled), its figure and the style comparison."""
+    styled = style == "with" and report.styled is not None
+    board = report.styled.board if styled and report.styled is not None else report.plain.board
+    st.subheader("Leaderboard" + ("" if category == ALL_CATEGORIES else f" · {md_escape(category)}"))
     st.caption(
-        f"Bradley–Terry ratings (Elo-like scale, mean 1000) from {votes:,} vote(s), 95% bootstrap "
+        f"Bradley–Terry ratings (Elo-like scale, mean 1000) from {report.votes:,} vote(s), 95% bootstrap "
         f"confidence intervals ({N_BOOT} resamples). Rank = 1 + the number of contenders whose whole "
         "interval lies above this one's. Ties and both-bad count as half a win each."
+        + (
+            " **With style control**: ratings after taking out the pull of answer length and markdown "
+            "(headers, lists, bold), fitted together with the strengths."
+            if styled
+            else ""
+        )
     )
     table = pd.DataFrame(
         {
@@ -117,11 +136,223 @@ def _leaderboard_section(board: pd.DataFrame, votes: int) -> None:
             "come from resampling very few votes and understate the uncertainty (a single vote gives an "
             "interval of zero width)."
         )
-    download(board, "leaderboard", "an_dl_board")
-    st.download_button("Download as HTML", leaderboard_html(board, votes, n_boot=N_BOOT), "leaderboard.html", "text/html", key="an_html_board", on_click="ignore", icon=":material/download:")  # fmt: skip
+    download(board, "leaderboard_style_control" if styled else "leaderboard", "an_dl_board")
+    scope = " · ".join(
+        x for x in (category if category != ALL_CATEGORIES else "", "style controlled" if styled else "") if x
+    )
+    st.download_button(
+        "Download as HTML",
+        leaderboard_html(board, report.votes, n_boot=N_BOOT, scope=scope),
+        "leaderboard.html",
+        "text/html",
+        key="an_html_board",
+        on_click="ignore",
+        icon=":material/download:",
+    )
     st.plotly_chart(
         leaderboard_figure(board, title="Ratings with 95% confidence intervals"), width="stretch", key="an_forest"
     )
+    _style_section(report)
+    return board
+
+
+def _style_section(report: PreferenceReport) -> None:
+    if report.comparison is None or report.styled is None:
+        return
+    st.markdown("**With and without style control**")
+    coef = report.styled.coefficients
+    if coef is None or coef.empty:
+        st.caption("The answers compared here never differ in length or markdown: there is no style to control for.")
+        return
+    st.caption(
+        "A style effect is in log-odds per unit of the normalised difference (left − right) / (left + right) "
+        "of that feature (⅓ = twice as long), and in rating points; a positive one means raters favour the "
+        "answer with more of it, whoever wrote it. Rank change > 0: the contender moves up once style is "
+        "taken out."
+    )
+    c = st.columns([3, 2])
+    comp = report.comparison
+    c[0].dataframe(
+        pd.DataFrame(
+            {
+                "contender": comp["contender"],
+                "rating": comp["rating"].round(0),
+                "rank": comp["rank"].astype(int),
+                "rating, style controlled": comp["rating_sc"].round(0),
+                "95% CI, style controlled": [
+                    f"{lo:.0f} – {hi:.0f}" for lo, hi in zip(comp["ci_low_sc"], comp["ci_high_sc"], strict=True)
+                ],
+                "rank, style controlled": comp["rank_sc"].astype(int),
+                "rank change": comp["change"].astype(int),
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key="an_style_compare",
+    )
+    c[1].dataframe(
+        pd.DataFrame(
+            {
+                "feature": coef["feature"],
+                "effect (log-odds)": coef["coef"].round(3),
+                "95% CI": [f"{lo:+.2f} to {hi:+.2f}" for lo, hi in zip(coef["ci_low"], coef["ci_high"], strict=True)],
+                "rating points": coef["points"].round(0),
+                "votes where it differs": coef["votes_with_difference"],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key="an_style_coef",
+    )
+    with c[0]:
+        download(comp, "style_control_comparison", "an_dl_style")
+
+
+def _needed_section(needed: pd.DataFrame) -> None:
+    if needed.empty:
+        return
+    st.markdown("**Votes needed**")
+    st.caption(
+        "For neighbours whose intervals overlap: about how many more votes between the two, at their current "
+        "win rate, before the 95% interval of their rating gap excludes zero (the evidence from every other "
+        "vote counts too). “never”: the two are exactly level."
+    )
+    shown = pd.DataFrame(
+        {
+            "contender": needed["contender"],
+            "vs": needed["opponent"],
+            "rating gap": needed["rating_gap"].round(0),
+            "win rate": needed["win_prob"],
+            "votes so far (head to head)": needed["head_to_head"],
+            "more votes needed": [
+                "never" if math.isinf(v) else ("–" if math.isnan(v) else f"{int(v):,}") for v in needed["votes_needed"]
+            ],
+        }
+    )
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        key="an_needed",
+        column_config={"win rate": st.column_config.NumberColumn("win rate", format="percent")},
+    )
+
+
+def _category_section(report: PreferenceReport) -> None:
+    if report.by_category["category"].nunique() < 2:
+        return
+    st.subheader("By category")
+    st.caption(
+        "Each category's ratings are fitted on that category's votes alone. A category comes from the question "
+        "set the question was drawn from, or is typed with the question in the Arena."
+    )
+    table = category_table(report.by_category, report.plain.board)
+    st.dataframe(
+        table.round(0),
+        hide_index=True,
+        width="stretch",
+        key="an_categories",
+        column_config={c: st.column_config.NumberColumn(c, format="%d") for c in table.columns[1:]},
+    )
+    download(report.by_category, "leaderboards_by_category", "an_dl_categories")
+
+
+def _pct(x: float) -> str:
+    return "–" if x != x else f"{100 * x:.0f}%"
+
+
+def _agreement_section(ag: AgreementReport) -> None:
+    o = ag.overall
+    c = st.columns(4)
+    c[0].metric("Items rated by 2+ people", f"{o.items:,}", help=f"{o.raters} rater(s), {o.ratings} rating(s)")
+    c[1].metric("Raw agreement", _pct(o.agreement), help="Share of pairs of raters that gave an item the same verdict.")
+    c[2].metric(
+        "Krippendorff's alpha",
+        "–" if o.alpha != o.alpha else f"{o.alpha:.2f}",
+        help="Nominal alpha over every item with 2+ ratings: 1 = perfect, 0 = chance level.",
+    )
+    c[3].metric(
+        "Fleiss' kappa",
+        "–" if o.fleiss_kappa != o.fleiss_kappa else f"{o.fleiss_kappa:.2f}",
+        help=f"On the {o.fleiss_items} item(s) rated by exactly {o.fleiss_raters} raters.",
+    )
+    if o.retest_items:
+        st.caption(
+            f"Rated again by the same rater: {o.retest_items} item(s); the second verdict matched the first "
+            f"{_pct(o.retest_agreement)} of the time (kappa {o.retest_kappa:.2f})."
+        )
+    pct = st.column_config.NumberColumn(format="percent")
+    if not ag.pairs.empty:
+        st.markdown("**Cohen's kappa per pair of raters**")
+        st.dataframe(
+            ag.pairs.round(3),
+            hide_index=True,
+            width="stretch",
+            key="an_pairs",
+            column_config={"agreement": pct},
+        )
+        download(ag.pairs, "rater_pairs", "an_dl_pairs")
+    st.markdown("**Raters**")
+    st.caption(
+        "Left rate: share of a rater's decisive votes that went to the left answer (95% Wilson interval); "
+        "sides are random, so it should be near 50%. Self-agreement: of the votes on an item the rater had "
+        "already judged, the share that repeated the first verdict."
+    )
+    st.dataframe(
+        ag.raters[
+            [
+                "rater",
+                "votes",
+                "tie_rate",
+                "both_bad_rate",
+                "left_rate",
+                "left_low",
+                "left_high",
+                "repeat_votes",
+                "self_agreement",
+            ]
+        ],
+        hide_index=True,
+        width="stretch",
+        key="an_rater_table",
+        column_config={
+            c: pct for c in ("tie_rate", "both_bad_rate", "left_rate", "left_low", "left_high", "self_agreement")
+        },
+    )
+    download(ag.raters, "raters", "an_dl_raters")
+    if not ag.position.empty:
+        st.markdown("**Position bias**")
+        st.caption(
+            "Share of decisive choices that went to the answer shown first (left, or A for a judge that saw "
+            "both orders), with its 95% interval and the exact binomial test against 50%."
+        )
+        st.dataframe(
+            ag.position,
+            hide_index=True,
+            width="stretch",
+            key="an_position",
+            column_config={
+                "first_rate": pct,
+                "ci_low": pct,
+                "ci_high": pct,
+                "p_value": st.column_config.NumberColumn(format="%.3g"),
+            },
+        )
+        download(ag.position, "position_bias", "an_dl_position")
+    if not ag.judge_human.empty:
+        st.markdown("**Judges against people**")
+        st.caption(
+            "Each judge's verdict against every person's on the items both rated; the last row is people "
+            "against each other, the level a judge should reach."
+        )
+        st.dataframe(
+            ag.judge_human.round(3),
+            hide_index=True,
+            width="stretch",
+            key="an_judge_human",
+            column_config={"agreement": pct},
+        )
+        download(ag.judge_human, "judge_human_agreement", "an_dl_judge_human")
 
 
 def _matrices_section(counts: pd.DataFrame, order: list[str]) -> None:
@@ -195,6 +426,7 @@ def analysis_page() -> None:
     try:
         filters = _filters(filter_options(engine))
         counts = vote_counts(engine, **filters)
+        votes = load_votes(engine, **filters, style=True)
         ratings = contender_ratings(engine, **filters)
     except StoreError as err:
         st.error(f"The votes cannot be read: {md_escape(str(err))}")
@@ -208,9 +440,30 @@ def analysis_page() -> None:
         )
         _scores_section(ratings)
         return
-    board = _board(counts)
-    _leaderboard_section(board, int(counts["count"].sum()))
+    c = st.columns([2, 2, 4])
+    categories = sorted(votes["category"].dropna().unique())
+    category = c[0].selectbox("Category", [ALL_CATEGORIES, *categories], key="an_category")
+    style = c[1].segmented_control("Style control", STYLE, default="without", key="an_style") or "without"
+    if category != ALL_CATEGORIES:
+        votes = votes[votes["category"] == category]
+        counts = count_outcomes(votes)
+    items = ITEMS[st.session_state.get("an_items", next(iter(ITEMS)))]
+    report = _report(votes, counts, items)
+    board = _leaderboard_section(report, style, category)
+    _needed_section(report.needed_styled if style == "with" and report.needed_styled is not None else report.needed)
+    if category == ALL_CATEGORIES:
+        _category_section(report)
     _matrices_section(counts, board["contender"].tolist())
+    st.subheader("Agreement and bias")
+    st.radio(
+        "An item (what two votes must share to be compared) is",
+        list(ITEMS),
+        horizontal=True,
+        key="an_items",
+        help="The same question and contenders also pairs votes on different answers, so more items are "
+        "doubly rated, but answer-to-answer variation then counts as disagreement.",
+    )
+    _agreement_section(report.agreement)
     _scores_section(ratings)
     try:
         costs = contender_costs(

@@ -80,6 +80,7 @@ def _draw_question() -> None:
         return
     st.session_state.pop("arena_draw_error", None)
     st.session_state.arena_question = q.text
+    st.session_state.arena_category = q.category
     st.session_state.arena_drawn = {"set": qset.name, "text": q.text}
 
 
@@ -139,6 +140,14 @@ def _setup(rater: str) -> None:
                 icon=":material/casino:",
                 width="stretch",
             )
+            st.text_input(
+                "Category (optional)",
+                key="arena_category",
+                max_chars=arena.CATEGORY_MAX_CHARS,
+                placeholder="e.g. coding",
+                help="Stored with the vote, for the leaderboards per category on the Analysis page. "
+                "A drawn question brings its set's category.",
+            )
         with qcols[0]:
             st.text_area(
                 "Question",
@@ -178,7 +187,14 @@ def _setup(rater: str) -> None:
         problems = _problems(c1) + _problems(c2)
         if problems:
             raise ArenaError("This battle cannot run here: " + "; ".join(problems))
-        battle = arena.new_battle(question, c1, c2, _rng, question_set=_question_set(question))
+        battle = arena.new_battle(
+            question,
+            c1,
+            c2,
+            _rng,
+            question_set=_question_set(question),
+            category=st.session_state.get("arena_category"),
+        )
     except (RunInputError, ArenaError) as err:
         st.error(md_escape(str(err)))
         return
@@ -291,7 +307,10 @@ def _settle(engine: Engine, battle: Battle, rater: str) -> None:
         battle.note, battle.choice = f"The vote could not be saved: {err}", None
         return
     battle.status, battle.note = "voted", None
-    _annotate(engine, battle, {"arena": "voted", "arena_vote_id": battle.vote_id})
+    meta: dict[str, Any] = {"arena": "voted", "arena_vote_id": battle.vote_id}
+    if battle.category:
+        meta["category"] = battle.category
+    _annotate(engine, battle, meta)
 
 
 async def _stream_battle(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn]) -> dict[str, RunDone]:
