@@ -170,19 +170,18 @@ def _style_section(report: PreferenceReport) -> None:
         "answer with more of it, whoever wrote it. Rank change > 0: the contender moves up once style is "
         "taken out."
     )
-    c = st.columns([3, 2])
     comp = report.comparison
-    c[0].dataframe(
+    st.dataframe(
         pd.DataFrame(
             {
                 "contender": comp["contender"],
                 "rating": comp["rating"].round(0),
                 "rank": comp["rank"].astype(int),
-                "rating, style controlled": comp["rating_sc"].round(0),
-                "95% CI, style controlled": [
+                "rating (style ctrl)": comp["rating_sc"].round(0),
+                "95% CI (style ctrl)": [
                     f"{lo:.0f} – {hi:.0f}" for lo, hi in zip(comp["ci_low_sc"], comp["ci_high_sc"], strict=True)
                 ],
-                "rank, style controlled": comp["rank_sc"].astype(int),
+                "rank (style ctrl)": comp["rank_sc"].astype(int),
                 "rank change": comp["change"].astype(int),
             }
         ),
@@ -190,7 +189,8 @@ def _style_section(report: PreferenceReport) -> None:
         width="stretch",
         key="an_style_compare",
     )
-    c[1].dataframe(
+    download(comp, "style_control_comparison", "an_dl_style")
+    st.dataframe(
         pd.DataFrame(
             {
                 "feature": coef["feature"],
@@ -204,8 +204,6 @@ def _style_section(report: PreferenceReport) -> None:
         width="stretch",
         key="an_style_coef",
     )
-    with c[0]:
-        download(comp, "style_control_comparison", "an_dl_style")
 
 
 def _needed_section(needed: pd.DataFrame) -> None:
@@ -261,27 +259,45 @@ def _pct(x: float) -> str:
     return "–" if x != x else f"{100 * x:.0f}%"
 
 
+def _num(x: float) -> str:
+    return "–" if x != x else f"{x:.2f}"
+
+
 def _agreement_section(ag: AgreementReport) -> None:
     o = ag.overall
     c = st.columns(4)
-    c[0].metric("Items rated by 2+ people", f"{o.items:,}", help=f"{o.raters} rater(s), {o.ratings} rating(s)")
+    c[0].metric(
+        "Doubly rated items",
+        f"{o.items:,}",
+        help=f"Items rated by two or more people: {o.raters} rater(s), {o.ratings} rating(s). Judges are "
+        "compared with people below (with each other when there are no people).",
+    )
     c[1].metric("Raw agreement", _pct(o.agreement), help="Share of pairs of raters that gave an item the same verdict.")
     c[2].metric(
         "Krippendorff's alpha",
-        "–" if o.alpha != o.alpha else f"{o.alpha:.2f}",
+        _num(o.alpha),
         help="Nominal alpha over every item with 2+ ratings: 1 = perfect, 0 = chance level.",
     )
     c[3].metric(
         "Fleiss' kappa",
-        "–" if o.fleiss_kappa != o.fleiss_kappa else f"{o.fleiss_kappa:.2f}",
+        _num(o.fleiss_kappa),
         help=f"On the {o.fleiss_items} item(s) rated by exactly {o.fleiss_raters} raters.",
     )
     if o.retest_items:
         st.caption(
             f"Rated again by the same rater: {o.retest_items} item(s); the second verdict matched the first "
-            f"{_pct(o.retest_agreement)} of the time (kappa {o.retest_kappa:.2f})."
+            f"{_pct(o.retest_agreement)} of the time (kappa {_num(o.retest_kappa)})."
         )
-    pct = st.column_config.NumberColumn(format="percent")
+
+    def pct(label: str) -> Any:
+        return st.column_config.NumberColumn(label, format="percent")
+
+    kappa_labels = {
+        "rater_a": "rater A",
+        "rater_b": "rater B",
+        "kappa_low": "kappa 95% low",
+        "kappa_high": "kappa 95% high",
+    }
     if not ag.pairs.empty:
         st.markdown("**Cohen's kappa per pair of raters**")
         st.dataframe(
@@ -289,7 +305,7 @@ def _agreement_section(ag: AgreementReport) -> None:
             hide_index=True,
             width="stretch",
             key="an_pairs",
-            column_config={"agreement": pct},
+            column_config={"agreement": pct("agreement"), **kappa_labels},
         )
         download(ag.pairs, "rater_pairs", "an_dl_pairs")
     st.markdown("**Raters**")
@@ -316,7 +332,13 @@ def _agreement_section(ag: AgreementReport) -> None:
         width="stretch",
         key="an_rater_table",
         column_config={
-            c: pct for c in ("tie_rate", "both_bad_rate", "left_rate", "left_low", "left_high", "self_agreement")
+            "tie_rate": pct("ties"),
+            "both_bad_rate": pct("both bad"),
+            "left_rate": pct("left"),
+            "left_low": pct("left 95% low"),
+            "left_high": pct("left 95% high"),
+            "repeat_votes": "repeat votes",
+            "self_agreement": pct("self-agreement"),
         },
     )
     download(ag.raters, "raters", "an_dl_raters")
@@ -332,10 +354,12 @@ def _agreement_section(ag: AgreementReport) -> None:
             width="stretch",
             key="an_position",
             column_config={
-                "first_rate": pct,
-                "ci_low": pct,
-                "ci_high": pct,
-                "p_value": st.column_config.NumberColumn(format="%.3g"),
+                "decisive": "decisive choices",
+                "first_picks": "first picked",
+                "first_rate": pct("first rate"),
+                "ci_low": pct("95% low"),
+                "ci_high": pct("95% high"),
+                "p_value": st.column_config.NumberColumn("p (vs 50%)", format="%.3g"),
             },
         )
         download(ag.position, "position_bias", "an_dl_position")
@@ -350,7 +374,7 @@ def _agreement_section(ag: AgreementReport) -> None:
             hide_index=True,
             width="stretch",
             key="an_judge_human",
-            column_config={"agreement": pct},
+            column_config={"agreement": pct("agreement"), **kappa_labels},
         )
         download(ag.judge_human, "judge_human_agreement", "an_dl_judge_human")
 
