@@ -69,6 +69,7 @@ benchmarks: install-test
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/local_throughput.py
 	$(BIN)/python benchmarks/leaderboard.py
+	$(BIN)/python benchmarks/style_control.py
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/ui_stream.py
 	$(BIN)/python benchmarks/servers.py
