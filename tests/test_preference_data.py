@@ -1,4 +1,4 @@
-"""Votes and ratings read for analysis and exported as training data, on a real SQLite file.
+"""Votes and ratings read for analysis and exported as training data, on SQLite and PostgreSQL.
 
 The export round trip writes the DPO pairs and the rated responses with the real CLI,
 loads them back with pandas and pyarrow, and checks every row against the database.
@@ -10,7 +10,6 @@ import itertools
 import json
 import time
 import uuid
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -69,8 +68,9 @@ def judge_run(engine: Engine, verdicts: list[str], category: str) -> str:
 
 
 @pytest.fixture
-def seeded(tmp_path: Path) -> tuple[str, Engine, dict[str, int]]:
-    url = f"sqlite:///{tmp_path / 'moa.db'}"
+def seeded(db_url: str) -> tuple[str, Engine, dict[str, int]]:
+    """Answers, votes and ratings on SQLite and PostgreSQL (``db_url`` from tests/pg_support.py)."""
+    url = db_url
     engine = open_db(url)
     g = {
         "a": answer(engine, "m/a", "Canberra."),
