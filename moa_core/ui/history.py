@@ -63,7 +63,9 @@ def history_page() -> None:
             "kind": df["kind"],
             "status": df["status"],
             "tokens": df["prompt_tokens"] + df["completion_tokens"],
-            "wall s": df["wall_time"].round(1),
+            # All-NULL (runs still going, crashed or stopped) comes back as object dtype,
+            # which has no round().
+            "wall s": pd.to_numeric(df["wall_time"], errors="coerce").round(1),
         }
     )
     st.caption(f"{len(df)} run(s){' (newest ' + str(PAGE_SIZE) + ')' if len(df) == PAGE_SIZE else ''}")
