@@ -25,7 +25,7 @@ from moa_core.analysis.charts import (
 from moa_core.store.analysis_queries import contender_costs, contender_ratings, vote_counts
 from moa_core.store.db import StoreError
 from moa_core.store.queries import filter_options
-from moa_core.ui.layout import store
+from moa_core.ui.layout import csv_download, store
 
 N_BOOT = 200
 FEW_BATTLES = 10
@@ -34,18 +34,6 @@ TIME_RANGES: dict[str, float | None] = {
     "Custom dates": None,
 }  # fmt: skip
 RATERS = {"people and judges": "all", "people": "people", "judges": "judges"}
-
-
-def download(df: pd.DataFrame, name: str, key: str, index: bool = False) -> None:
-    st.download_button(
-        "Download CSV",
-        df.to_csv(index=index).encode("utf-8"),
-        file_name=f"{name}.csv",
-        mime="text/csv",
-        key=key,
-        on_click="ignore",
-        icon=":material/download:",
-    )
 
 
 @st.cache_data(ttl=120, show_spinner=False, max_entries=32)
@@ -115,7 +103,7 @@ def _leaderboard_section(board: pd.DataFrame, votes: int) -> None:
             "come from resampling very few votes and understate the uncertainty (a single vote gives an "
             "interval of zero width)."
         )
-    download(board, "leaderboard", "an_dl_board")
+    csv_download(board, "leaderboard", "an_dl_board")
     st.plotly_chart(
         leaderboard_figure(board, title="Ratings with 95% confidence intervals"), width="stretch", key="an_forest"
     )
@@ -128,10 +116,10 @@ def _matrices_section(counts: pd.DataFrame, order: list[str]) -> None:
     c = st.columns(2)
     with c[0]:
         st.plotly_chart(win_rate_heatmap(rates), width="stretch", key="an_winrate")
-        download(rates, "win_rates", "an_dl_winrate", index=True)
+        csv_download(rates, "win_rates", "an_dl_winrate", index=True)
     with c[1]:
         st.plotly_chart(battle_count_heatmap(battles), width="stretch", key="an_battles")
-        download(battles, "battle_counts", "an_dl_battles", index=True)
+        csv_download(battles, "battle_counts", "an_dl_battles", index=True)
 
 
 def _scores_section(ratings: pd.DataFrame) -> None:
@@ -152,7 +140,7 @@ def _scores_section(ratings: pd.DataFrame) -> None:
     )
     summary["mean"] = summary["mean"].round(2)
     st.dataframe(summary, hide_index=True, width="stretch", key="an_scores_table")
-    download(
+    csv_download(
         ratings[["created", "contender", "score", "comment", "rater", "kind", "question"]], "ratings", "an_dl_scores"
     )
 
@@ -183,7 +171,7 @@ def _cost_section(board: pd.DataFrame, costs: pd.DataFrame) -> None:
             "latency": st.column_config.NumberColumn("mean latency (s)", format="%.2f"),
         },
     )
-    download(df, "quality_cost_latency", "an_dl_cost")
+    csv_download(df, "quality_cost_latency", "an_dl_cost")
 
 
 def analysis_page() -> None:

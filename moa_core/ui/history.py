@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from moa_core.store.queries import filter_options, get_run, runs_df
-from moa_core.ui.layout import rater_name, store
+from moa_core.ui.layout import csv_download, rater_name, store
 from moa_core.ui.run_view import render_run, run_link
 
 PAGE_SIZE = 200
@@ -75,6 +75,8 @@ def history_page() -> None:
         width="stretch",
         column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
     )
+    # The table as shown, with run ids instead of links and questions in full.
+    csv_download(view.drop(columns="open").assign(question=df["question"], **{"run id": df["id"]}), "runs", "hist_dl")
     labels = {rid: f"{w} · {q[:80]}" for rid, w, q in zip(df["id"], view["when"], df["question"], strict=False)}
     pick = st.selectbox(
         "Open a run", list(labels), format_func=labels.get, index=None, key="hist_pick", placeholder="choose a run…"
