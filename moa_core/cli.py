@@ -12,7 +12,7 @@ import moa_core  # noqa: F401  (offline litellm settings first)
 from moa_core.config import DEFAULT_PRESET, ConfigError, MoAConfig, list_presets, load_config, load_preset
 from moa_core.engine import RunInputError, run_moa, validate_question
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, TokenDelta
-from moa_core.inputs import printable, surrogate_problem
+from moa_core.inputs import printable, surrogate_problem, user_path
 
 
 class CliError(Exception):
@@ -185,8 +185,6 @@ def _export(args: argparse.Namespace) -> int:
 
 def _judge_from_arg(args: argparse.Namespace):
     """--judge MODEL | a YAML/JSON agent file | none -> AgentSpec or None."""
-    from pathlib import Path
-
     from pydantic import ValidationError
 
     from moa_core.config import format_validation_error, load_data_file
@@ -196,7 +194,7 @@ def _judge_from_arg(args: argparse.Namespace):
     if not ref or ref.lower() == "none":
         return None
     overrides = {"api_base": args.judge_api_base, "max_tokens": args.judge_max_tokens}
-    path = Path(ref).expanduser()
+    path = user_path(ref)
     try:
         if path.suffix.lower() in (".yaml", ".yml", ".json"):
             data = load_data_file(path, "judge file") or {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 MAX_QUESTION_CHARS = 100_000
@@ -60,6 +61,15 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+def user_path(text: str) -> Path:
+    """A path typed by a user, with ``~`` expanded when it can be: ``~nosuchuser/x`` stays
+    as typed (and is then "not found") instead of raising RuntimeError."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
 
 
 def _path(parent: str, key: str | int) -> str:
@@ -155,4 +165,5 @@ __all__ = [
     "loads_json",
     "printable",
     "surrogate_problem",
+    "user_path",
 ]

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from moa_core.inputs import MAX_QUESTION_CHARS, InputError, loads_json
+from moa_core.inputs import MAX_QUESTION_CHARS, InputError, loads_json, printable
 
 Format = Literal["mt_bench", "alpaca_eval", "plain"]
 
@@ -77,7 +77,8 @@ class QuestionSetError(ValueError):
             shown += f"; and {more} more problem{'s' if more > 1 else ''}"
         # Line-level problems are where a user might wonder whether the good lines got in.
         nothing = " (nothing was imported)" if any(e.line for e in errors) else ""
-        super().__init__(f"{name}: {shown}{nothing}")
+        # printable: a name or key from the file may hold a newline; the message is one line.
+        super().__init__(printable(f"{name}: {shown}{nothing}"))
 
 
 class Question(BaseModel):

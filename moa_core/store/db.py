@@ -24,6 +24,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, 
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from moa_core.inputs import user_path
 from moa_core.store.util import one_line, redact_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +87,7 @@ def _create(url: URL) -> Engine:
             # One shared connection, or every thread would see its own empty database.
             kwargs["poolclass"] = StaticPool
         elif url.database and not url.database.startswith("file:"):
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            user_path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, json_serializer=_json_dumps, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
