@@ -261,3 +261,25 @@ def test_the_tables_own_csv_export_is_switched_off():
     that can be downloaded has a spreadsheet-safe button instead."""
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["client"]["disableDataExport"] is True
+
+
+@pytest.mark.browser
+def test_history_in_the_browser_offers_only_the_safe_download(formula_db, tmp_path, page):
+    """The real app and config: the table's toolbar has no CSV export of its own, and the
+    page's download button saves quoted cells."""
+    from tests.browser_support import open_app, start_app
+
+    server = start_app(tmp_path / "app", db_url=formula_db)
+    try:
+        open_app(page, server, "/History")
+        page.get_by_test_id("stDataFrame").hover()
+        fullscreen = page.get_by_role("button", name="Fullscreen")
+        fullscreen.wait_for()  # the toolbar is showing
+        assert page.get_by_role("button", name="Download as CSV").count() == 0
+        with page.expect_download() as info:
+            page.get_by_role("button", name="Download CSV").click()
+        rows = _cells(Path(info.value.path()).read_bytes())
+        assert not _unsafe(rows), _unsafe(rows)
+        assert dict(zip(rows[0], rows[1], strict=True))["question"] == "'" + FORMULAS[0]
+    finally:
+        server.stop()
