@@ -110,7 +110,7 @@ def check_value(value: Any, *, max_depth: int = MAX_DEPTH, max_values: int = MAX
                 # The full path of a deep value is as long as the nesting; its start says where.
                 top = path.split(".", 1)[0].split("[", 1)[0]
                 raise InputError(f"nested more than {max_depth} levels deep", top)
-            items = list(v.items()) if isinstance(v, dict) else list(enumerate(v))
+            items: list[tuple[Any, Any]] = list(v.items()) if isinstance(v, dict) else list(enumerate(v))
             for key, child in reversed(items):
                 if isinstance(v, dict):
                     if not isinstance(key, str):
