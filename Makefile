@@ -19,13 +19,21 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install install-test system-test-deps serve-models benchmarks clean
+.PHONY: run test test-fast lint install install-test system-test-deps serve-models benchmarks clean
 
 run: install
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
+# The whole suite: lint, types and layering (tests/test_code_checks.py) included.
 test: install-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
+
+# Everything but browser, local-model and PostgreSQL tests (see tests/README.md).
+test-fast: install-test
+	$(BIN)/python -m pytest -q -m "not browser and not local_models and not postgres"
+
+lint: install-test
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy moa_core && $(BIN)/lint-imports
 
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test system-test-deps

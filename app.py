@@ -3,9 +3,9 @@
 import streamlit as st
 
 import moa_core  # noqa: F401  (offline litellm settings before anything imports litellm)
-from moa_core.ui.layout import warm_local_models
+from moa_core.ui.layout import PAGE_ICON, warm_local_models
 
-st.set_page_config(page_title="MoA Studio", page_icon=":material/hub:", layout="wide")
+st.set_page_config(page_title="MoA Studio", page_icon=PAGE_ICON, layout="wide")
 warm_local_models()
 
 # url_path matches the name Streamlit derives from each file in pages/ ("6_History.py" ->

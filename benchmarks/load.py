@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -123,11 +124,18 @@ def runs_in_threads(db_url: str, api_base: str, n: int, tag: str, go: Path | Non
 
 
 def writes_in_threads(db_url: str, gen_ids: list[int], n: int, threads: int, rater: str) -> dict[str, Any]:
-    """n writes (ratings and votes alternating), split over `threads` threads."""
+    """n writes (ratings and votes alternating), split over `threads` threads.
+
+    A rater may vote once per pair, so each vote takes a pair of its own: with fewer
+    pairs than votes (see `seed_generations`) the extra votes are refused and counted as errors.
+    """
     engine = open_db(db_url)
     ids: list[int] = []
     errors: list[str] = []
     lock = threading.Lock()
+    pairs = list(itertools.combinations(gen_ids, 2))
+    share = [n // threads + (1 if k < n % threads else 0) for k in range(threads)]
+    first = [sum(share[:k]) for k in range(threads)]
 
     def worker(k: int, count: int) -> None:
         for i in range(count):
@@ -135,7 +143,7 @@ def writes_in_threads(db_url: str, gen_ids: list[int], n: int, threads: int, rat
                 if i % 2 == 0:
                     rid = add_rating(engine, gen_ids[i % len(gen_ids)], 1 + i % 5, f"{rater} t{k} #{i}", rater)
                 else:
-                    left, right = gen_ids[i % len(gen_ids)], gen_ids[(i + 1) % len(gen_ids)]
+                    left, right = pairs[(first[k] + i) % len(pairs)]
                     rid = -add_vote(engine, left, right, ("left", "right", "tie", "both_bad")[i % 4], rater)
             except Exception as exc:
                 with lock:
@@ -144,7 +152,6 @@ def writes_in_threads(db_url: str, gen_ids: list[int], n: int, threads: int, rat
                 with lock:
                     ids.append(rid)
 
-    share = [n // threads + (1 if k < n % threads else 0) for k in range(threads)]
     ts = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(share)]
     for t in ts:
         t.start()
@@ -204,8 +211,11 @@ def memory_run(api_base: str, db_url: str, tokens: int, trace: bool = False) -> 
     return out
 
 
-def seed_generations(db_url: str, count: int = 6) -> list[int]:
-    """A finished run with `count` generations to rate and vote on (no model calls)."""
+def seed_generations(db_url: str, count: int = 46) -> list[int]:
+    """A finished run with `count` generations to rate and vote on (no model calls).
+
+    46 generations make 1,035 pairs: enough for the default 1,000 writes to give every
+    vote a pair of its own."""
     from moa_core.events import CallRef, DraftDone, DraftStarted, RunDone, RunStarted, Totals, Usage
 
     rec = Recorder(open_db(db_url))

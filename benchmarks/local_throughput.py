@@ -2,7 +2,7 @@
 
 Run from the repo root: .venv/bin/python benchmarks/local_throughput.py [--max-tokens N] [--repeats R] [--direct]
 
-Each proposer of data/presets/local-moa.yaml answers a fixed prompt with a fixed
+Each proposer of moa_core/resources/presets/local-moa.yaml answers a fixed prompt with a fixed
 max_tokens and temperature 0 (greedy, so both modes generate the same tokens). The
 models are loaded and warmed up first, so load time is excluded. "sequential" runs the
 three calls one after another, "concurrent" runs them at once (as a MoA layer does);

@@ -78,7 +78,8 @@ def writer(url: str, gens: list[int], n: int, tag: str, rate: float = 0.0) -> li
         if i % 2:
             add_rating(engine, gens[i % 4], 1 + i % 5, "", f"{tag}")
         else:
-            add_vote(engine, gens[0], gens[1 + i % 3], ("left", "right", "tie", "both_bad")[i % 4], f"{tag}")
+            # A rater per vote: one vote per pair and rater is the rule, and the write is what is timed.
+            add_vote(engine, gens[0], gens[1 + i % 3], ("left", "right", "tie", "both_bad")[i % 4], f"{tag} #{i}")
         lat.append(time.perf_counter() - t0)
     return lat
 

@@ -29,7 +29,7 @@ load of other work on the machine falls on both alike; target: browser wall time
 Configs:
   fake         tests/fake_openai.FakeOpenAI in a child process, fixed TTFT and token
                pace per model: isolates the UI's overhead from model-speed noise.
-  local        data/presets/local-moa.yaml with the preset's own settings (bundled
+  local        moa_core/resources/presets/local-moa.yaml with the preset's own settings (bundled
                llama.cpp models; sampling varies, so token counts differ run to run).
   local-greedy the same preset at temperature 0, so browser and engine runs generate
                the same tokens and wall times compare like for like.
@@ -255,7 +255,7 @@ def fake_config(server_url: str) -> dict[str, Any]:
 
 
 def local_config(greedy: bool) -> dict[str, Any]:
-    data = yaml.safe_load((ROOT / "data" / "presets" / "local-moa.yaml").read_text())
+    data = yaml.safe_load((ROOT / "moa_core" / "resources" / "presets" / "local-moa.yaml").read_text())
     if greedy:
         data["name"] = "local-moa-greedy"
         for a in [

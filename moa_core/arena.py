@@ -158,8 +158,15 @@ class Battle:
     closed: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
-    def revealed(self) -> bool:
+    def over(self) -> bool:
         return self.status in ("voted", "void", "invalid")
+
+    @property
+    def revealed(self) -> bool:
+        """Names are shown after a counted vote, or when a contender failed (the error is
+        what the user needs, and it names the model anyway); never after a void vote, or
+        voting at once on every battle would show who is who without counting anything."""
+        return self.status in ("voted", "invalid")
 
     @property
     def open_for_votes(self) -> bool:

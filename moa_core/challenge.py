@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
@@ -94,7 +94,7 @@ def _totals(calls: Sequence[DraftDone], base: Totals | None, wall: float) -> Tot
     )
 
 
-async def _merge(streams: Sequence[AsyncIterator[Event]]) -> AsyncIterator[tuple[int, Event]]:
+async def _merge(streams: Sequence[AsyncIterator[Event]]) -> AsyncGenerator[tuple[int, Event], None]:
     """Events of several runs as they come, tagged with the stream's index; closing this
     generator cancels and closes every stream (so their model calls stop)."""
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
@@ -129,7 +129,7 @@ async def _merge(streams: Sequence[AsyncIterator[Event]]) -> AsyncIterator[tuple
 
 async def draft_events(
     run_id: str, question: str, agents: Sequence[AgentSpec], *, timeout: float = CALL_TIMEOUT, num_retries: int = 1
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """RunStarted (kind challenge), then every run's call as proposer-0-<i>, LayerDone, RunDone.
 
     Each run is `engine.run_single` (timeouts, retries, errors as events); their events
@@ -198,7 +198,7 @@ async def synthesis_events(
     *,
     timeout: float = CALL_TIMEOUT,
     num_retries: int = 1,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """One synthesis attempt: aggregator-1-<slot> events, then RunDone with the final text.
 
     The messages are exactly `prompts.aggregator_messages(question, drafts, template)`:

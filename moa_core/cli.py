@@ -6,13 +6,25 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import moa_core  # noqa: F401  (offline litellm settings first)
-from moa_core.config import DEFAULT_PRESET, ConfigError, MoAConfig, list_presets, load_config, load_preset
+from moa_core.config import DEFAULT_PRESET, AgentSpec, ConfigError, MoAConfig, list_presets, load_config, load_preset
 from moa_core.engine import RunInputError, run_moa, validate_question
-from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, TokenDelta
+from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, RunStarted, TokenDelta
 from moa_core.inputs import printable, surrogate_problem, user_path
+
+if TYPE_CHECKING:  # the commands import these lazily, to keep `moa --help` fast
+    import pandas as pd
+    from rich.console import Console
+    from rich.progress import TaskID
+    from rich.table import Table
+    from sqlalchemy import Engine
+
+    from moa_core.evaluation.plan import EvalPlan
+    from moa_core.evaluation.records import EvalReport
+    from moa_core.evaluation.runner import EvalProgress
 
 
 class CliError(Exception):
@@ -30,7 +42,8 @@ def _fmt_s(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}s"
 
 
-def _summary_table(dones: Sequence[DraftDone]):
+def _summary_table(dones: Sequence[DraftDone]) -> Table:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Calls", show_lines=False)
@@ -40,17 +53,17 @@ def _summary_table(dones: Sequence[DraftDone]):
         table.add_row(
             d.ref.role,
             str(d.ref.layer + 1) if d.ref.role == "proposer" else "-",
-            d.ref.name,
+            escape(d.ref.name),
             f"{d.usage.prompt_tokens}/{d.usage.completion_tokens}",
             _fmt_s(d.ttft),
             _fmt_s(d.latency),
             "free" if d.cost == 0 else f"${d.cost:.5f}",
-            "ok" if d.ok else f"error: {d.error}",
+            "ok" if d.ok else f"error: {escape(d.error or '')}",
         )
     return table
 
 
-async def _record(events: AsyncIterator[Event], save: bool) -> AsyncIterator[Event]:
+async def _record(events: AsyncIterator[Event], save: bool) -> AsyncGenerator[Event, None]:
     if not save:
         async for ev in events:
             yield ev
@@ -64,22 +77,80 @@ async def _record(events: AsyncIterator[Event], save: bool) -> AsyncIterator[Eve
         yield ev
 
 
+def _question_from_args(args: argparse.Namespace) -> str:
+    """The question argument, or standard input when it is `-` (`cat notes.md | moa ask -`)."""
+    if args.question != "-":
+        return str(args.question)
+    try:
+        text = sys.stdin.read()
+    except UnicodeDecodeError:
+        raise CliError("standard input is not UTF-8 text") from None
+    if not text.strip():
+        raise CliError("no question on standard input")
+    return text
+
+
+def _run_json(
+    run_id: str | None, config: MoAConfig, question: str, dones: Sequence[DraftDone], final: RunDone | None
+) -> str:
+    """The whole run as one JSON document (`moa ask --json`)."""
+    import json
+
+    calls = [
+        {
+            "role": d.ref.role,
+            "layer": d.ref.layer,
+            "slot": d.ref.slot,
+            "model": d.ref.model,
+            "label": d.ref.label,
+            "ok": d.ok,
+            "text": d.text,
+            "error": d.error,
+            "finish_reason": d.finish_reason,
+            "prompt_tokens": d.usage.prompt_tokens,
+            "completion_tokens": d.usage.completion_tokens,
+            "cost": d.cost,
+            "ttft": d.ttft,
+            "latency": d.latency,
+            "deployment": d.deployment,
+        }
+        for d in dones
+    ]
+    doc = {
+        "run_id": run_id,
+        "config": config.name,
+        "question": question,
+        "status": final.status if final else "failed",
+        "final_text": final.final_text if final else "",
+        "error": final.error if final else "the run ended without a result",
+        "totals": vars(final.totals) if final else None,
+        "calls": calls,
+    }
+    return json.dumps(doc, ensure_ascii=False, indent=2)
+
+
 async def _ask(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
     from rich.markdown import Markdown
+    from rich.markup import escape
     from rich.panel import Panel
     from rich.progress import BarColumn, Progress, TextColumn
+    from rich.text import Text
 
-    console = Console(stderr=False)
+    from moa_core.ui.safe_text import safe_markdown
+
+    # With --json, stdout carries only the JSON document; progress goes to stderr.
+    console = Console(stderr=args.json)
     config = _config_from_args(args)
+    question = _question_from_args(args)
     from moa_core.providers.catalog import config_problems
 
     problems = config_problems(config)
     if problems:
         raise CliError("cannot run this config: " + "; ".join(problems))
     try:
-        validate_question(args.question)
+        validate_question(question)
     except RunInputError as err:
         raise CliError(str(err)) from None
     from moa_core.providers import local
@@ -96,40 +167,50 @@ async def _ask(args: argparse.Namespace) -> int:
         console=console,
         transient=True,
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     dones: list[DraftDone] = []
     final: RunDone | None = None
+    run_id: str | None = None
     try:
-        events = run_moa(args.question, config, kind="cli")
+        events = run_moa(question, config, kind="cli")
     except RunInputError as err:
         raise CliError(str(err)) from None
     try:
         with Live(progress, console=console, refresh_per_second=8, transient=True, redirect_stdout=False):
             async for ev in _record(events, not args.no_save):
-                if isinstance(ev, DraftStarted):
+                if isinstance(ev, RunStarted):
+                    run_id = ev.run_id
+                elif isinstance(ev, DraftStarted):
                     tasks[ev.ref.call_id] = progress.add_task(
-                        f"{ev.ref.role} {ev.ref.name}", total=ev.params.get("max_tokens"), state="…"
+                        f"{ev.ref.role} {escape(ev.ref.name)}", total=ev.params.get("max_tokens"), state="…"
                     )
                 elif isinstance(ev, TokenDelta):
                     progress.advance(tasks[ev.ref.call_id], 1)
                 elif isinstance(ev, ContextTrimmed):
                     console.print(
-                        f"[yellow]drafts trimmed for {ev.ref.name}: {ev.tokens_before} → {ev.tokens_after} tokens "
+                        f"[yellow]drafts trimmed for {escape(ev.ref.name)}: {ev.tokens_before} → {ev.tokens_after} tokens "
                         f"(context {ev.context_window})[/yellow]"
                     )
                 elif isinstance(ev, DraftDone):
                     dones.append(ev)
                     progress.update(tasks[ev.ref.call_id], state="done" if ev.ok else "error")
-                    title = f"{ev.ref.role} · {ev.ref.name}" + (
+                    if args.json:
+                        continue
+                    title = f"{ev.ref.role} · {escape(ev.ref.name)}" + (
                         f" · layer {ev.ref.layer + 1}" if ev.ref.role == "proposer" else ""
                     )
                     body = ev.text if ev.ok else f"[error] {ev.error}\n{ev.text}"
                     style = {"aggregator": "green", "baseline": "blue"}.get(ev.ref.role, "white") if ev.ok else "red"
-                    console.print(Panel(Markdown(body) if ev.ok else body, title=title, border_style=style))
+                    # Names are rich markup-escaped, answers shown under the web UI's link policy.
+                    shown = Markdown(safe_markdown(body)) if ev.ok else Text(body)
+                    console.print(Panel(shown, title=title, border_style=style))
                 elif isinstance(ev, RunDone):
                     final = ev
     except RunInputError as err:
         raise CliError(str(err)) from None
+    if args.json:
+        print(_run_json(run_id, config, question, dones, final))
+        return 0 if final is not None and final.status == "done" else 1
     console.print(_summary_table(dones))
     if final is None:
         return 1
@@ -139,7 +220,7 @@ async def _ask(args: argparse.Namespace) -> int:
         f"{'free' if t.cost == 0 else f'${t.cost:.4f}'}, {t.wall_time:.1f}s wall"
     )
     if final.error:
-        console.print(f"[red]{final.error}[/red]")
+        console.print(f"[red]{escape(final.error)}[/red]")
         return 1
     return 0
 
@@ -180,10 +261,75 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+STATUS_STYLE = {
+    "done": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "interrupted": "bold magenta",
+    "running": "cyan",
+}
+
+
+def _history(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from moa_core.store.db import open_db
+    from moa_core.store.models import RUN_STATUSES
+    from moa_core.store.queries import runs_df
+
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    if args.status is not None and args.status not in RUN_STATUSES:
+        raise CliError(f"unknown status {args.status!r}: one of {', '.join(RUN_STATUSES)}")
+    engine = open_db(args.database)  # first open in this process: runs whose process is gone become interrupted
+    df = runs_df(engine, status=args.status, limit=args.limit)
+    console = Console()
+    if df.empty:
+        console.print("No runs" + (f" with status {args.status}." if args.status else " yet."))
+        return 0
+    table = Table(title=f"Runs, newest first ({len(df)})", title_justify="left")
+    for col in ("when", "run", "kind", "status", "wall", "tokens", "question", "note"):
+        table.add_column(col, overflow="fold")
+
+    def line(x: object, n: int) -> Text:
+        # Questions and errors are untrusted text: a Text is never parsed as rich markup.
+        one = " ".join(str(x or "").split())
+        return Text(one if len(one) <= n else one[: n - 1] + "…")
+
+    for r in df.to_dict("records"):
+        wall = r["wall_time"]
+        status = str(r["status"])
+        table.add_row(
+            datetime.fromtimestamp(float(r["created_at"])).strftime("%Y-%m-%d %H:%M:%S"),
+            str(r["id"]),
+            str(r["kind"]),
+            Text(status, style=STATUS_STYLE.get(status, "")),
+            _fmt_s(None if wall is None or wall != wall else float(wall)),  # NaN: unknown
+            str(int(r["prompt_tokens"]) + int(r["completion_tokens"])),
+            line(r["question"], 60),
+            line(r["error"], 100),
+        )
+    console.print(table)
+    interrupted = int((df["status"] == "interrupted").sum())
+    if interrupted:
+        console.print(
+            Text(
+                f"{interrupted} run(s) interrupted: their process stopped mid-run; the drafts they finished and "
+                "the text streamed so far are kept (moa export, or History in the app).",
+                style=STATUS_STYLE["interrupted"],
+            )
+        )
+    return 0
+
+
 # ---------------------------------------------------------------- moa eval
 
 
-def _judge_from_arg(args: argparse.Namespace):
+def _judge_from_arg(args: argparse.Namespace) -> AgentSpec | None:
     """--judge MODEL | a YAML/JSON agent file | none -> AgentSpec or None."""
     from pydantic import ValidationError
 
@@ -206,7 +352,7 @@ def _judge_from_arg(args: argparse.Namespace):
         raise CliError(f"invalid judge: {format_validation_error(err)}") from None
 
 
-def _eval_plan(args: argparse.Namespace, engine):
+def _eval_plan(args: argparse.Namespace, engine: Engine) -> EvalPlan:
     from moa_core.evaluation.contenders import (
         ContenderError,
         collaborativeness_contenders,
@@ -243,14 +389,14 @@ def _eval_plan(args: argparse.Namespace, engine):
         raise CliError(str(err)) from None
 
 
-def _problems(plan) -> list[str]:
+def _problems(plan: EvalPlan) -> list[str]:
     from moa_core.providers.catalog import config_problems, model_available
 
     out: list[str] = []
     for c in plan.contenders:
         if c.config is not None:
             out += config_problems(c.config)
-        elif "mock_response" not in c.agent.extra:
+        elif c.agent is not None and "mock_response" not in c.agent.extra:
             ok, why = model_available(c.agent.model, c.agent.api_base)
             out += [] if ok else [why]
     if plan.judge is not None and "mock_response" not in plan.judge.extra:
@@ -259,13 +405,13 @@ def _problems(plan) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _print_report(console, report, plan) -> None:
+def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
     from rich.table import Table
 
     from moa_core.evaluation.report import pairwise_display
     from moa_core.evaluation.runner import format_duration
 
-    def table(title: str, df, fmt=None) -> None:
+    def table(title: str, df: pd.DataFrame, fmt: dict[str, Callable[[Any], str]] | None = None) -> None:
         t = Table(title=title, title_justify="left")
         for col in df.columns:
             t.add_column(str(col), overflow="fold")
@@ -380,7 +526,7 @@ def _eval(args: argparse.Namespace) -> int:
     )
     task = progress.add_task("evaluating", total=None, eta="–", info="")
 
-    def on_progress(p) -> None:
+    def on_progress(p: EvalProgress) -> None:
         extra = " · ".join(
             x
             for x in (
@@ -414,8 +560,8 @@ def _eval(args: argparse.Namespace) -> int:
     if summary.judgements_blocked:
         done_line += f", {summary.judgements_blocked} judgement(s) skipped for a missing answer"
     console.print(done_line + ".", soft_wrap=True)
-    for err in summary.errors[:10]:
-        console.print(f"[red]{err}[/red]")
+    for message in summary.errors[:10]:
+        console.print(f"[red]{message}[/red]")
     if not args.no_report:
         _print_report(console, eval_report(engine, plan.name, plan.judge.model if plan.judge else None), plan)
     failed = summary.answers_failed + summary.judgements_failed
@@ -426,11 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moa", description="Mixture-of-Agents from the command line.")
     sub = p.add_subparsers(dest="command", required=True)
     ask = sub.add_parser("ask", help="run a question through a MoA config")
-    ask.add_argument("question")
+    ask.add_argument("question", help="the question, or - to read it from standard input")
     src = ask.add_mutually_exclusive_group()
     src.add_argument("--preset", default=DEFAULT_PRESET, help=f"bundled preset (default {DEFAULT_PRESET})")
     src.add_argument("--config", help="a config file, JSON or YAML")
     ask.add_argument("--no-save", action="store_true", help="do not record the run in the database")
+    ask.add_argument("--json", action="store_true", help="print the run as one JSON document (progress on stderr)")
     models = sub.add_parser("models", help="list models and whether they can be used")
     models.add_argument("--available", action="store_true", help="only the ones usable now")
     ev = sub.add_parser(
@@ -472,6 +619,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--resume", metavar="NAME", help="continue a stored evaluation with its stored plan")
     ev.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     ev.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    hist = sub.add_parser("history", help="list recent runs and their status")
+    hist.add_argument("--limit", type=int, default=20, help="how many runs, newest first (default 20)")
+    hist.add_argument("--status", help="only runs with this status (running, done, failed, cancelled, interrupted)")
+    hist.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     exp = sub.add_parser("export", help="export runs, generations, ratings and votes")
     exp.add_argument("--out", default="export", help="output directory")
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
@@ -495,6 +646,7 @@ def _check_text_args(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from moa_core.settings import SettingsError
     from moa_core.store.db import StoreError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -509,11 +661,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_ask(args))
         if args.command == "models":
             return _models(args)
+        if args.command == "history":
+            return _history(args)
         if args.command == "export":
             return _export(args)
         if args.command == "eval":
             return _eval(args)
-    except (CliError, StoreError) as err:
+    except (CliError, StoreError, SettingsError) as err:
         # StoreError: the database cannot be opened, migrated or written (one line, password
         # hidden); nothing was run or recorded half-way.
         print(f"moa: {printable(str(err))}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,14 +20,16 @@ from pydantic import (
     model_validator,
 )
 
+from moa_core import settings
 from moa_core.inputs import MAX_DEPTH, MAX_INT_DIGITS, InputError, check_value, loads_json, printable
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "data" / "presets"
+PRESETS_DIR = settings.PRESETS_DIR
 
 # Parameters that would leak credentials if stored or shown; they are never accepted in
 # `extra` (keys come from the environment or secrets.toml, never from a config file).
 SECRET_PARAM_NAMES = frozenset({"api_key", "key", "token", "access_token", "secret", "password"})
+MAX_NAME_LENGTH = 60
 
 
 class ConfigError(ValueError):
@@ -220,7 +223,21 @@ def format_validation_error(err: ValidationError) -> str:
     return printable("; ".join(lines))
 
 
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a config (None when it can): the length and characters that
+    saved-config names allow too (those also limit the characters, being file names)."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"at most {MAX_NAME_LENGTH} characters (this one has {len(name)})"
+    # Line breaks, escape sequences and bidirectional overrides would make one name look
+    # like another, or break the line it is shown on.
+    bad = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")})
+    if bad:
+        return f"control characters are not allowed ({', '.join(bad)})"
+    return None
+
+
 def config_from_dict(data: Any) -> MoAConfig:
+    """A config from parsed JSON/YAML (an imported file, a preset, the sidebar editor)."""
     if not isinstance(data, dict):
         raise ConfigError("config must be a mapping with at least 'layers' and 'aggregator'")
     try:
@@ -228,9 +245,13 @@ def config_from_dict(data: Any) -> MoAConfig:
     except InputError as err:
         raise ConfigError(f"invalid config: {printable(str(err))}") from None
     try:
-        return MoAConfig.model_validate(data)
+        config = MoAConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"invalid config: {format_validation_error(err)}") from None
+    problem = name_problem(config.name)
+    if problem:
+        raise ConfigError(f"invalid config: name: {problem}")
+    return config
 
 
 def parse_data(text: str, fmt: str | None = None) -> Any:

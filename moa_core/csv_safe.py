@@ -54,7 +54,7 @@ def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
         if _is_text(col):
             # A categorical column would need new categories; as text it writes the same.
             dtype = object if isinstance(col.dtype, pd.CategoricalDtype) else col.dtype
-            out.isetitem(i, pd.Series([safe_cell(v) for v in col], index=col.index, dtype=dtype))
+            out.isetitem(i, pd.Series([safe_cell(v) for v in col], index=col.index, dtype=dtype).array)
     out.columns = _safe_index(out.columns)
     out.index = _safe_index(out.index)
     return out

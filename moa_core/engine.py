@@ -13,7 +13,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,9 +114,21 @@ class _Ctx:
     totals: dict[str, float]
 
 
+def _served_by(config: MoAConfig, agent: AgentSpec) -> list[str]:
+    """The models that may answer a call of `agent`: itself, or its Router group's
+    deployments and those of the groups (or the plain models) it falls back to."""
+    if not config.uses_router(agent):
+        return [agent.model]
+    names = [agent.model, *config.fallbacks.get(agent.model, [])]
+    return [d.model for n in names for d in config.deployments.get(n, [])] + [
+        n for n in names if n not in config.deployments
+    ]
+
+
 async def _call(ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]]) -> DraftDone:
     """One streamed model call; always ends with a DraftDone (error filled on failure)."""
     started = time.time()
+    agent = llm.with_call_seed(agent, _served_by(ctx.config, agent))
     await ctx.queue.put(
         DraftStarted(
             ref, messages[0]["content"] if messages[0]["role"] == "system" else "", agent.public_params(), started
@@ -253,7 +265,7 @@ async def run_moa(
     baselines: Sequence[AgentSpec] | None = None,
     kind: str = "playground",
     run_id: str | None = None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Run `question` through `config`; yield every event until RunDone.
 
     `baselines` (default: the config's) answer the same question alone, concurrently.
@@ -326,7 +338,7 @@ async def run_single(
     timeout: float = 120.0,
     num_retries: int = 2,
     routing: MoAConfig | None = None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """One model answering alone, as a run of its own with the same events as run_moa.
 
     The call has role `baseline`; the run's config is a one-proposer MoA config whose

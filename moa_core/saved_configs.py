@@ -1,22 +1,21 @@
-"""Configs a user saved under a name: YAML files in data/configs/ (git-ignored)."""
+"""Configs a user saved under a name: YAML files in <data dir>/configs/ (git-ignored in a checkout)."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-from moa_core.config import MoAConfig, load_config, save_config
-
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "configs"
+from moa_core import settings
+from moa_core.config import MAX_NAME_LENGTH, MoAConfig, load_config, name_problem, save_config
 
 
 def saved_dir() -> Path:
-    """data/configs/, or MOA_SAVED_CONFIGS_DIR (read at each call, so tests and deployments can move it)."""
-    return Path(os.environ.get("MOA_SAVED_CONFIGS_DIR") or DEFAULT_DIR)
+    """<data dir>/configs/, or MOA_SAVED_CONFIGS_DIR (read at each call, so tests and deployments can move it)."""
+    return settings.current().saved_configs_dir
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,59}$")
+# Also a file name: fewer characters than an imported config's name may use.
+_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9 _.-]{{0,{MAX_NAME_LENGTH - 1}}}$")
 
 
 class SavedConfigError(ValueError):
@@ -25,9 +24,10 @@ class SavedConfigError(ValueError):
 
 def _path(name: str, directory: Path) -> Path:
     name = name.strip()
-    if not _NAME.fullmatch(name) or ".." in name:
+    if name_problem(name) or not _NAME.fullmatch(name) or ".." in name:
         raise SavedConfigError(
-            "Config names use letters, digits, spaces, '.', '_' and '-' (1-60 characters, starting with a letter or digit)."
+            "Config names use letters, digits, spaces, '.', '_' and '-' "
+            f"(1-{MAX_NAME_LENGTH} characters, starting with a letter or digit)."
         )
     return directory / f"{name}.yaml"
 

@@ -5,6 +5,8 @@ Fixtures (registered as a pytest plugin from conftest):
   browser     -> a Playwright Browser on /usr/bin/chromium (session scope)
   page        -> a fresh page (new context) per test, 1400x1000
 Helpers: ask(page, question), wait_run_done(page), new_app(tmp_path, env) for extra servers.
+Every test (autouse) fails when the log of an app started here gained a traceback while it
+ran: nothing may be raised in the background, not even after a Stop or a vote.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -49,8 +51,13 @@ class AppServer:
     db_path: Path
     proc: subprocess.Popen
     log: Path
+    checked: int = field(default=0, repr=False)  # how much of the log the traceback check has read
+    stopped: bool = field(default=False, repr=False)
+    unreported: str = field(default="", repr=False)  # a traceback read by stop(), for the check
 
     def stop(self) -> None:
+        # What it logged up to now is checked; what it prints while shutting down is not.
+        self.unreported, self.stopped = self.new_traceback(), True
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
@@ -59,6 +66,16 @@ class AppServer:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def new_traceback(self) -> str:
+        """The log written since the last call, from a traceback on ("" when it has none)."""
+        text = self.log_text()
+        lines, self.checked = text[self.checked :].splitlines(), len(text)
+        at = next((i for i, line in enumerate(lines) if "Traceback" in line), None)
+        return "" if at is None else "\n".join(lines[max(0, at - 1) : at + 40])
+
+
+_STARTED: list[AppServer] = []
 
 
 def start_app(workdir: Path, env: dict[str, str] | None = None, db_url: str | None = None) -> AppServer:
@@ -104,7 +121,9 @@ def start_app(workdir: Path, env: dict[str, str] | None = None, db_url: str | No
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
                 if r.status == 200:
-                    return AppServer(url, db_url, db_path, proc, log)
+                    server = AppServer(url, db_url, db_path, proc, log)
+                    _STARTED.append(server)
+                    return server
         except OSError:
             time.sleep(0.3)
     proc.kill()
@@ -113,6 +132,22 @@ def start_app(workdir: Path, env: dict[str, str] | None = None, db_url: str | No
 
 def _chromium_missing() -> bool:
     return not (Path(CHROMIUM).exists() or shutil.which("chromium"))
+
+
+@pytest.fixture(autouse=True)
+def no_traceback_in_app_logs():
+    """Fails the test when an app server's log gained a traceback during it (its start-up
+    output counts towards the first test that uses it; a module's server stopped after its
+    last test is reported by the next one, naming its log)."""
+    yield
+    found = []
+    for s in _STARTED:
+        tb = s.unreported or ("" if s.stopped else s.new_traceback())
+        s.unreported = ""
+        if tb:
+            found.append(f"{s.log}:\n{tb}")
+    if found:
+        pytest.fail("the app logged a traceback:\n" + "\n\n".join(found), pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -150,20 +185,31 @@ def open_app(page, server: AppServer, path: str = "/") -> None:
     wait_idle(page)
 
 
-IDLE_JS = """() => {
+# Settled = the script is not running, no status widget, and its run state has not changed
+# for QUIET_MS since the later of the call and the last change. A MutationObserver keeps the
+# time of the last change, so the wait ends as soon as the app has settled, not after a
+# fixed sleep; the quiet window covers the gap between a click and the rerun it starts.
+QUIET_MS = 250
+IDLE_JS = """([since, quiet]) => {
   const app = document.querySelector('[data-testid="stApp"]');
-  return app && app.getAttribute('data-test-script-state') === 'notRunning'
-      && !document.querySelector('[data-testid="stStatusWidget"]');
+  if (!app) return false;
+  let w = window.__moaIdle;
+  if (!w || w.app !== app) {
+    w = window.__moaIdle = {app, last: performance.now(), state: app.getAttribute('data-test-script-state')};
+    new MutationObserver(() => {
+      const s = app.getAttribute('data-test-script-state');
+      if (s !== w.state) { w.state = s; w.last = performance.now(); }
+    }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  }
+  return w.state === 'notRunning' && !document.querySelector('[data-testid="stStatusWidget"]')
+      && performance.now() - Math.max(w.last, since) >= quiet;
 }"""
 
 
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Until the script has finished its run: the app says `notRunning` twice, 300 ms apart
-    (the status widget alone shows up only after a delay, so it cannot say a run started)."""
-    page.wait_for_timeout(300)
-    for _ in range(2):
-        page.wait_for_function(IDLE_JS, timeout=timeout)
-        page.wait_for_timeout(300)
+    """Until the script has finished its run and stayed finished for QUIET_MS (see IDLE_JS)."""
+    since = page.evaluate("performance.now()")
+    page.wait_for_function(IDLE_JS, arg=[since, QUIET_MS], timeout=timeout, polling=50)
 
 
 def ask(page, question: str) -> None:

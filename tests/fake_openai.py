@@ -36,6 +36,9 @@ class FakeOpenAI:
         self.default_delay = default_delay
         self.requests: list[dict[str, Any]] = []
         self.calls = Counter()
+        # Streams open per model, and content chunks sent per model: tests check cancellation with them.
+        self.open_streams: Counter[str] = Counter()
+        self.chunks_sent: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -44,6 +47,16 @@ class FakeOpenAI:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    async def wait_idle(self, models: list[str], timeout: float = 30.0) -> None:
+        """Until no stream of these models is open (raises TimeoutError after `timeout`)."""
+        import asyncio
+
+        async def idle() -> None:
+            while any(self.open_streams[m] for m in models):
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(idle(), timeout)
 
     def __enter__(self) -> FakeOpenAI:
         self.thread.start()
@@ -114,6 +127,8 @@ class FakeOpenAI:
                 self.send_header("Connection", "close")
                 self.close_connection = True
                 self.end_headers()
+                with fake._lock:
+                    fake.open_streams[model] += 1
                 try:
                     time.sleep(ttft)
                     for i, w in enumerate(words):
@@ -127,6 +142,8 @@ class FakeOpenAI:
                             self.wfile.flush()
                             continue
                         self._sse(self._chunk(model, (" " if i else "") + w, None))
+                        with fake._lock:
+                            fake.chunks_sent[model] += 1
                     self._sse(self._chunk(model, "", "stop"))
                     if (body.get("stream_options") or {}).get("include_usage"):
                         usage = {
@@ -148,6 +165,9 @@ class FakeOpenAI:
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+                finally:
+                    with fake._lock:
+                        fake.open_streams[model] -= 1
 
             def _sse(self, obj: dict[str, Any]) -> None:
                 self.wfile.write(b"data: " + json.dumps(obj).encode() + b"\n\n")

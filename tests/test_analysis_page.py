@@ -8,6 +8,7 @@ votes; streaming while voting is covered by tests/test_browser_arena.py.
 from __future__ import annotations
 
 import random
+import time
 from contextlib import aclosing
 from datetime import date
 from pathlib import Path
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from moa_core.config import save_config
+from moa_core import arena
+from moa_core.config import AgentSpec, save_config
 from moa_core.engine import run_single
+from moa_core.events import CallRef, DraftStarted, RunStarted
 from moa_core.store import Recorder, add_rating, add_vote, get_run, open_db
 from moa_core.store.analysis_queries import contender_ratings
 from moa_core.store.queries import votes_df
@@ -63,9 +66,9 @@ async def test_leaderboard_from_seeded_votes(db_url, fake_server):
     engine = open_db(db_url)
     strong, weak, mid = [await answer(engine, fake_agent(fake_server, n)) for n in ("strong", "weak", "mid")]
     rng = random.Random(0)
-    for _ in range(30):
-        add_vote(engine, strong, weak, rng.choice(["left"] * 4 + ["right"]), "alice")
-        add_vote(engine, mid, weak, rng.choice(["left", "left", "right", "tie"]), "bob")
+    for i in range(30):  # one vote per pair and rater: thirty raters
+        add_vote(engine, strong, weak, rng.choice(["left"] * 4 + ["right"]), f"alice{i}")
+        add_vote(engine, mid, weak, rng.choice(["left", "left", "right", "tie"]), f"bob{i}")
     add_vote(engine, strong, mid, "both_bad", "judge:gpt")
     add_rating(engine, strong, 5, rater="alice")
     add_rating(engine, weak, 2, rater="alice")
@@ -226,3 +229,70 @@ def test_arena_random_pair_from_a_chosen_set(db_url, tmp_path, fake_server):
     at.multiselect(key="arena_pool").set_value(["saved:r2"])
     at.button(key="arena_start").click().run()
     assert any("at least two" in e.value for e in at.error)
+
+
+def unstarted_battle(engine) -> arena.Battle:
+    """A battle whose two answers were stopped before either wrote a word (a vote cast
+    the instant it started): recorded as the engine leaves such runs, cancelled and empty."""
+    one, two = (
+        arena.Contender(f"model:{m}", agent=AgentSpec(model=m)) for m in ("openai/fake-hidden1", "openai/fake-hidden2")
+    )
+    battle = arena.new_battle("Name a colour.", one, two, random.Random(3))
+    rec, now = Recorder(engine), time.time()
+    for side in arena.SIDES:
+        run_id, agent = battle.run_ids[side], battle.sides[side].agent
+        assert agent is not None
+        rec.handle(RunStarted(run_id, battle.question, [], {}, "h", agent.display_name, "arena", now))
+        rec.handle(DraftStarted(CallRef(run_id, "baseline", -1, 0, agent.model, agent.display_name), "", {}, now))
+        rec.close_unfinished(run_id, "cancelled")
+    battle.status = "stopped"
+    battle.closed.set()
+    return battle
+
+
+def test_arena_vote_that_cannot_count_reveals_nothing(db_url):
+    engine = open_db(db_url)
+    battle = unstarted_battle(engine)
+    at = page("2_Arena.py")
+    at.session_state["arena_battle"] = battle
+    at.run()
+    at.text_input(key="rater_input").set_value("gus").run()
+    assert not at.exception and not at.button(key="arena_vote_A").disabled
+    at.button(key="arena_vote_A").click().run()
+    assert not at.exception
+    body = texts(at)
+    assert "not counted" in body and "had not written anything yet" in body
+    assert "hidden1" not in body and "hidden2" not in body, "a vote that does not count must not reveal the names"
+    assert all(at.button(key=f"arena_vote_{c}").disabled for c in ("A", "B", "tie", "both_bad"))
+    assert votes_df(engine).empty
+    at.button(key="arena_new").click().run()
+    assert "arena_battle" not in at.session_state
+
+
+async def test_blind_review_in_two_sessions_counts_one_vote(db_url, fake_server):
+    """The same rater reviews the same pair in two sessions (two tabs): the first vote
+    is saved and revealed, the second is refused with 'already voted' and reveals nothing."""
+    engine = open_db(db_url)
+    cfg = fake_config(fake_server, [fake_agent(fake_server, "p")], baselines=[fake_agent(fake_server, "solo")])
+    cfg = cfg.model_copy(update={"name": "twice"})
+    from moa_core.engine import run_moa
+
+    async with aclosing(Recorder(engine).record(run_moa("Which tab wins?", cfg))) as evs:
+        [ev async for ev in evs]
+    tabs = [page("2_Arena.py").run() for _ in range(2)]
+    for at in tabs:
+        at.text_input(key="rater_input").set_value("hal").run()
+        at.segmented_control(key="arena_mode").set_value("Blind review").run()
+        assert "Which tab wins?" in texts(at) and not at.button(key="review_vote_A").disabled
+    first, second = tabs
+    first.button(key="review_vote_A").click().run()
+    assert "`MoA · twice`" in first.success[0].value
+    second.button(key="review_vote_B").click().run()
+    assert not second.exception
+    assert any("already voted" in w.value for w in second.warning)
+    assert "twice" not in texts(second) and "solo" not in texts(second)
+    assert all(second.button(key=f"review_vote_{c}").disabled for c in ("A", "B", "tie", "both_bad"))
+    votes = votes_df(engine)
+    assert len(votes) == 1 and votes.iloc[0]["outcome"] == "left" and votes.iloc[0]["rater"] == "hal"
+    second.button(key="review_next").click().run()
+    assert any("Nothing left to review" in i.value for i in second.info)

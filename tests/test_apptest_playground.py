@@ -14,6 +14,7 @@ from moa_core.events import CallRef, DraftDone, DraftStarted, RunDone, RunStarte
 from moa_core.store import open_db
 from moa_core.store.queries import ratings_df
 from moa_core.store.recorder import Recorder
+from tests.conftest import md_text
 
 ROOT = str(__import__("pathlib").Path(__file__).resolve().parent.parent)
 
@@ -31,7 +32,7 @@ def playground() -> AppTest:
 
 
 def caption_text(at: AppTest) -> str:
-    return " ".join(c.value for c in at.caption)
+    return " ".join(md_text(c.value) for c in at.caption)
 
 
 def test_default_preset_and_estimate_shown(db_url):
@@ -61,7 +62,7 @@ def test_invalid_template_shows_which_field(db_url):
     at = playground().run()
     tpl = next(t for t in at.text_area if t.label.startswith("Aggregator prompt template"))
     tpl.set_value("no placeholder here").run()
-    assert any("aggregator_template" in e.value and "{drafts}" in e.value for e in at.error)
+    assert any("aggregator_template" in md_text(e.value) and "{drafts}" in md_text(e.value) for e in at.error)
 
 
 def test_save_config_under_a_name_then_pick_it(db_url):

@@ -270,7 +270,7 @@ async def test_vote_counts_name_moa_answers_after_their_config(engine, fake_serv
     a, b = final_id(engine, solo[0].run_id), final_id(engine, moa_arena[0].run_id)
     add_vote(engine, a, b, "right", "bob", question_set="qs")
     add_vote(engine, b, a, "tie", "judge:gpt", question_set="qs")
-    add_vote(engine, b, a, "both_bad", "bob", question_set="qs")
+    add_vote(engine, b, a, "both_bad", "cat", question_set="qs")  # one vote per pair and rater
 
     counts = vote_counts(engine)
     assert counts["count"].sum() == 4

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 
 from moa_core.config import (
     AgentSpec,
@@ -52,6 +54,32 @@ def test_out_of_range_temperature():
         parse_config_text(
             GOOD.replace("model: local/smollm2-135m", "model: local/smollm2-135m\n        temperature: 7")
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("x" * 61, "name: at most 60 characters (this one has 61)"),
+        ("two\nlines", "name: control characters are not allowed (U+000A)"),
+        ("bell\x07 and esc\x1b[31m", "name: control characters are not allowed (U+0007, U+001B)"),
+        ("evil\u202eexe.txt", "name: control characters are not allowed (U+202E)"),
+        ("zero\u200bwidth", "name: control characters are not allowed (U+200B)"),
+    ],
+)
+def test_imported_config_names_are_checked_like_saved_names(name, why):
+    """Length and characters, as for a saved config's name, in JSON and YAML alike."""
+    data = {"name": name, "layers": [{"proposers": [{"model": "a"}]}], "aggregator": {"model": "b"}}
+    with pytest.raises(ConfigError, match="^" + re.escape("invalid config: " + why) + "$"):
+        parse_config_text(json.dumps(data), "json")
+    with pytest.raises(ConfigError, match="^" + re.escape("invalid config: " + why) + "$"):
+        parse_config_text(yaml.safe_dump(data), "yaml")
+
+
+def test_a_config_name_may_hold_markdown_it_is_shown_as_text():
+    name = "[cfg](data:text/html,x) `<b>` **b**"
+    data = {"name": name, "layers": [{"proposers": [{"model": "a"}]}], "aggregator": {"model": "b"}}
+    assert parse_config_text(json.dumps(data), "json").name == name
+    assert parse_config_text(json.dumps({**data, "name": " " + "x" * 60 + " "}), "json").name == "x" * 60
 
 
 def test_keys_are_refused_in_config():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from contextlib import aclosing
 
 import pandas as pd
@@ -177,19 +176,10 @@ def test_diversity_quality_frame() -> None:
     assert empty.empty and list(empty.columns) == QUALITY_COLUMNS
 
 
-def test_md_escape_leaves_no_markdown_or_html_active() -> None:
-    from moa_core.ui.diversity_view import badge, md_escape
+def test_badge_shows_its_label_as_text() -> None:
+    from moa_core.ui.diversity_view import badge
 
-    nasty = (
-        "**b** _i_ [l](http://evil.example) <b>x</b> <script>1</script> $x^2$ :red[hi] # h `c` "
-        "1. &amp; | a | ~~s~~ \\ www.example.com a@b.co\nnext line"
-    )
-    out = md_escape(nasty)
-    assert "\n" not in out
-    assert re.search(r"(?<!\\)[*_\[\]()<>$`#|~&:]", out.replace("\\\\", "")) is None  # every one escaped
-    assert out.replace("\u200b", "").replace("\\", "") == re.sub(r"\s+", " ", nasty).replace("\\", "")
-    assert md_escape("x" * 50, max_len=10) == "xxxxxxxxx…"
-    assert badge("a [b] c", "red") == ":red-badge[a b c]"
+    assert badge("a [b] <data:x> c", "red") == ":red-badge[a \\[b\\] \\<data\\:x\\> c]"
 
 
 # -- the challenge as one recorded run (fake OpenAI server) --------------------------------------

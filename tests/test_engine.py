@@ -127,14 +127,11 @@ async def test_stopping_iteration_cancels_in_flight_calls(fake_server):
             if seen == 5:
                 break
     await gen.aclose()
-    # no task of the run is left behind
-    await asyncio.sleep(0.05)
-    leftovers = [
-        t
-        for t in asyncio.all_tasks()
-        if t is not asyncio.current_task() and not t.done() and "run_moa" in repr(t.get_coro())
-    ]
-    assert not leftovers
+    # Every call was cut on the server's side: its streams end (the server notices the
+    # closed connection at its next write) long before their 200 tokens were sent.
+    models = [a.model.removeprefix("openai/") for a in props]
+    await fake_server.wait_idle(models)
+    assert all(fake_server.chunks_sent[m] < 200 for m in models), {m: fake_server.chunks_sent[m] for m in models}
 
 
 async def test_context_trimming_emits_event(fake_server):
@@ -204,3 +201,33 @@ async def test_run_single_failure_is_a_failed_run(fake_server):
 
     events = await collect(run_single("q", fake_agent(fake_server, "solo-bad", fail=500), num_retries=0))
     assert events[-1].status == "failed" and "solo-bad" in events[-1].error
+
+
+async def test_every_call_draws_its_own_seed_and_stores_it(fake_server):
+    """Same model, same prompt, at once: each call gets a seed of its own, sent to the
+    provider and carried in the parameters that are stored with the generation."""
+    same = [fake_agent(fake_server, "twin", tokens=2) for _ in range(3)]
+    fixed = fake_agent(fake_server, "fixed", tokens=2).model_copy(update={"extra": {"seed": 1234}})
+    cfg = fake_config(fake_server, [*same, fixed], aggregator=fake_agent(fake_server, "twin", tokens=2))
+    start = len(fake_server.requests)
+    events = await collect(run_moa("Same question for all?", cfg))
+    started = {(e.ref.role, e.ref.slot): e.params for e in events if isinstance(e, DraftStarted)}
+    seeds = [p["seed"] for (role, slot), p in started.items() if slot < 3 or role == "aggregator"]
+    assert len(seeds) == 4 and len(set(seeds)) == 4 and all(isinstance(s, int) and s >= 0 for s in seeds)
+    assert started[("proposer", 3)]["seed"] == 1234  # a seed the config fixes wins
+    sent = {(r["model"].partition("@")[0], r["seed"]) for r in fake_server.requests[start:]}
+    assert {s for m, s in sent if m == "fake-twin"} == set(seeds) and ("fake-fixed", 1234) in sent
+    assert "seed" not in cfg.aggregator.extra  # the config itself is left as it was
+
+
+def test_no_seed_where_the_provider_would_drop_it():
+    from moa_core.providers import llm
+
+    assert llm.accepts_seed("local/smollm2-135m") and llm.accepts_seed("openai/gpt-4o-mini")
+    assert not llm.accepts_seed("anthropic/claude-3-5-haiku-20241022")
+    claude = AgentSpec(model="anthropic/claude-3-5-haiku-20241022")
+    assert llm.with_call_seed(claude) is claude
+    # a Router group is seeded only when every model that may serve it takes a seed
+    local = AgentSpec(model="team")
+    assert "seed" in llm.with_call_seed(local, ["local/smollm2-135m", "openai/x"]).extra
+    assert "seed" not in llm.with_call_seed(local, ["openai/x", "anthropic/claude-3-5-haiku-20241022"]).extra

@@ -16,7 +16,7 @@ from moa_core.evaluation.records import eval_runs, load_results
 from moa_core.evaluation.runner import run_evaluation
 from moa_core.store import open_db
 from moa_core.ui import layout
-from tests.conftest import fake_agent, fake_config
+from tests.conftest import fake_agent, fake_config, md_text
 from tests.test_eval_runner import EvalFake, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def page(name: str = "4_Evaluate.py") -> AppTest:
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [x.value for kind in ("info", "success", "warning", "error") for x in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
+    return "\n".join(md_text(str(p)) for p in parts)
 
 
 def test_empty_page_offers_the_bundled_set_and_warns_about_a_local_judge(db_url):
@@ -61,8 +61,12 @@ def test_empty_page_offers_the_bundled_set_and_warns_about_a_local_judge(db_url)
     assert not at.exception
     assert at.selectbox(key="ev_qset").value == "moa-studio-30"
     assert "No evaluation yet." in texts(at)
-    if at.selectbox(key="ev_judge").value.startswith("local/"):
-        assert "tiny local judge is weak evidence" in texts(at)
+    local_judges = [o for o in at.selectbox(key="ev_judge").options if o.startswith("local/")]
+    assert local_judges, "the bundled models are offered as judges"
+    at.selectbox(key="ev_judge").set_value(local_judges[0]).run()
+    assert "tiny local judge is weak evidence" in texts(at)
+    at.selectbox(key="ev_judge").set_value("(no judge)").run()
+    assert "tiny local judge is weak evidence" not in texts(at)
 
 
 def test_run_from_the_page_then_resume(db_url):

@@ -190,6 +190,41 @@ async def test_cancelling_a_run_frees_every_local_instance():
     assert events[-1].status == "done" and events[-1].final_text.strip()
 
 
+def test_a_call_stopped_mid_stream_raises_nothing_in_the_background(monkeypatch):
+    """A vote or Stop ends the script run and its event loop while the worker thread is
+    still generating: the worker must wind down without an exception in any thread."""
+    errors: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", errors.append)
+    loop_closed = threading.Event()
+    workers: list[threading.Thread] = []
+    generate = local._generate
+
+    def held_until_the_loop_is_closed(name, messages, params, emit, cancelled):
+        workers.append(threading.current_thread())
+
+        def emit_then_wait(item):
+            emit(item)
+            loop_closed.wait(timeout=60)  # the next token comes after the consumer's loop is gone
+
+        generate(name, messages, params, emit_then_wait, cancelled)
+
+    monkeypatch.setattr(local, "_generate", held_until_the_loop_is_closed)
+
+    async def first_token() -> dict:
+        messages = [{"role": "user", "content": QUESTION}]
+        async for chunk in local.stream_local("smollm2-135m", messages, {"max_tokens": 16, "temperature": 0.0}):
+            return chunk  # the stream is left open: asyncio.run closes it, then its loop
+        raise AssertionError("no token")
+
+    assert asyncio.run(first_token())["choices"]
+    loop_closed.set()
+    assert len(workers) == 1
+    workers[0].join(timeout=60)
+    assert not workers[0].is_alive()
+    assert [f"{e.exc_type.__name__}: {e.exc_value}" for e in errors] == []
+    assert not busy_instances()
+
+
 # --- weights integrity (no real weights are touched) --------------------------------
 
 
@@ -212,7 +247,7 @@ def test_weights_path_refuses_a_corrupted_single_file(tmp_path, monkeypatch):
 
 def test_weights_path_refuses_corrupted_chunks_and_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(local, "_verified", {})
-    monkeypatch.setattr(local, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("MOA_MODEL_CACHE", str(tmp_path / "cache"))
     parts = [tmp_path / f"part{i}" for i in range(3)]
     for i, p in enumerate(parts):
         p.write_bytes(f"chunk {i};".encode())

@@ -529,7 +529,7 @@ def _agreeing_final(sim: Similarity, fs: list[str], texts: list[str]) -> list[tu
     if not fs or not texts:
         return [(None, 0.0)] * len(texts)
     m = sim.matrix(texts, fs)
-    out = []
+    out: list[tuple[int | None, float]] = []
     for i in range(len(texts)):
         j, s, *_ = _best_agreeing(m, texts, fs, i)
         out.append((j, s) if j is not None and s >= sim.thresholds.match else (None, max(s, 0.0)))

@@ -20,6 +20,7 @@ contender has at least a fractional win and loss on a connected comparison graph
 from __future__ import annotations
 
 import warnings
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,7 +43,7 @@ def win_matrix(
     left_idx: NDArray[np.intp],
     right_idx: NDArray[np.intp],
     left_score: NDArray[np.float64],
-    counts: NDArray[np.float64],
+    counts: NDArray[np.floating[Any]] | NDArray[np.integer[Any]],
     k: int,
 ) -> NDArray[np.float64]:
     """Dense wins[i, j] from outcome cells; ``counts`` may be (n_cells,) or (B, n_cells).
@@ -58,7 +59,8 @@ def win_matrix(
     weights = np.concatenate([c * left_score, c * (1.0 - left_score)], axis=1)
     # One bincount over the whole batch: offset each replicate into its own K*K block.
     idx = (np.arange(b)[:, None] * (k * k) + flat[None, :]).ravel()
-    w = np.bincount(idx, weights=weights.ravel(), minlength=b * k * k).reshape(b, k, k)
+    # numpy's stubs type bincount as intp always; with float weights it returns float64.
+    w = cast("NDArray[np.float64]", np.bincount(idx, weights=weights.ravel(), minlength=b * k * k)).reshape(b, k, k)
     return w if batched else w[0]
 
 
@@ -145,7 +147,7 @@ def bootstrap_log_strengths(
     left_idx: NDArray[np.intp],
     right_idx: NDArray[np.intp],
     left_score: NDArray[np.float64],
-    counts: NDArray[np.float64],
+    counts: NDArray[np.integer[Any]],
     k: int,
     n_boot: int,
     seed: int | None,

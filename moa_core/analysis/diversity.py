@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -323,7 +323,12 @@ def diversity_quality_frame(runs: pd.DataFrame, ratings: pd.DataFrame) -> pd.Dat
             }
         )
     frame = pd.DataFrame(rows, columns=QUALITY_COLUMNS[:8])
-    scores = {"final_score": {}, "mean_draft_score": {}, "best_draft_score": {}, "n_ratings": {}}
+    scores: dict[str, Mapping[Any, float]] = {
+        "final_score": {},
+        "mean_draft_score": {},
+        "best_draft_score": {},
+        "n_ratings": {},
+    }
     if not ratings.empty and not frame.empty:
         r = ratings[ratings["run_id"].isin(frame["run_id"])]
         agg = r[r["role"] == "aggregator"].groupby("run_id")["score"].mean()

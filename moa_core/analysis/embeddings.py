@@ -202,9 +202,10 @@ class CachedEmbedder:
                     self._cache.popitem(last=False)
         with self._lock:
             rows = [self._cache.get(t, None) for t in texts]
-        if any(r is None for r in rows):  # evicted meanwhile by another thread: compute directly
+        cached = [r for r in rows if r is not None]
+        if len(cached) < len(rows):  # evicted meanwhile by another thread: compute directly
             return self.model.encode(texts)
-        return np.stack(rows) if rows else np.zeros((0, self.model.hidden), dtype=np.float32)
+        return np.stack(cached) if cached else np.zeros((0, self.model.hidden), dtype=np.float32)
 
 
 _lock = threading.Lock()

@@ -101,7 +101,8 @@ def _cells(votes_or_counts: pd.DataFrame) -> _Cells:
         names=names,
         left=counts["left"].map(pos).to_numpy(dtype=np.intp),
         right=counts["right"].map(pos).to_numpy(dtype=np.intp),
-        outcome=counts["outcome"].map({o: i for i, o in enumerate(OUTCOMES)}).to_numpy(dtype=np.intp),
+        # np.asarray: pandas-stubs type Series[int].to_numpy as any-int whatever the dtype asked for.
+        outcome=np.asarray(counts["outcome"].map({o: i for i, o in enumerate(OUTCOMES)}), dtype=np.intp),
         count=counts["count"].to_numpy(dtype=np.int64),
     )
 

@@ -79,6 +79,7 @@ async def _one_call(
     ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]], timeout: float, num_retries: int, recorder: Recorder
 ) -> DraftDone:
     started = time.time()
+    agent = llm.with_call_seed(agent)
     recorder.handle(DraftStarted(ref, messages[0]["content"], agent.public_params(), started))
     result = llm.StreamResult()
     error: str | None = None

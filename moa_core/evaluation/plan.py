@@ -149,10 +149,10 @@ def plan_from_store(engine: Engine, name: str, *, limit: int | None = None) -> E
         latest[r["meta"].get("contender")] = r
     contenders = []
     for cname in p.get("contenders") or list(latest):
-        r = latest.get(cname)
-        if r is None:
+        stored = latest.get(cname)
+        if stored is None:
             raise EvalPlanError(f"contender {cname!r} of {name!r} has no stored answer; run the full command again")
-        contenders.append(_contender_from_run(r))
+        contenders.append(_contender_from_run(stored))
     judge = AgentSpec.model_validate(p["judge"]) if p.get("judge") else None
     lim = limit if limit is not None else p.get("limit")
     return EvalPlan(

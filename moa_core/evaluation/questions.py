@@ -27,13 +27,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from moa_core import settings
 from moa_core.inputs import MAX_QUESTION_CHARS, InputError, loads_json, printable
 
 Format = Literal["mt_bench", "alpaca_eval", "plain"]
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 DEFAULT_CATEGORY = "general"
-BUNDLED_DIR = Path(__file__).resolve().parent.parent.parent / "data" / "questions"
+BUNDLED_DIR = settings.QUESTIONS_DIR
 
 FORMAT_LABELS: dict[Format, str] = {
     "mt_bench": "MT-Bench",

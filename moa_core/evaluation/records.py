@@ -28,10 +28,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from moa_core.evaluation import report as rep
 from moa_core.evaluation.judge import reference_check
 from moa_core.store.db import StoreError, safe_url
-from moa_core.store.models import Generation, Run, Vote
+from moa_core.store.models import Generation, Run, Vote, table_of
 from moa_core.store.util import one_line
 
-RUN, GEN, VOTE = Run.__table__, Generation.__table__, Vote.__table__
+RUN, GEN, VOTE = table_of(Run), table_of(Generation), table_of(Vote)
 EVAL_TAG = "eval"
 KIND = "eval"
 FINAL_ROLES = ("aggregator", "baseline")
@@ -113,8 +113,9 @@ def eval_runs(engine: Engine, name: str | None = None, *, with_config: bool = Fa
     # exact one on the parsed meta below.
     # Names with quotes, backslashes or non-ASCII letters are escaped inside the JSON
     # text, so for those only the common prefix is matched in SQL.
-    plain = name is not None and name.isascii() and not set(name) & {'"', "\\"}
-    needle = f'"{eval_tag(name)}"' if plain else f'"{EVAL_TAG}:'
+    needle = f'"{EVAL_TAG}:'
+    if name is not None and name.isascii() and not set(name) & {'"', "\\"}:
+        needle = f'"{eval_tag(name)}"'
     stmt = stmt.where(cast(RUN.c.tags, String).contains(needle, autoescape=True))
     out = []
     for row in _rows(engine, stmt):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, Protocol, cast
 
 import pandas as pd
 
@@ -337,7 +337,9 @@ def collaborativeness_rows(judgements: pd.DataFrame, answers: pd.DataFrame) -> p
         if a_marked == b_marked:
             continue
         me, opponent, outcome = (
-            (r.contender_a, r.contender_b, r.outcome) if a_marked else (r.contender_b, r.contender_a, _FLIP[r.outcome])
+            (r.contender_a, r.contender_b, r.outcome)
+            if a_marked
+            else (r.contender_b, r.contender_a, _FLIP[str(r.outcome)])
         )
         rows.append(
             {
@@ -349,6 +351,22 @@ def collaborativeness_rows(judgements: pd.DataFrame, answers: pd.DataFrame) -> p
             }
         )
     return pd.DataFrame(rows, columns=cols)
+
+
+class _PairwiseRow(Protocol):
+    """A :func:`pairwise_report` row from ``itertuples`` (pandas-stubs cannot know the columns)."""
+
+    category: str
+    contender_a: str
+    contender_b: str
+    wins_a: int
+    wins_b: int
+    ties: int
+    unparseable: int
+    n: int
+    win_rate_a: float
+    ci_low: float
+    ci_high: float
 
 
 def _pct(x: float) -> str:
@@ -368,6 +386,6 @@ def pairwise_display(pairwise: pd.DataFrame) -> pd.DataFrame:
             "unparseable": int(r.unparseable),
             "A win rate (95% CI)": f"{_pct(r.win_rate_a)} ({_pct(r.ci_low)}–{_pct(r.ci_high)})" if r.n else "–",
         }
-        for r in pairwise.itertuples(index=False)
+        for r in cast(Iterable[_PairwiseRow], pairwise.itertuples(index=False))
     ]
     return pd.DataFrame(rows, columns=cols)

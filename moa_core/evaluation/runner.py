@@ -53,7 +53,7 @@ from moa_core.evaluation.records import (
     runs_with_votes,
 )
 from moa_core.events import DraftDone, RunDone, RunStarted
-from moa_core.store.ratings import add_vote
+from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
 
 DEFAULT_CONCURRENCY = 2
@@ -258,16 +258,19 @@ async def _run_judge(engine: Engine, plan: EvalPlan, item: _Judge, a: AnswerReco
 
 def _add_judge_vote(engine: Engine, plan: EvalPlan, run_id: str, left: int, right: int, outcome: str) -> int:
     assert plan.judge is not None
-    vote_id = add_vote(
-        engine,
-        left,
-        right,
-        outcome,
-        rater_name(plan.judge),
-        blind=True,
-        question_set=plan.questions.name,
-        run_id=run_id,
-    )
+    try:
+        vote_id = add_vote(
+            engine,
+            left,
+            right,
+            outcome,
+            rater_name(plan.judge),
+            blind=True,
+            question_set=plan.questions.name,
+            run_id=run_id,
+        )
+    except DuplicateVoteError as dup:  # this judgement's vote is already saved (one per run)
+        vote_id = dup.vote_id
     annotate_run(engine, run_id, meta={"vote_id": vote_id})
     return vote_id
 
@@ -421,11 +424,14 @@ async def run_evaluation(
         avg_a = sum(durations["answer"]) / len(durations["answer"]) if durations["answer"] else None
         avg_j = sum(durations["judge"]) / len(durations["judge"]) if durations["judge"] else None
         eta: float | None = None
+        # A phase with nothing finished yet borrows the other phase's average.
+        per_a = avg_a if avg_a is not None else avg_j
+        per_j = avg_j if avg_j is not None else avg_a
         if a_left + j_left == 0:
             eta = 0.0
-        elif avg_a is not None or avg_j is not None:
-            work = a_left * (avg_a if avg_a is not None else avg_j) + j_left * (avg_j if avg_j is not None else avg_a)
-            eta = work / max(1, min(concurrency, a_left + j_left))  # type: ignore[operator]
+        elif per_a is not None and per_j is not None:
+            work = a_left * per_a + j_left * per_j
+            eta = work / max(1, min(concurrency, a_left + j_left))
         return EvalProgress(
             len(questions) * len(plan.contenders),
             a_done,
@@ -478,18 +484,18 @@ async def run_evaluation(
                         last = f"failed: {error}"
                 else:
                     durations["judge"].append(time.monotonic() - started)
-                    j: Judgement = result
-                    if j.ok:
+                    verdict: Judgement = result
+                    if verdict.ok:
                         summary.judgements_new += 1
-                        summary.unparseable += j.outcome == "unparseable"
-                        summary.votes += j.outcome != "unparseable"
-                        last = f"judged {item.a.name} vs {item.b.name} on {item.question.id}: {j.outcome}"
+                        summary.unparseable += verdict.outcome == "unparseable"
+                        summary.votes += verdict.outcome != "unparseable"
+                        last = f"judged {item.a.name} vs {item.b.name} on {item.question.id}: {verdict.outcome}"
                     else:
                         summary.judgements_failed += 1
                         summary.errors.append(
-                            f"judging {item.a.name} vs {item.b.name} on {item.question.id}: {j.error}"
+                            f"judging {item.a.name} vs {item.b.name} on {item.question.id}: {verdict.error}"
                         )
-                        last = f"judge failed: {j.error}"
+                        last = f"judge failed: {verdict.error}"
             if done:
                 promote()
             report()

@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from moa_core import settings
 from moa_core.config import MoAConfig
 from moa_core.providers import local
 from moa_core.providers.secrets import read_secret_names
@@ -66,7 +67,7 @@ def local_models() -> list[ModelInfo]:
 
 
 def ollama_models(base: str | None = None, timeout: float = 0.5) -> list[ModelInfo]:
-    base = base or os.environ.get("OLLAMA_API_BASE")
+    base = base or settings.current().ollama_api_base
     if not base:
         return []
     try:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,10 @@ from moa_core.providers import local
 from moa_core.providers.secrets import load_secrets_into_env
 
 _ready = False
+SEED_PARAM = "seed"
+# Seeds fit a signed 32-bit int: llama.cpp takes uint32, some OpenAI-compatible servers int32.
+SEED_LIMIT = 2**31
+_seed_rng = random.SystemRandom()
 
 
 def ensure_ready() -> None:
@@ -91,6 +97,40 @@ def call_kwargs(agent: AgentSpec, messages: list[dict[str, Any]], timeout: float
     return kwargs
 
 
+@functools.lru_cache(maxsize=256)
+def accepts_seed(model: str) -> bool:
+    """Whether a call to `model` honours an OpenAI-style `seed`: the bundled local models,
+    and the providers litellm lists it for (OpenAI and compatible servers, among others).
+    Elsewhere litellm would drop it (`drop_params`), and a stored seed would promise a
+    reproduction that cannot happen."""
+    if model.startswith(f"{local.PROVIDER}/"):
+        return True
+    import litellm
+
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(model)
+        supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=provider)
+    except Exception:
+        return False
+    return SEED_PARAM in (supported or [])
+
+
+def with_call_seed(agent: AgentSpec, served_by: Sequence[str] | None = None) -> AgentSpec:
+    """The agent for one call, with a sampling seed drawn for this call alone.
+
+    Without one, llama-cpp derives every call's seed from a fixed default, so two
+    instances asked the same thing at the same temperature write the same text. The seed
+    lands in `extra`, hence in the parameters stored with the generation: putting it in
+    the agent's config reproduces the call. A seed the config sets is kept. `served_by`:
+    the models that may serve the call (a Router group's deployments); all must take it.
+    """
+    if agent.extra.get(SEED_PARAM) is not None:
+        return agent
+    if not all(accepts_seed(m) for m in (served_by or [agent.model])):
+        return agent
+    return agent.model_copy(update={"extra": {**agent.extra, SEED_PARAM: _seed_rng.randrange(SEED_LIMIT)}})
+
+
 def _estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
     import litellm
 
@@ -119,7 +159,7 @@ async def stream_chat(
     timeout: float = 120.0,
     num_retries: int = 2,
     router: Any = None,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Yield text deltas; fill `result` with usage, cost and finish reason as they arrive.
 
     `router` (a `router.MoARouter`) serves agents whose model names one of its groups;

@@ -18,15 +18,14 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moa_core import settings
+
 PROVIDER = "local"
-CACHE_DIR = Path(os.environ.get("MOA_MODEL_CACHE", Path.home() / ".cache" / "moa-studio" / "models"))
-N_CTX = int(os.environ.get("MOA_LOCAL_N_CTX", "4096"))
-POOL_SIZE = int(os.environ.get("MOA_LOCAL_POOL_SIZE", "3"))
 
 
 class LocalModelError(RuntimeError):
@@ -166,11 +165,12 @@ def weights_path(spec: LocalModelSpec) -> Path:
             path = parts[0]
             _check(path, spec)
         else:
-            path = CACHE_DIR / f"{spec.name}.gguf"
+            cache_dir = settings.current().model_cache_dir
+            path = cache_dir / f"{spec.name}.gguf"
             marker = path.with_suffix(".sha256")
             fresh = path.exists() and marker.exists() and marker.read_text().strip() == _stamp(path, spec.sha256)
             if not fresh:
-                CACHE_DIR.mkdir(parents=True, exist_ok=True)
+                cache_dir.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".tmp{os.getpid()}")
                 with tmp.open("wb") as out:
                     for part in parts:
@@ -198,9 +198,10 @@ class _Instance:
 
 
 class ModelPool:
-    """Up to POOL_SIZE loaded instances of one model; loading is lazy."""
+    """Up to `size` (MOA_LOCAL_POOL_SIZE) loaded instances of one model; loading is lazy."""
 
-    def __init__(self, spec: LocalModelSpec, size: int = POOL_SIZE):
+    def __init__(self, spec: LocalModelSpec, size: int | None = None):
+        size = settings.current().local_pool_size if size is None else size
         self.spec = spec
         self.size = size
         self.instances: list[_Instance] = []
@@ -213,7 +214,7 @@ class ModelPool:
 
         kwargs: dict[str, Any] = dict(
             model_path=str(weights_path(self.spec)),
-            n_ctx=N_CTX,
+            n_ctx=settings.current().local_n_ctx,
             # One thread per generating model: three models at once then use the cores
             # better than one model with all of them (114 vs 70 tok/s measured). Prompt
             # evaluation is batched and gains from every core (the aggregator's long prompt).
@@ -321,6 +322,11 @@ def _generate(
         others = _busy - 1
     try:
         _set_batch_threads(inst, others)
+        # Start from an empty cache: reusing the prefix the instance's last call left
+        # behind evaluates the prompt in different batches, which moves the logits by a
+        # rounding error and, at temperature > 0, the text; a stored seed would then not
+        # reproduce the call. MoA calls rarely share more than the chat template anyway.
+        inst.llama.reset()
         stream = inst.llama.create_chat_completion(messages=messages, stream=True, **params)
         for chunk in stream:
             if cancelled.is_set():
@@ -343,14 +349,24 @@ def _count_prompt_tokens(name: str, messages: list[dict[str, Any]]) -> int:
 
 async def stream_local(
     name: str, messages: list[dict[str, Any]], params: dict[str, Any]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Yield llama-cpp chat chunks, running generation in a worker thread."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     cancelled = threading.Event()
+    # The consumer leaves (sets `cancelled`) between two emits, never during one.
+    handoff = threading.Lock()
 
     def emit(item: Any) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
+        # A stopped consumer's loop may be closed by now (a Streamlit script run ends with
+        # its loop): what the worker still has is dropped, instead of "Event loop is closed"
+        # raised in the worker thread. The suppress covers a loop closed without closing
+        # this generator first.
+        with handoff:
+            if cancelled.is_set() or loop.is_closed():
+                return
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
     def work() -> None:
         try:
@@ -373,7 +389,8 @@ async def stream_local(
                 raise item
             yield item
     finally:
-        cancelled.set()
+        with handoff:
+            cancelled.set()
 
 
 def _llama_params(optional_params: dict[str, Any]) -> dict[str, Any]:
@@ -388,7 +405,9 @@ def _make_litellm_handler() -> Any:
     from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 
     class LocalLlamaLLM(CustomLLM):
-        async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any):  # type: ignore[override]
+        async def astreaming(  # type: ignore[override]  # litellm's base says coroutine; it calls an async generator
+            self, model: str, messages: list, *args: Any, **kwargs: Any
+        ) -> AsyncGenerator[dict[str, Any], None]:
             name = model.split("/", 1)[1] if "/" in model else model
             params = _llama_params(kwargs.get("optional_params") or {})
             completion_tokens = 0
@@ -425,7 +444,7 @@ def _make_litellm_handler() -> Any:
                 "tool_use": None,
             }
 
-        async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any):  # type: ignore[override]
+        async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
             name = model.split("/", 1)[1] if "/" in model else model
             params = _llama_params(kwargs.get("optional_params") or {})
             parts = [
@@ -453,12 +472,13 @@ def register_with_litellm() -> None:
     ]
     # custom_provider_map is read when litellm sets up its handlers; this call applies it.
     litellm.utils.custom_llm_setup()
+    n_ctx = settings.current().local_n_ctx
     litellm.register_model(
         {
             spec.litellm_model: {
-                "max_tokens": N_CTX,
-                "max_input_tokens": N_CTX,
-                "max_output_tokens": N_CTX,
+                "max_tokens": n_ctx,
+                "max_input_tokens": n_ctx,
+                "max_output_tokens": n_ctx,
                 "input_cost_per_token": 0.0,
                 "output_cost_per_token": 0.0,
                 "cache_creation_input_token_cost": 0.0,

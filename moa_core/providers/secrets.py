@@ -11,14 +11,16 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
-SECRETS_FILE = Path(__file__).resolve().parents[2] / ".streamlit" / "secrets.toml"
+from moa_core import settings
+
 _SUFFIXES = ("_API_KEY", "_API_BASE", "_API_VERSION", "_BASE_URL")
 # Environment variables whose values are credentials (OPENAI_API_KEY, HF_TOKEN, ...).
 _SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
 _MIN_SECRET_LEN = 8  # shorter values are too likely to occur in ordinary text
 
 
-def read_secret_names(path: Path = SECRETS_FILE) -> dict[str, str]:
+def read_secret_names(path: Path | None = None) -> dict[str, str]:
+    path = path or settings.current().secrets_file
     if not path.exists():
         return {}
     try:
@@ -28,7 +30,7 @@ def read_secret_names(path: Path = SECRETS_FILE) -> dict[str, str]:
     return {k.upper(): str(v) for k, v in data.items() if isinstance(v, str) and k.upper().endswith(_SUFFIXES)}
 
 
-def load_secrets_into_env(path: Path = SECRETS_FILE) -> list[str]:
+def load_secrets_into_env(path: Path | None = None) -> list[str]:
     """Returns the names (not values) of the settings it copied."""
     copied = []
     for name, value in read_secret_names(path).items():

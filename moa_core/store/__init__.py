@@ -12,10 +12,11 @@ Typical use:
 from moa_core.store.db import StoreError, dispose_engines, get_engine, init_db, open_db, safe_url
 from moa_core.store.export import export_all
 from moa_core.store.queries import filter_options, generations_df, get_run, ratings_df, runs_df, votes_df
-from moa_core.store.ratings import add_rating, add_vote
+from moa_core.store.ratings import DuplicateVoteError, add_rating, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
 
 __all__ = [
+    "DuplicateVoteError",
     "Recorder",
     "StoreError",
     "add_rating",

@@ -112,7 +112,7 @@ def vote_counts(
     )
     out = out[out["left"] != out["right"]]
     # Different (label, preset) keys can map to one contender: merge their cells.
-    return out.groupby(["left", "right", "outcome"], as_index=False, sort=True)["count"].sum()
+    return out.groupby(["left", "right", "outcome"], sort=True)["count"].sum().reset_index()
 
 
 def contender_ratings(

@@ -1,6 +1,6 @@
 """Engines and schema: one cached engine per URL, Alembic migrations run from code.
 
-The URL comes from the caller, else `DATABASE_URL`, else SQLite at `<repo>/data/moa.db`.
+The URL comes from the caller, else `DATABASE_URL`, else SQLite at `<data dir>/moa.db` (settings.py).
 Every failure to reach or write the database becomes a `StoreError` with one line that
 names the URL (password hidden) and the driver's reason.
 """
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -24,14 +23,14 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, 
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from moa_core import settings
 from moa_core.inputs import user_path
 from moa_core.store.util import one_line, redact_url
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SQLITE_PATH = REPO_ROOT / "data" / "moa.db"
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = settings.MIGRATIONS_DIR
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
+log = logging.getLogger(__name__)
 _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
 _lock = threading.RLock()
@@ -42,7 +41,7 @@ class StoreError(RuntimeError):
 
 
 def default_url() -> str:
-    return os.environ.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    return settings.current().database_url
 
 
 def safe_url(url: str | URL | Engine) -> str:
@@ -225,18 +224,34 @@ def _probe_writable(engine: Engine) -> None:
 
 
 def init_db(engine: Engine) -> Engine:
-    """Bring the schema to head (once per engine per process) and check it is writable."""
+    """Bring the schema to head and check it is writable (once per engine per process), then
+    mark runs whose process is gone as interrupted (see `lease`) and keep sweeping for them."""
+    from moa_core.store import lease  # lease builds on this module
+
     key = engine.url.render_as_string(hide_password=False)
     with _lock:
         if key in _migrated:
             return engine
+        lease_s = lease.lease_seconds()  # a bad MOA_RUN_LEASE_SECONDS fails here, at start-up
         upgrade(engine, "head")
         try:
             _probe_writable(engine)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open database {safe_url(engine)}: {one_line(exc, engine.url.password)}") from None
         _migrated.add(key)
+    try:
+        lease.sweep(engine, lease_s)
+    except StoreError as exc:
+        # The database opened and is writable: a failed sweep is retried by the periodic one.
+        log.warning("sweep for interrupted runs failed: %s", exc)
+    lease.start_sweeping()
     return engine
+
+
+def migrated_engines() -> list[Engine]:
+    """The cached engines `init_db` has brought to head in this process."""
+    with _lock:
+        return [e for k, e in _engines.items() if k in _migrated]
 
 
 def open_db(url: str | None = None) -> Engine:
@@ -256,7 +271,6 @@ def dispose_engines(url: str | None = None) -> None:
 
 
 __all__ = [
-    "DEFAULT_SQLITE_PATH",
     "StoreError",
     "alembic_config",
     "current_revision",
@@ -264,6 +278,7 @@ __all__ = [
     "dispose_engines",
     "get_engine",
     "init_db",
+    "migrated_engines",
     "open_db",
     "safe_url",
     "upgrade",

@@ -15,14 +15,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from moa_core.csv_safe import write_rows
 from moa_core.store.db import StoreError, safe_url
-from moa_core.store.models import Generation, Rating, Run, Vote
+from moa_core.store.models import Generation, Rating, Run, Vote, table_of
 from moa_core.store.util import one_line
 
 TABLES: dict[str, Table] = {
-    "runs": Run.__table__,
-    "generations": Generation.__table__,
-    "ratings": Rating.__table__,
-    "votes": Vote.__table__,
+    "runs": table_of(Run),
+    "generations": table_of(Generation),
+    "ratings": table_of(Rating),
+    "votes": table_of(Vote),
 }
 FORMATS = ("csv", "jsonl")
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, ForeignKeyConstraint, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKeyConstraint, Index, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 RUN_KINDS = ("playground", "arena", "eval", "challenge")
-RUN_STATUSES = ("running", "done", "failed", "cancelled")
-GENERATION_STATUSES = ("streaming", "done", "error", "cancelled")
+# `interrupted`: the process recording the run stopped (killed, crashed) before it ended it;
+# set by the lease sweep (store/lease.py), with the drafts it finished and the partial text.
+RUN_STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
+GENERATION_STATUSES = ("streaming", "done", "error", "cancelled", "interrupted")
 ROLES = ("proposer", "aggregator", "baseline", "judge")
 VOTE_OUTCOMES = ("left", "right", "tie", "both_bad")
 JUDGE_PREFIX = "judge:"
@@ -54,6 +56,9 @@ class Run(SQLModel, table=True):
     final_text: str | None = Field(default=None, sa_type=Text)
     tags: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Added in revision 0004: which process records the run, and when it last said it is alive.
+    owner: str | None = Field(default=None, max_length=255)
+    heartbeat_at: float | None = None
 
 
 class Generation(SQLModel, table=True):
@@ -128,6 +133,9 @@ class Vote(SQLModel, table=True):
         Index("ix_vote_rater", "rater"),
         Index("ix_vote_run_id", "run_id"),
         Index("ix_vote_question_set", "question_set"),
+        # One vote per pair and rater, enforced here rather than in a session: two tabs
+        # are two sessions. NULL keys (judge votes without a run) are never equal.
+        Index("uq_vote_rater_pair", "rater", "pair_key", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -140,6 +148,14 @@ class Vote(SQLModel, table=True):
     run_id: str | None = Field(default=None, max_length=64)
     # Added in revision 0002.
     question_set: str | None = None
+    # Added in revision 0005: which pair the vote is about (`store.ratings.vote_pair_key`).
+    pair_key: str | None = Field(default=None, max_length=160)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a table model. `Model.__table__` is set by SQLAlchemy's
+    metaclass and invisible to type checkers; the metadata lookup is typed."""
+    return SQLModel.metadata.tables[str(model.__tablename__)]
 
 
 __all__ = [
@@ -153,4 +169,5 @@ __all__ = [
     "Rating",
     "Run",
     "Vote",
+    "table_of",
 ]

@@ -13,23 +13,27 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Select, and_, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, exists, func, not_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from moa_core.store.db import StoreError, safe_url
-from moa_core.store.models import JUDGE_PREFIX, Generation, Rating, Run, Vote
+from moa_core.store.models import JUDGE_PREFIX, Generation, Rating, Run, Vote, table_of
 from moa_core.store.util import TimeLike, one_line, to_unix
 
-RUN, GEN, RAT, VOTE = Run.__table__, Generation.__table__, Rating.__table__, Vote.__table__
+RUN, GEN, RAT, VOTE = table_of(Run), table_of(Generation), table_of(Rating), table_of(Vote)
 Many = str | Sequence[str] | None
 
 RUN_COLUMNS = [c for c in RUN.c if c.name not in ("config", "history")]
 
 
+def _values(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
 def _many(col: Any, value: Many) -> Any | None:
     if value is None:
         return None
-    values = [value] if isinstance(value, str) else list(value)
+    values = _values(value)
     return col.in_(values) if values else None
 
 
@@ -56,7 +60,7 @@ def _frame(engine: Engine, stmt: Select) -> pd.DataFrame:
         raise StoreError(f"cannot read {safe_url(engine)}: {one_line(exc)}") from exc
     if "created_at" in df.columns:
         df.insert(
-            df.columns.get_loc("created_at") + 1,
+            list(df.columns).index("created_at") + 1,
             "created",
             pd.to_datetime(df["created_at"].astype("float64"), unit="s", utc=True),
         )
@@ -68,11 +72,14 @@ def _display_name(label: pd.Series, model: pd.Series) -> pd.Series:
     return label.where(label.fillna("").astype(bool), model).astype("object")
 
 
-def _model_match(gen: Any, model: Many) -> Any | None:
-    """A contender is named by its model string or its label."""
-    if model is None:
-        return None
-    return or_(_many(gen.c.model, model), _many(gen.c.label, model))
+def _named(gen: Any, model: str | Sequence[str]) -> ColumnElement[bool]:
+    """A contender is named by its model string or its label; an empty list matches nothing."""
+    values = _values(model)
+    return or_(gen.c.model.in_(values), gen.c.label.in_(values))
+
+
+def _model_match(gen: Any, model: Many) -> ColumnElement[bool] | None:
+    return None if model is None else _named(gen, model)
 
 
 def runs_df(
@@ -91,7 +98,7 @@ def runs_df(
     stmt = select(*RUN_COLUMNS).order_by(RUN.c.created_at.desc())
     has_model = None
     if model is not None:
-        has_model = exists().where(GEN.c.run_id == RUN.c.id, _model_match(GEN, model))
+        has_model = exists().where(GEN.c.run_id == RUN.c.id, _named(GEN, model))
     text_match = None
     if search and search.strip():
         s = search.strip().lower()
@@ -266,7 +273,7 @@ def votes_df(
         _many(VOTE.c.rater, rater),
         _many(kind_col, kind),
         _many(VOTE.c.question_set, question_set),
-        or_(_model_match(left, model), _model_match(right, model)) if model is not None else None,
+        or_(_named(left, model), _named(right, model)) if model is not None else None,
     )
     df = _frame(engine, stmt)
     for side in ("left", "right"):

@@ -6,13 +6,39 @@ import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from moa_core.store.db import StoreError, write_transaction
-from moa_core.store.models import VOTE_OUTCOMES, Generation, Rating, Run, Vote
-from moa_core.store.util import one_line
+from moa_core.store.models import JUDGE_PREFIX, VOTE_OUTCOMES, Generation, Rating, Run, Vote, table_of
+from moa_core.store.util import inserted_id, one_line
 
-GEN = Generation.__table__
+GEN, VOTE = table_of(Generation), table_of(Vote)
+
+
+class DuplicateVoteError(StoreError):
+    """This rater has already voted on this pair; `vote_id` is the vote that counts."""
+
+    def __init__(self, rater: str, vote_id: int) -> None:
+        super().__init__(f"{rater} has already voted on this pair: only the first vote counts")
+        self.rater = rater
+        self.vote_id = vote_id
+
+
+def vote_pair_key(left_id: int, right_id: int, rater: str, run_id: str | None = None) -> str | None:
+    """The key that makes a second vote of one rater on one pair collide in the database.
+
+    Order-independent: swapping the sides is the same pair. People get one vote per pair,
+    wherever it is cast (battle, blind review, any later campaign). A judge's vote is tied
+    to its judgement run instead: an evaluation judges each pair once per judge config,
+    in both orders inside one run (``evaluation.judge_call``), and stores one vote per
+    run; a changed judge config with the same model (so the same ``judge:<model>`` rater)
+    re-judges the same answers in a new run, which must get its vote too.
+    """
+    low, high = sorted((int(left_id), int(right_id)))
+    key = f"{low}:{high}"
+    if rater.startswith(JUDGE_PREFIX):
+        return f"{key}@{run_id}" if run_id else None
+    return key
 
 
 def _rater(rater: str) -> str:
@@ -31,7 +57,7 @@ def _insert(engine: Engine, what: str, check: Any, row: dict[str, Any], table: A
     try:
         with write_transaction(engine) as conn:
             check(conn)
-            return int(conn.execute(insert(table).values(**row)).inserted_primary_key[0])
+            return inserted_id(conn.execute(insert(table).values(**row)))
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot save {what}: {one_line(exc)}") from exc
 
@@ -48,7 +74,7 @@ def add_rating(engine: Engine, generation_id: int, score: int, comment: str = ""
         "created_at": time.time(),
     }
     return _insert(
-        engine, "rating", lambda c: _require(c, GEN, row["generation_id"], "generation"), row, Rating.__table__
+        engine, "rating", lambda c: _require(c, GEN, row["generation_id"], "generation"), row, table_of(Rating)
     )
 
 
@@ -65,30 +91,54 @@ def add_vote(
     """Store a pairwise vote; returns the vote id.
 
     `outcome` is left|right|tie|both_bad (both_bad: neither answer is acceptable, which
-    is not the same as a tie). `rater` is a person's name or "judge:<model>".
+    is not the same as a tie). `rater` is a person's name or "judge:<model>". A second
+    vote of the same rater on the same pair raises `DuplicateVoteError` (see `vote_pair_key`).
     """
     if outcome not in VOTE_OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(VOTE_OUTCOMES)}, got {outcome!r}")
-    if int(left_id) == int(right_id):
+    left, right = int(left_id), int(right_id)
+    if left == right:
         raise ValueError("a vote needs two different generations")
+    who = _rater(rater)
+    key = vote_pair_key(left, right, who, run_id)
     row = {
-        "left_generation_id": int(left_id),
-        "right_generation_id": int(right_id),
+        "left_generation_id": left,
+        "right_generation_id": right,
         "outcome": outcome,
         "blind": bool(blind),
-        "rater": _rater(rater),
+        "rater": who,
         "created_at": time.time(),
         "question_set": question_set,
         "run_id": run_id,
+        "pair_key": key,
     }
 
     def check(conn: Connection) -> None:
         _require(conn, GEN, row["left_generation_id"], "generation")
         _require(conn, GEN, row["right_generation_id"], "generation")
         if run_id is not None:
-            _require(conn, Run.__table__, run_id, "run")
+            _require(conn, table_of(Run), run_id, "run")
 
-    return _insert(engine, "vote", check, row, Vote.__table__)
+    try:
+        return _insert(engine, "vote", check, row, VOTE)
+    except StoreError as exc:
+        # The unique index decides (two tabs may insert at the same moment); which
+        # constraint failed is read back rather than parsed from driver messages.
+        first = _vote_with_key(engine, who, key) if isinstance(exc.__cause__, IntegrityError) else None
+        if first is None:
+            raise
+        raise DuplicateVoteError(who, first) from None
 
 
-__all__ = ["add_rating", "add_vote"]
+def _vote_with_key(engine: Engine, rater: str, key: str | None) -> int | None:
+    if key is None:
+        return None
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(select(VOTE.c.id).where(VOTE.c.rater == rater, VOTE.c.pair_key == key)).first()
+    except SQLAlchemyError:
+        return None
+    return None if found is None else int(found[0])
+
+
+__all__ = ["DuplicateVoteError", "add_rating", "add_vote", "vote_pair_key"]

@@ -3,6 +3,8 @@
 Each write is its own short transaction on a fresh connection, so runs recorded from
 several threads (or processes) never share a session. Token deltas are kept in memory
 and only flushed now and then, so streaming does not turn into one UPDATE per token.
+Each run row names this process as its owner; while the run is open, `lease` keeps its
+heartbeat fresh, so a run whose process dies is found and marked `interrupted`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,14 +30,15 @@ from moa_core.events import (
     RunStarted,
     TokenDelta,
 )
+from moa_core.store import lease
 from moa_core.store.db import StoreError, safe_url, write_transaction
-from moa_core.store.models import Generation, Run
-from moa_core.store.util import one_line, strip_secrets
+from moa_core.store.models import Generation, Run, table_of
+from moa_core.store.util import inserted_id, one_line, strip_secrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-RUN = Run.__table__
-GEN = Generation.__table__
+RUN = table_of(Run)
+GEN = table_of(Generation)
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Recorder:
         self.flush_interval = flush_interval
         self._runs: dict[str, _OpenRun] = {}
         self._lock = threading.Lock()
+        lease.track(self)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -133,6 +137,9 @@ class Recorder:
             "cost": 0.0,
             "question_set": self.question_set,
             "tags": self.tags,
+            "owner": str(lease.current_owner()),
+            # Now, not ev.t: the lease runs from when this process took the run on.
+            "heartbeat_at": time.time(),
         }
         self._write(f"run {ev.run_id}", lambda c: c.execute(insert(RUN).values(**row)))
         self._state(ev.run_id)
@@ -157,9 +164,9 @@ class Recorder:
         }
         gen_id = self._write(
             f"draft {ref.call_id} of run {ref.run_id}",
-            lambda c: c.execute(insert(GEN).values(**row)).inserted_primary_key[0],
+            lambda c: inserted_id(c.execute(insert(GEN).values(**row))),
         )
-        draft = _Draft(int(gen_id))
+        draft = _Draft(gen_id)
         self._state(ref.run_id).drafts[ref.call_id] = draft
         return draft
 
@@ -186,12 +193,19 @@ class Recorder:
         if self.flush_interval is not None and now - draft.last_flush >= self.flush_interval:
             text = draft.text
             if len(text) != draft.flushed_len:
-                self._write(
-                    f"partial text of {ev.ref.call_id}",
-                    lambda c: c.execute(
+
+                def flush(c: Connection) -> None:
+                    c.execute(
                         update(GEN).where(GEN.c.id == draft.gen_id, GEN.c.status == "streaming").values(text=text)
-                    ),
-                )
+                    )
+                    # A heartbeat for free: if the process dies, the run's wall time ends here.
+                    c.execute(
+                        update(RUN)
+                        .where(RUN.c.id == ev.ref.run_id, RUN.c.status == "running")
+                        .values(heartbeat_at=time.time())
+                    )
+
+                self._write(f"partial text of {ev.ref.call_id}", flush)
                 draft.flushed_len = len(text)
             draft.last_flush = now
 
@@ -242,10 +256,12 @@ class Recorder:
 
         def write(c: Connection) -> bool:
             # Drafts still streaming never got their DraftDone: keep what they had written so far.
+            # (`interrupted` too: a sweep that took this live run for dead was wrong, and the
+            # text in memory is longer than what it kept.)
             for draft in state.drafts.values():
                 c.execute(
                     update(GEN)
-                    .where(GEN.c.id == draft.gen_id, GEN.c.status == "streaming")
+                    .where(GEN.c.id == draft.gen_id, GEN.c.status.in_(("streaming", "interrupted")))
                     .values(text=draft.text, status=draft_status, ended_at=t)
                 )
             c.execute(
@@ -255,7 +271,7 @@ class Recorder:
             )
             stmt = update(RUN).where(RUN.c.id == run_id)
             if only_if_running:
-                stmt = stmt.where(RUN.c.status == "running")
+                stmt = stmt.where(RUN.c.status.in_(("running", "interrupted")))
             if "meta" in values:
                 old = c.execute(select(RUN.c.meta).where(RUN.c.id == run_id)).scalar()
                 values["meta"] = {**(old or {}), **values["meta"]}
@@ -266,7 +282,8 @@ class Recorder:
     def close_unfinished(self, run_id: str, status: str = "cancelled", error: str | None = None) -> bool:
         """Mark a run that never got RunDone (and its streaming drafts) as ended.
 
-        Partial text held in memory is saved. Returns False if the run was already ended.
+        Partial text held in memory is saved. Returns False if the run was already ended
+        (an `interrupted` run is not: this process is alive after all, and knows better).
         """
         return self._finish(
             run_id, {"status": status, "error": error}, draft_status="cancelled", t=time.time(), only_if_running=True
@@ -278,7 +295,7 @@ class Recorder:
 
     # -- streaming ---------------------------------------------------------------------
 
-    async def record(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    async def record(self, events: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
         """Pass `events` through, recording each one before it is yielded.
 
         If iteration stops before RunDone (the consumer broke out, the task was cancelled,

@@ -6,6 +6,7 @@ import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from sqlalchemy import CursorResult
 from sqlalchemy.exc import DBAPIError
 
 from moa_core.config import SECRET_PARAM_NAMES
@@ -44,6 +45,14 @@ def one_line(exc: BaseException, secret: str | None = None) -> str:
     if secret:
         line = line.replace(secret, "***")
     return line
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """Primary key of the row a single-row INSERT just wrote."""
+    key = result.inserted_primary_key
+    if key is None:  # SQLAlchemy gives None only when the INSERT wrote no row
+        raise RuntimeError("the INSERT returned no primary key")
+    return int(key[0])
 
 
 TimeLike = float | int | datetime | date | None

@@ -26,6 +26,7 @@ from moa_core.store.analysis_queries import contender_costs, contender_ratings, 
 from moa_core.store.db import StoreError
 from moa_core.store.queries import filter_options
 from moa_core.ui.layout import csv_download, store
+from moa_core.ui.safe_text import md_escape
 
 N_BOOT = 200
 FEW_BATTLES = 10
@@ -182,7 +183,7 @@ def analysis_page() -> None:
         counts = vote_counts(engine, **filters)
         ratings = contender_ratings(engine, **filters)
     except StoreError as err:
-        st.error(f"The votes cannot be read: {err}")
+        st.error(f"The votes cannot be read: {md_escape(str(err))}")
         return
     if counts.empty:
         st.info(
@@ -206,6 +207,6 @@ def analysis_page() -> None:
             question_set=filters["question_set"],
         )
     except StoreError as err:
-        st.error(f"Cost and latency cannot be read: {err}")
+        st.error(f"Cost and latency cannot be read: {md_escape(str(err))}")
         return
     _cost_section(board, costs)

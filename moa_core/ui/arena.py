@@ -7,7 +7,9 @@ still coming: a click makes Streamlit rerun the script, which stops the running 
 its next screen update; the ``aclosing`` blocks then close both event streams, which
 cancels the calls and records both runs as cancelled with their partial text. The vote
 callback has already noted the choice in the session, so the new script run stores the
-vote on the generations that exist and reveals the identities.
+vote on the generations that exist and reveals the identities. A vote that cannot count
+because neither answer had begun reveals nothing (as in Chatbot Arena, names only follow
+a valid vote).
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from moa_core.providers.catalog import config_problems, model_available
 from moa_core.saved_configs import list_saved
 from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run
-from moa_core.store.ratings import add_vote
+from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
 from moa_core.ui.blind_review import blind_review
 from moa_core.ui.config_editor import model_choices
 from moa_core.ui.layout import rater_name, run_async, store
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.run_view import gen_meta
+from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 from moa_core.ui.streaming import FLUSH_SECONDS, LiveColumn
 
 KEY = "arena_battle"
@@ -47,11 +50,6 @@ HEARTBEAT_SECONDS = 1.0
 TAKE_OVER_TIMEOUT = 60.0
 MODES = ["Battle", "Blind review"]
 _rng = random.SystemRandom()
-
-
-def code(name: str) -> str:
-    """A contender name shown literally (names may hold markdown characters)."""
-    return "`" + name.replace("`", "'") + "`"
 
 
 # -- setup ------------------------------------------------------------------------------
@@ -80,6 +78,8 @@ def _problems(c: Contender) -> list[str]:
 def _draw_question() -> None:
     name = st.session_state.get("arena_qset")
     try:
+        if not isinstance(name, str):  # the draw button is disabled when there is no set to pick
+            raise ArenaError("Pick a question set.")
         qset = load_bundled_set(name)
         q = arena.draw_question(qset.questions, _rng)
     except (QuestionSetError, ArenaError) as err:
@@ -155,7 +155,7 @@ def _setup(rater: str) -> None:
                 placeholder="Ask something both contenders will answer…",
             )
         if st.session_state.get("arena_draw_error"):
-            st.error(st.session_state.arena_draw_error)
+            st.error(md_escape(st.session_state.arena_draw_error))
         start = st.button(
             "Start battle", type="primary", key="arena_start", disabled=not rater, icon=":material/swords:"
         )
@@ -165,16 +165,16 @@ def _setup(rater: str) -> None:
         return
     try:
         question = validate_question(st.session_state.get("arena_question", ""))
-        keys = arena.random_pair(pool, _rng) if how == "Random pair" else (first, second)
-        if not all(keys):
+        key1, key2 = arena.random_pair(pool, _rng) if how == "Random pair" else (first, second)
+        if not key1 or not key2:
             raise ArenaError("Pick two contenders.")
-        c1, c2 = (arena.resolve_contender(k, max_tokens=max_tokens, temperature=temperature) for k in keys)
+        c1, c2 = (arena.resolve_contender(k, max_tokens=max_tokens, temperature=temperature) for k in (key1, key2))
         problems = _problems(c1) + _problems(c2)
         if problems:
             raise ArenaError("This battle cannot run here: " + "; ".join(problems))
         battle = arena.new_battle(question, c1, c2, _rng, question_set=_question_set(question))
     except (RunInputError, ArenaError) as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return
     old = st.session_state.get(KEY)
     if old is not None:
@@ -199,7 +199,7 @@ def _new_battle() -> None:
 
 def _title(battle: Battle, side: str) -> str:
     if battle.revealed:
-        return f"#### {side} · {code(battle.sides[side].name)}"
+        return f"#### {side} · {code_span(battle.sides[side].name)}"
     return f"#### {side}"
 
 
@@ -273,6 +273,10 @@ def _settle(engine: Engine, battle: Battle, rater: str) -> None:
             blind=True,
             question_set=battle.question_set,
         )
+    except DuplicateVoteError as dup:
+        # Only a second script run settling the same click gets here (a rerun racing the
+        # stopped one): the first one's vote is this vote.
+        battle.vote_id = dup.vote_id
     except (ValueError, StoreError) as err:
         battle.note, battle.choice = f"The vote could not be saved: {err}", None
         return
@@ -413,17 +417,17 @@ def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn], rater: s
         try:
             state = arena.side_state(get_run(engine, battle.run_ids[side]))
         except StoreError as err:
-            col.box.error(str(err))
+            col.box.error(md_escape(str(err)))
             continue
         gen = state.generation
         if gen is not None and (gen.get("text") or "").strip():
-            col.box.markdown(gen["text"])
+            col.box.markdown(safe_markdown(gen["text"]))
         else:
             col.box.caption("(no answer)")
         with col.meta.container():
             error = battle.errors.get(side) or (state.problem if state.failed else None)
             if error:
-                st.error(error)
+                st.error(md_escape(error))
             elif gen is not None and gen["status"] == "cancelled":
                 st.caption("stopped when the vote was cast" if battle.choice else "stopped before it finished")
             if battle.revealed and gen is not None:
@@ -433,13 +437,16 @@ def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn], rater: s
 
 
 def _outcome(battle: Battle) -> None:
-    who = f"A was {code(battle.sides['A'].name)}, B was {code(battle.sides['B'].name)}."
+    who = f"A was {code_span(battle.sides['A'].name)}, B was {code_span(battle.sides['B'].name)}."
     if battle.status == "voted":
         st.success(f"Vote saved: **{CHOICE_LABELS[battle.choice or '']}**. {who}", icon=":material/how_to_vote:")
     elif battle.status == "void":
-        st.warning(f"The vote was not saved, there was nothing to compare yet ({battle.note}). {who}")
+        st.warning(
+            f"The vote was not counted: there was nothing to compare yet ({md_escape(battle.note)}). "
+            "Which contender was which stays hidden; start a new battle."
+        )
     elif battle.status == "invalid":
-        st.error(f"This battle is invalid and produces no vote: {battle.note}. {who}")
+        st.error(f"This battle is invalid and produces no vote: {md_escape(battle.note)}. {who}")
     elif battle.status == "stopped":
         st.info(
             "The answers stopped before they finished (the page reloaded). Vote on what is shown, "
@@ -448,8 +455,8 @@ def _outcome(battle: Battle) -> None:
     elif battle.status == "finished":
         st.info("Both answers are complete. Which one is better?")
     if battle.note and battle.status not in ("void", "invalid"):
-        st.warning(battle.note)
-    if battle.revealed:
+        st.warning(md_escape(battle.note))
+    if battle.over:
         st.button("New battle", key="arena_new", on_click=_new_battle, icon=":material/refresh:")
 
 
@@ -460,9 +467,9 @@ def _battle(engine: Engine, battle: Battle, rater: str) -> None:
     if battle.choice is not None and battle.open_for_votes:
         _settle(engine, battle, rater)
     st.markdown("##### Question")
-    st.markdown(battle.question)
+    st.markdown(safe_markdown(battle.question))
     if battle.question_set:
-        st.caption(f"from the question set {code(battle.question_set)}")
+        st.caption(f"from the question set {code_span(battle.question_set)}")
     _vote_buttons(battle)
     if battle.status == "new":
         st.caption("Vote whenever you like, even while the answers are still coming: voting stops both.")

@@ -39,10 +39,11 @@ from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run
 from moa_core.store.recorder import Recorder, annotate_run
 from moa_core.ui.config_editor import model_choices
-from moa_core.ui.diversity_view import aggregator_section, badge, draft_color, ensure_run_diversity, md_escape
+from moa_core.ui.diversity_view import aggregator_section, badge, draft_color, ensure_run_diversity
 from moa_core.ui.layout import fmt_cost, fmt_seconds, rater_name, run_async, store
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.run_view import gen_meta, run_link
+from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _step_setup(models: list[str]) -> list[AgentSpec]:
 
 
 def _live_column(title: str) -> dict[str, Any]:
-    st.markdown(f"**{title}**")
+    st.markdown(f"**{md_escape(title)}**")
     box = st.empty()
     box.caption("waiting…")
     return {"box": box, "meta": st.empty(), "text": "", "flushed": 0.0}
@@ -163,17 +164,17 @@ async def _show(
                 col = columns[ev.ref.call_id]
                 col["text"] += ev.text
                 if time.monotonic() - col["flushed"] >= FLUSH_SECONDS:
-                    col["box"].markdown(col["text"] + CURSOR)
+                    col["box"].markdown(safe_markdown(col["text"]) + CURSOR)
                     col["flushed"] = time.monotonic()
             elif isinstance(ev, DraftDone):
                 col = columns[ev.ref.call_id]
-                col["box"].markdown(ev.text or "_(no text)_")
+                col["box"].markdown(safe_markdown(ev.text) or "_(no text)_")
                 if ev.ok:
                     col["meta"].caption(
                         f"{ev.usage.completion_tokens} tok · {fmt_seconds(ev.latency)} · {fmt_cost(ev.cost)}"
                     )
                 else:
-                    col["meta"].error(ev.error)
+                    col["meta"].error(md_escape(ev.error))
             elif isinstance(ev, RunDone):
                 result.append(ev)
 
@@ -194,7 +195,7 @@ def _run_drafts(engine: Engine, question: str, agents: list[AgentSpec]) -> None:
     try:
         run_async(_stream(engine, draft_events(run_id, question, agents), cols))
     except StoreError as err:
-        st.error(f"The challenge could not be recorded: {err}")
+        st.error(f"The challenge could not be recorded: {md_escape(str(err))}")
         return
     st.rerun()
 
@@ -206,13 +207,14 @@ def _drafts_of(data: dict[str, Any]) -> list[dict[str, Any]]:
 def _show_drafts(drafts: list[dict[str, Any]]) -> None:
     for g, col in zip(drafts, st.columns(len(drafts), border=True), strict=False):
         with col:
-            st.markdown(f"**{g['label'] or 'Draft'}** · `{g['model']}` · T={g['params'].get('temperature', '–')}")
+            temperature = md_escape(str(g["params"].get("temperature", "–")))
+            st.markdown(f"**{md_escape(g['label'] or 'Draft')}** · {code_span(g['model'])} · T={temperature}")
             if g["system_prompt"]:
                 st.caption("System prompt: " + md_escape(g["system_prompt"], 200))
             if g["text"]:
-                st.markdown(g["text"])
+                st.markdown(safe_markdown(g["text"]))
             if g["error"]:
-                st.error(g["error"])
+                st.error(md_escape(g["error"]))
             elif g["status"] == "cancelled":
                 st.warning("stopped before it finished")
             st.caption(gen_meta(g))
@@ -327,7 +329,7 @@ def _step_synthesize(engine: Engine, data: dict[str, Any], usable: list[dict[str
         return
     ok, why = model_available(model)
     if not ok:
-        st.error(why)
+        st.error(md_escape(why))
         return
     slot = 1 + max((g["slot"] for g in data["generations"] if g["role"] == "aggregator"), default=-1)
     run = data["run"]
@@ -350,14 +352,14 @@ def _step_synthesize(engine: Engine, data: dict[str, Any], usable: list[dict[str
     try:
         annotate_run(engine, run["id"], meta={"challenge": {"attempts": [*attempts, attempt]}})
     except (StoreError, ValueError) as err:
-        st.error(f"Not saved: {err}")
+        st.error(f"Not saved: {md_escape(str(err))}")
         return
     with st.container(border=True):
         cols = {f"aggregator-1-{slot}": _live_column(f"Synthesis {slot + 1} · {model}")}
     try:
         run_async(_stream(engine, synthesis_events(run["id"], question, drafts, template, agent, slot, base), cols))
     except StoreError as err:
-        st.error(f"The synthesis could not be recorded: {err}")
+        st.error(f"The synthesis could not be recorded: {md_escape(str(err))}")
         return
     st.session_state.pop("chal_pick", None)  # show the new attempt
     st.rerun()
@@ -390,16 +392,16 @@ def _step_compare(engine: Engine, data: dict[str, Any], usable: list[dict[str, A
             format_func=lambda s: f"attempt {s + 1}",
         )
         pick = next(g for g in finals if g["slot"] == chosen)
-    ratings = {}
+    ratings: dict[int, list[dict[str, Any]]] = {}
     for r in data["ratings"]:
         ratings.setdefault(r["generation_id"], []).append(r)
     template = next((a["template"] for a in _attempts(data) if a.get("slot") == pick["slot"]), None)
     with st.container(border=True):
-        st.markdown(f"**Synthesis {pick['slot'] + 1}** · `{pick['model']}`")
+        st.markdown(f"**Synthesis {pick['slot'] + 1}** · {code_span(pick['model'])}")
         if pick["text"]:
-            st.markdown(pick["text"])
+            st.markdown(safe_markdown(pick["text"]))
         if pick["error"]:
-            st.error(pick["error"])
+            st.error(md_escape(pick["error"]))
         st.caption(gen_meta(pick))
         if template is not None and template != DEFAULT_AGGREGATOR_TEMPLATE:
             with st.expander("The prompt you wrote for it"):
@@ -443,7 +445,7 @@ def _step_compare(engine: Engine, data: dict[str, Any], usable: list[dict[str, A
     st.markdown("**Rate the drafts**")
     for g, col in zip(usable, st.columns(len(usable), border=True), strict=False):
         with col:
-            st.markdown(f"**{md_escape(g['label'] or 'Draft')}** · `{g['model']}`")
+            st.markdown(f"**{md_escape(g['label'] or 'Draft')}** · {code_span(g['model'])}")
             rating_widget(engine, g, ratings.get(g["id"], []), rater)
 
 
@@ -474,11 +476,11 @@ def challenge_page() -> None:
         try:
             question = validate_question(question)
         except RunInputError as err:
-            st.error(str(err))
+            st.error(md_escape(str(err)))
             return
         problems = [why for a in agents for ok, why in [model_available(a.model)] if not ok]
         if problems:
-            st.error("; ".join(dict.fromkeys(problems)))
+            st.error(md_escape("; ".join(dict.fromkeys(problems))))
             return
         st.session_state.pop("chal_pick", None)
         _run_drafts(engine, question, agents)

@@ -24,6 +24,7 @@ from moa_core.estimate import estimate
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE
 from moa_core.providers.catalog import config_problems, discover
 from moa_core.saved_configs import SavedConfigError, list_saved, load_saved, save_config_named
+from moa_core.ui.safe_text import md_escape
 
 OTHER = "other (type a litellm model string)…"
 MAX_LAYERS = 4
@@ -116,9 +117,9 @@ def _source_picker() -> None:
     )
     source = st.session_state.get("cfg_source", "")
     if source and source != st.session_state.cfg_source_pick:
-        st.caption(f"Editing: {source.replace('preset:', '').replace('saved:', 'saved · ')}")
+        st.caption(f"Editing: {md_escape(source.replace('preset:', '').replace('saved:', 'saved · '))}")
     if st.session_state.get("cfg_pick_error"):
-        st.error(st.session_state.cfg_pick_error)
+        st.error(md_escape(st.session_state.cfg_pick_error))
 
 
 def _layers_editor(base: dict[str, Any]) -> list[dict[str, Any]]:
@@ -198,7 +199,7 @@ def _io_section(config: MoAConfig | None) -> None:
                 load_into_editor(imported, "imported")
                 st.rerun()
         if st.session_state.get("cfg_import_error"):
-            st.error(st.session_state.cfg_import_error)
+            st.error(md_escape(st.session_state.cfg_import_error))
         if config is None:
             return
         c1, c2 = st.columns(2)
@@ -213,11 +214,11 @@ def _io_section(config: MoAConfig | None) -> None:
             try:
                 saved = save_config_named(config, name)
             except SavedConfigError as err:
-                st.error(str(err))
+                st.error(md_escape(str(err)))
             else:
                 load_into_editor(config.model_copy(update={"name": saved}), f"saved:{saved}")
                 st.session_state.cfg_pick_next = f"saved:{saved}"  # applied before the picker is drawn
-                st.session_state.cfg_saved_msg = f"Saved as “{saved}”."
+                st.session_state.cfg_saved_msg = f"Saved as “{md_escape(saved)}”."
                 st.rerun()
         if st.session_state.get("cfg_saved_msg"):
             st.success(st.session_state.pop("cfg_saved_msg"))
@@ -238,7 +239,7 @@ def config_sidebar() -> MoAConfig | None:
         try:
             config = config_from_dict(data)
         except ConfigError as err:
-            st.error(str(err))
+            st.error(md_escape(str(err)))
             config = None
         _io_section(config)
     return config
@@ -249,8 +250,8 @@ def config_summary(config: MoAConfig, question: str = "") -> None:
     problems = config_problems(config)
     est = estimate(config, question)
     st.caption(
-        f"**{config.name}** · {len(config.layers)} layer(s) · {est.calls} calls · "
+        f"**{md_escape(config.name)}** · {len(config.layers)} layer(s) · {est.calls} calls · "
         f"≤ {est.prompt_tokens + est.completion_tokens:,} tokens · {est.cost_label} · ≈ {est.seconds:.0f}s"
     )
     for p in problems:
-        st.warning(p)
+        st.warning(md_escape(p))

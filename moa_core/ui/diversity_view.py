@@ -2,13 +2,12 @@
 
 `diversity_view(run_data, engine)` draws it inside an expander; the metrics are computed
 once, stored in run.meta["diversity"] (when `engine` is given and the run has ended) and
-read back from there afterwards. Model text is shown through `md_escape`, never as HTML.
+read back from there afterwards. Model text and draft names are shown through `md_escape`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import pandas as pd
@@ -20,32 +19,16 @@ from moa_core.analysis.diversity_charts import attribution_bar, similarity_heatm
 from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run, runs_df
 from moa_core.store.recorder import annotate_run
+from moa_core.ui.safe_text import md_escape
 
 log = logging.getLogger(__name__)
 
-# Every ASCII punctuation mark CommonMark lets a backslash escape, so model text cannot
-# open links, emphasis, headings, lists, tables, LaTeX ($), Streamlit directives (:red[..])
-# or HTML (which Streamlit does not render without unsafe_allow_html anyway).
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:^=\"'&%@/?;,])")
-_AUTOLINK = re.compile(r"(?i)(\bwww|\b[a-z][a-z0-9+.-]*(?=://)|@)")
 PALETTE = ["blue", "violet", "orange", "green", "red", "gray"]
 
 
-def md_escape(text: str, max_len: int | None = None) -> str:
-    """Plain text -> markdown that shows exactly that text, on one line."""
-    flat = re.sub(r"\s+", " ", text or "").strip()
-    if max_len is not None and len(flat) > max_len:
-        flat = flat[: max_len - 1] + "…"
-    # GFM turns bare URLs and e-mail addresses into links even when escaped: a zero-width
-    # space after the scheme or "www" and after "@" keeps them plain text.
-    flat = _AUTOLINK.sub("\\1\u200b", flat)
-    return _MD_SPECIAL.sub(r"\\\1", flat)
-
-
 def badge(label: str, color: str) -> str:
-    """A Streamlit markdown badge; `label` must be our own text (it is escaped anyway)."""
-    safe = re.sub(r"[\[\]\\]", "", label)
-    return f":{color}-badge[{safe}]"
+    """A Streamlit markdown badge showing `label` (a draft name, say) as plain text."""
+    return f":{color}-badge[{md_escape(label)}]"
 
 
 def draft_color(i: int | None) -> str:
@@ -190,7 +173,7 @@ def diversity_view(
             d = ensure_run_diversity(engine, run_data)
         except Exception as exc:
             log.exception("diversity of run %s", run["id"])
-            st.warning(f"Diversity could not be computed: {exc}")
+            st.warning(f"Diversity could not be computed: {md_escape(str(exc))}")
             return
         if d is None:
             return
@@ -211,5 +194,4 @@ __all__ = [
     "diversity_view",
     "draft_color",
     "ensure_run_diversity",
-    "md_escape",
 ]

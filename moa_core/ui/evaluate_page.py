@@ -51,6 +51,7 @@ from moa_core.saved_configs import list_saved
 from moa_core.store.db import StoreError
 from moa_core.ui.layout import csv_download, run_async, store
 from moa_core.ui.run_view import run_link
+from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 
 WEAK_JUDGE = (
     "**A tiny local judge is weak evidence.** A 0.5B model often prefers whichever answer comes first, "
@@ -74,7 +75,7 @@ def _question_set() -> tuple[QuestionSet | None, dict[str, str] | None]:
         if src == "Bundled set":
             sets = list_bundled_sets()
             if not sets:
-                st.warning("No bundled question set found in data/questions/.")
+                st.warning("No bundled question set found in moa_core/resources/questions/.")
                 return None, None
             name = st.selectbox("Question set", sets, key="ev_qset")
             return load_bundled_set(name), {"bundled": name}
@@ -86,7 +87,7 @@ def _question_set() -> tuple[QuestionSet | None, dict[str, str] | None]:
         stem = up.name.rsplit(".", 1)[0] or "upload"
         return load_question_set_text(up.getvalue(), stem), None
     except QuestionSetError as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return None, None
 
 
@@ -151,7 +152,7 @@ def _setup(engine: Any) -> EvalPlan | None:
         return None
     cats = qs.categories()
     st.caption(
-        f"{len(qs)} questions in {len(cats)} categories ({', '.join(cats)}); "
+        f"{len(qs)} questions in {len(cats)} categories ({md_escape(', '.join(cats))}); "
         f"{sum(1 for q in qs.questions if q.reference)} have a reference answer."
     )
     c1, c2 = st.columns(2)
@@ -211,7 +212,7 @@ def _setup(engine: Any) -> EvalPlan | None:
     try:
         contenders, pairs = _contenders(chosen, other, collab, int(cap))
     except (ContenderError, ConfigError) as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return None
     if not contenders:
         st.info("Pick at least one contender.")
@@ -235,7 +236,7 @@ def _setup(engine: Any) -> EvalPlan | None:
             limit=int(limit),
         )
     except EvalPlanError as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return None
     n_pairs = len(plan.pair_list())
     a_done, j_done = finished_items(engine, plan)
@@ -249,10 +250,10 @@ def _setup(engine: Any) -> EvalPlan | None:
         + "."
     )
     if a_done or j_done:
-        st.info(f"**{name}** already has {a_done} answer(s) and {j_done} judgement(s): running it resumes.")
+        st.info(f"**{md_escape(name)}** already has {a_done} answer(s) and {j_done} judgement(s): running it resumes.")
     problems = _problems(contenders, judge.model if judge else None)
     if problems:
-        st.error("Cannot run: " + "; ".join(problems))
+        st.error("Cannot run: " + md_escape("; ".join(problems)))
         return None
     if st.button(
         "Run evaluation" if not (a_done or j_done) else "Resume evaluation",
@@ -268,7 +269,7 @@ def _setup(engine: Any) -> EvalPlan | None:
 
 
 def _run(engine: Any, plan: EvalPlan, concurrency: int) -> None:
-    st.markdown(f"#### Running · {plan.name}")
+    st.markdown(f"#### Running · {md_escape(plan.name)}")
     bar = st.progress(0.0, text="Starting…")
     st.button(
         "Stop",
@@ -278,19 +279,19 @@ def _run(engine: Any, plan: EvalPlan, concurrency: int) -> None:
     )
 
     def on_progress(p: EvalProgress) -> None:
-        bar.progress(min(p.fraction, 1.0), text=p.summary() + (f" · {p.last}" if p.last else ""))
+        bar.progress(min(p.fraction, 1.0), text=md_escape(p.summary() + (f" · {p.last}" if p.last else "")))
 
     try:
         summary = run_async(run_evaluation(engine, plan, concurrency=concurrency, on_progress=on_progress))
     except StoreError as err:
-        st.error(f"The evaluation could not be recorded: {err}")
+        st.error(f"The evaluation could not be recorded: {md_escape(str(err))}")
         return
     st.session_state.ev_pick = plan.name
     st.session_state.ev_last_summary = (
-        f"Finished **{plan.name}** in {format_duration(summary.elapsed)}: {summary.answers_new} new answer(s), "
+        f"Finished **{md_escape(plan.name)}** in {format_duration(summary.elapsed)}: {summary.answers_new} new answer(s), "
         f"{summary.judgements_new} new judgement(s), {summary.answers_resumed + summary.judgements_resumed} "
         f"resumed, {summary.answers_failed + summary.judgements_failed} failed."
-        + (f" First error: {summary.errors[0]}" if summary.errors else "")
+        + (f" First error: {md_escape(summary.errors[0])}" if summary.errors else "")
     )
     st.rerun()
 
@@ -301,7 +302,7 @@ def _run(engine: Any, plan: EvalPlan, concurrency: int) -> None:
 def _pairwise(rep: EvalReport) -> None:
     st.markdown("##### Judged win rates")
     st.caption(
-        f"Judge `{rep.judge}`. Each pair judged in both orders; when the two verdicts disagree it is a "
+        f"Judge {code_span(str(rep.judge))}. Each pair judged in both orders; when the two verdicts disagree it is a "
         "tie (counted as half a win). Intervals are 95% Wilson intervals. Unparseable verdicts are kept "
         "out of the rates and counted apart."
     )
@@ -330,7 +331,9 @@ def _pairwise(rep: EvalReport) -> None:
             f"{rep.unparseable} judgement(s) had a verdict that could not be read. They are recorded as "
             "unparseable, not as ties, and left out of the win rates."
         )
-    label = f"The judge's votes (rater judge:{rep.judge}) also feed the leaderboard on the Analysis page"
+    label = (
+        f"The judge's votes (rater {md_escape(f'judge:{rep.judge}')}) also feed the leaderboard on the Analysis page"
+    )
     try:
         st.page_link("pages/3_Analysis.py", label=label, icon=":material/leaderboard:")
     except StreamlitAPIException:  # the page run outside the app's navigation (tests, bare mode)
@@ -428,21 +431,22 @@ def _answers(rep: EvalReport) -> None:
         qids = list(dict.fromkeys(answers["question_id"]))
         qid = st.selectbox("Question", qids, key="ev_browse_q")
         rows = answers[answers["question_id"] == qid]
-        st.markdown(f"**{rows['question'].iloc[0]}**")
+        st.markdown(f"**{md_escape(rows['question'].iloc[0])}**")
         ref = rows["reference"].iloc[0]
         if ref:
-            st.caption(f"Reference: {ref}")
+            st.caption(f"Reference: {md_escape(ref)}")
         cols = st.columns(min(len(rows), 4), border=True)
         for i, r in enumerate(rows.itertuples(index=False)):
             with cols[i % len(cols)]:
-                st.markdown(f"**{r.contender}** · [run]({run_link(r.run_id)})")
-                st.markdown(r.final_text or "_(empty)_")
+                st.markdown(f"**{md_escape(r.contender)}** · [run]({run_link(r.run_id)})")
+                st.markdown(safe_markdown(r.final_text) or "_(empty)_")
         j = rep.results.judgements
         j = j[j["question_id"] == qid]
         for r in j.itertuples(index=False):
             st.caption(
-                f"{r.contender_a} vs {r.contender_b}: verdicts {r.verdict_ab} (A first) / {r.verdict_ba} "
-                f"(swapped) → **{r.outcome}** · [judge run]({run_link(r.run_id)})"
+                f"{md_escape(r.contender_a)} vs {md_escape(r.contender_b)}: verdicts {md_escape(str(r.verdict_ab))} "
+                f"(A first) / {md_escape(str(r.verdict_ba))} (swapped) → **{md_escape(str(r.outcome))}** · "
+                f"[judge run]({run_link(r.run_id)})"
             )
 
 
@@ -459,7 +463,7 @@ def _results(engine: Any) -> None:
     rep = eval_report(engine, name)
     res = rep.results
     st.caption(
-        f"Question set `{row['question_set']}` · contenders: {row['contenders']} · "
+        f"Question set {code_span(str(row['question_set']))} · contenders: {md_escape(str(row['contenders']))} · "
         f"{len(res.answers)} answers · {rep.judged} judged pairs · "
         f"{res.failed_answers + res.failed_judgements} failed or stopped item(s)"
     )
@@ -479,7 +483,7 @@ def _results(engine: Any) -> None:
         try:
             st.session_state.ev_pending = plan_from_store(engine, name)
         except (EvalPlanError, ContenderError) as err:
-            st.error(str(err))
+            st.error(md_escape(str(err)))
             return
         st.rerun()
 

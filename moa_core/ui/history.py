@@ -4,29 +4,31 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.engine import Engine
 
 from moa_core.store.queries import filter_options, get_run, runs_df
 from moa_core.ui.layout import csv_download, rater_name, store
-from moa_core.ui.run_view import render_run, run_link
+from moa_core.ui.run_view import STATUS_ICON, render_run, run_link
+from moa_core.ui.safe_text import md_escape, safe_markdown
 
 PAGE_SIZE = 200
 
 
-def _open_run(engine, run_id: str, rater: str) -> None:
+def _open_run(engine: Engine, run_id: str, rater: str) -> None:
     data = get_run(engine, run_id)
     if st.button("← All runs", key="back_to_runs"):
         st.query_params.clear()
         st.rerun()
     if data is None:
-        st.error(f"No run with id {run_id!r}.")
+        st.error(f"No run with id {md_escape(repr(run_id))}.")
         return
     run = data["run"]
-    st.subheader(run["question"][:200] + ("…" if len(run["question"]) > 200 else ""))
+    st.subheader(md_escape(run["question"], 200))
     for turn in run.get("history") or []:
         with st.chat_message(turn["role"]):
-            st.markdown(turn["content"])
+            st.markdown(safe_markdown(turn["content"]))
     with st.chat_message("user"):
-        st.markdown(run["question"])
+        st.markdown(safe_markdown(run["question"]))
     render_run(engine, data, rater=rater)
 
 
@@ -61,7 +63,7 @@ def history_page() -> None:
             "question": df["question"].str.slice(0, 120),
             "preset": df["preset"],
             "kind": df["kind"],
-            "status": df["status"],
+            "status": [f"{STATUS_ICON.get(s, '')} {s}".strip() for s in df["status"]],
             "tokens": df["prompt_tokens"] + df["completion_tokens"],
             # All-NULL (runs still going, crashed or stopped) comes back as object dtype,
             # which has no round().
@@ -69,17 +71,30 @@ def history_page() -> None:
         }
     )
     st.caption(f"{len(df)} run(s){' (newest ' + str(PAGE_SIZE) + ')' if len(df) == PAGE_SIZE else ''}")
+    interrupted = int((df["status"] == "interrupted").sum())
+    if interrupted:
+        st.warning(
+            f"{interrupted} run(s) interrupted: their server process stopped mid-run. The drafts they "
+            "finished and the text streamed so far are kept; open one to see it.",
+            icon=STATUS_ICON["interrupted"],
+        )
     st.dataframe(
         view,
         hide_index=True,
         width="stretch",
         column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
     )
-    # The table as shown, with run ids instead of links and questions in full.
-    csv_download(view.drop(columns="open").assign(question=df["question"], **{"run id": df["id"]}), "runs", "hist_dl")
+    # The table as shown, with run ids instead of links, questions in full, plain statuses.
+    full = view.drop(columns="open").assign(question=df["question"], status=df["status"], **{"run id": df["id"]})
+    csv_download(full, "runs", "hist_dl")
     labels = {rid: f"{w} · {q[:80]}" for rid, w, q in zip(df["id"], view["when"], df["question"], strict=False)}
     pick = st.selectbox(
-        "Open a run", list(labels), format_func=labels.get, index=None, key="hist_pick", placeholder="choose a run…"
+        "Open a run",
+        list(labels),
+        format_func=lambda rid: labels[rid],
+        index=None,
+        key="hist_pick",
+        placeholder="choose a run…",
     )
     if pick:
         st.query_params["run"] = pick

@@ -4,18 +4,24 @@ CSV downloads."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from moa_core import settings
 from moa_core.csv_safe import frame_csv
 from moa_core.store.db import StoreError, open_db
+from moa_core.ui.safe_text import md_escape
 
 T = TypeVar("T")
+
+# Bundled, so the browser asks nothing of a font CDN (a `:material/...:` page icon is
+# fetched from fonts.gstatic.com); Streamlit inlines an SVG file as a data: URL.
+PAGE_ICON = str(Path(__file__).resolve().parent / "static" / "hub.svg")
 
 
 @st.cache_resource(show_spinner=False)
@@ -26,9 +32,13 @@ def _store(url: str) -> Engine:
 def store() -> Engine:
     """The database engine, migrated; a clear message and a stop when it cannot open."""
     try:
-        return _store(os.environ.get("DATABASE_URL", ""))
+        return _store(settings.current().database_url)
+    except settings.SettingsError as err:
+        st.error(f"A setting cannot be used: {md_escape(str(err))}")
+        st.stop()
+        raise  # unreachable: st.stop() raises
     except StoreError as err:
-        st.error(f"The database cannot be used: {err}")
+        st.error(f"The database cannot be used: {md_escape(str(err))}")
         st.info("Set DATABASE_URL to a reachable database, or check that data/ is writable.")
         st.stop()
         raise  # unreachable: st.stop() raises
@@ -40,7 +50,7 @@ def rater_name() -> str:
     user = getattr(st, "user", None)
     if user is not None and getattr(user, "is_logged_in", False):
         who = user.get("email") or user.get("name") or ""
-        st.sidebar.caption(f"Rating as {who}")
+        st.sidebar.caption(f"Rating as {md_escape(who)}")
         st.session_state.rater = who
         return who
     if "rater" not in st.session_state:
@@ -94,5 +104,9 @@ def warm_local_models() -> bool:
 
     from moa_core.providers import local
 
+    try:
+        settings.current()
+    except settings.SettingsError:
+        return False  # every page says which setting is wrong (store())
     threading.Thread(target=local.warm_up, name="warm-local-models", daemon=True).start()
     return True

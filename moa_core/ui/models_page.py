@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
-from moa_core.config import ConfigError, list_presets, load_preset
+from moa_core.config import ConfigError, MoAConfig, list_presets, load_preset
 from moa_core.providers.catalog import config_problems, discover
 
 
@@ -15,7 +17,8 @@ def models_page() -> None:
         "Local models run on this machine with no key and no network. Cloud providers appear "
         "once their key is in the environment or `.streamlit/secrets.toml`; keys are never shown or stored."
     )
-    configs, rows = [], []
+    configs: list[MoAConfig] = []
+    rows: list[dict[str, Any]] = []
     for name in list_presets():
         try:
             cfg = load_preset(name)

@@ -15,6 +15,7 @@ from moa_core.store.queries import get_run
 from moa_core.ui.config_editor import config_sidebar, config_summary
 from moa_core.ui.layout import rater_name, run_async, store
 from moa_core.ui.run_view import render_run, run_link
+from moa_core.ui.safe_text import md_escape, safe_markdown
 from moa_core.ui.streaming import stream_run
 
 
@@ -57,7 +58,7 @@ def _run(engine: Any, question: str, config: MoAConfig) -> None:
     turns = _conversation()
     history = chat_history(turns)
     with st.chat_message("user"):
-        st.markdown(question)
+        st.markdown(safe_markdown(question))
     st.button(
         "Stop", icon=":material/stop_circle:", key="stop_run", help="Cancel the run; what was produced so far is kept."
     )
@@ -69,7 +70,7 @@ def _run(engine: Any, question: str, config: MoAConfig) -> None:
     try:
         live = run_async(stream_run(engine, question, config, history, on_start=started))
     except StoreError as err:
-        st.error(f"The run could not be recorded: {err}")
+        st.error(f"The run could not be recorded: {md_escape(str(err))}")
         return
     if live.run_id:
         _refresh_turn(engine, turns[-1])
@@ -94,15 +95,15 @@ def playground_page() -> None:
 
     for turn in turns[:-1]:
         with st.chat_message("user"):
-            st.markdown(turn["question"])
+            st.markdown(safe_markdown(turn["question"]))
         with st.chat_message("assistant"):
-            st.markdown(turn["answer"] or f"_({turn['status']})_")
+            st.markdown(safe_markdown(turn["answer"]) or f"_({turn['status']})_")
             st.caption(f"[open this run]({run_link(turn['run_id'])})")
     if turns:
         last = turns[-1]
         data = _refresh_turn(engine, last)
         with st.chat_message("user"):
-            st.markdown(last["question"])
+            st.markdown(safe_markdown(last["question"]))
         if data is None:
             st.warning("This run was not found in the database.")
         else:
@@ -120,13 +121,13 @@ def playground_page() -> None:
     try:
         question = validate_question(question)
     except RunInputError as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
         return
     if config is None:
         st.error("Fix the config in the sidebar first.")
         return
     problems = config_problems(config)
     if problems:
-        st.error("This config cannot run here: " + "; ".join(problems))
+        st.error("This config cannot run here: " + md_escape("; ".join(problems)))
         return
     _run(engine, question, config)

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from moa_core.store.db import StoreError
 from moa_core.store.ratings import add_rating
+from moa_core.ui.safe_text import md_escape
 
 SCORES = [1, 2, 3, 4, 5]
 
@@ -16,8 +17,8 @@ SCORES = [1, 2, 3, 4, 5]
 def rating_widget(engine: Engine, gen: dict[str, Any], ratings: list[dict[str, Any]], rater: str) -> None:
     gid = gen["id"]
     for r in ratings:
-        note = f" — {r['comment']}" if r["comment"] else ""
-        st.caption(f"{'★' * r['score']}{'☆' * (5 - r['score'])} by {r['rater']}{note}")
+        note = f" — {md_escape(r['comment'])}" if r["comment"] else ""
+        st.caption(f"{'★' * r['score']}{'☆' * (5 - r['score'])} by {md_escape(r['rater'])}{note}")
     if gen["error"] and not gen["text"]:
         return
     with st.popover("Rate"):
@@ -36,7 +37,7 @@ def rating_widget(engine: Engine, gen: dict[str, Any], ratings: list[dict[str, A
                 try:
                     add_rating(engine, gid, int(score), comment, rater)
                 except (ValueError, StoreError) as err:
-                    st.error(f"Not saved: {err}")
+                    st.error(f"Not saved: {md_escape(str(err))}")
                 else:
                     st.session_state[f"saved-{gid}"] = int(score)
                     st.rerun()

@@ -14,14 +14,15 @@ from moa_core.analysis.charts import run_timeline
 from moa_core.ui.diversity_view import diversity_view
 from moa_core.ui.layout import fmt_cost, fmt_seconds
 from moa_core.ui.rating import rating_widget
+from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 
-STATUS_ICON = {"done": "✅", "failed": "❌", "cancelled": "⏹️", "running": "⏳"}
+STATUS_ICON = {"done": "✅", "failed": "❌", "cancelled": "⏹️", "running": "⏳", "interrupted": "⚠️"}
 
 
 def gen_meta(g: dict[str, Any]) -> str:
-    via = f" · via {g['deployment']}" if g.get("deployment") else ""
+    via = f" · via {md_escape(g['deployment'])}" if g.get("deployment") else ""
     return (
-        f"`{g['model']}` · {g['prompt_tokens']}→{g['completion_tokens']} tok · "
+        f"{code_span(g['model'])} · {g['prompt_tokens']}→{g['completion_tokens']} tok · "
         f"TTFT {fmt_seconds(g['ttft'])} · {fmt_seconds(g['latency'])} · {fmt_cost(g['cost'])}{via}"
     )
 
@@ -33,13 +34,15 @@ def run_link(run_id: str) -> str:
 def _output(
     engine: Engine, g: dict[str, Any], ratings: list[dict[str, Any]], title: str, rate: bool, rater: str
 ) -> None:
-    st.markdown(f"**{title}**")
+    st.markdown(f"**{md_escape(title)}**")
     if g["text"]:
-        st.markdown(g["text"])
+        st.markdown(safe_markdown(g["text"]))
     if g["error"]:
-        st.error(g["error"])
+        st.error(md_escape(g["error"]))
     elif g["status"] == "cancelled":
         st.warning("stopped before it finished")
+    elif g["status"] == "interrupted":
+        st.warning("cut off: the server process stopped while this was streaming; above is what had arrived")
     st.caption(gen_meta(g))
     if rate:
         rating_widget(engine, g, ratings, rater)
@@ -52,12 +55,12 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
         ratings_by_gen[r["generation_id"]].append(r)
     when = datetime.fromtimestamp(run["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
     st.markdown(
-        f"{STATUS_ICON.get(run['status'], '')} **{run['status']}** · preset `{run['preset']}` · {when} · "
+        f"{STATUS_ICON.get(run['status'], '')} **{run['status']}** · preset {code_span(run['preset'])} · {when} · "
         f"{run['prompt_tokens']}+{run['completion_tokens']} tokens · {fmt_cost(run['cost'])} · "
         f"{fmt_seconds(run['wall_time'])} wall · [link to this run]({run_link(run['id'])})"
     )
     if run["error"]:
-        st.error(run["error"])
+        (st.warning if run["status"] == "interrupted" else st.error)(md_escape(run["error"]))
     proposers: dict[int, list[dict[str, Any]]] = defaultdict(list)
     finals, baselines = [], []
     for g in gens:
@@ -81,7 +84,7 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
                 prefix = "MoA · " if g["role"] == "aggregator" else "Alone · "
                 _output(engine, g, ratings_by_gen[g["id"]], prefix + (g["label"] or g["model"]), rate, rater)
     elif run["status"] == "running":
-        st.info("This run is still in progress (or its process ended without closing it).")
+        st.info("This run is still in progress.")
     with st.expander("Timeline of the calls", expanded=False):
         frame = pd.DataFrame(gens)
         if not frame.empty:

@@ -22,6 +22,7 @@ from moa_core.engine import run_moa
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, LayerDone, RunDone, RunStarted, TokenDelta
 from moa_core.store.recorder import Recorder
 from moa_core.ui.layout import fmt_cost, fmt_seconds
+from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 
 FLUSH_SECONDS = 0.08
 CURSOR = " ▌"
@@ -38,7 +39,7 @@ class LiveColumn:
     dirty: bool = False
 
     def flush(self, final: bool = False) -> None:
-        self.box.markdown(self.text + ("" if final else CURSOR))
+        self.box.markdown(safe_markdown(self.text) + ("" if final else CURSOR))
         self.last_flush = time.monotonic()
         self.flushes += 1
         self.dirty = False
@@ -54,15 +55,15 @@ class LiveRun:
 
 
 def meta_line(d: DraftDone) -> str:
-    via = f" · via {d.deployment}" if d.deployment else ""
+    via = f" · via {md_escape(d.deployment)}" if d.deployment else ""
     return (
-        f"`{d.ref.model}` · {d.usage.prompt_tokens}→{d.usage.completion_tokens} tok · "
+        f"{code_span(d.ref.model)} · {d.usage.prompt_tokens}→{d.usage.completion_tokens} tok · "
         f"TTFT {fmt_seconds(d.ttft)} · {fmt_seconds(d.latency)} · {fmt_cost(d.cost)}{via}"
     )
 
 
 def _column(title: str) -> LiveColumn:
-    st.markdown(f"**{title}**")
+    st.markdown(f"**{md_escape(title)}**")
     box = st.empty()
     box.caption("waiting…")
     return LiveColumn(title, box, st.empty())
@@ -130,7 +131,7 @@ async def stream_run(
                 if ev.ok:
                     col.meta.caption(meta_line(ev))
                 else:
-                    col.meta.error(f"{ev.error}")
+                    col.meta.error(md_escape(ev.error))
                 progress.progress(
                     min(live.done_calls / live.total_calls, 1.0),
                     text=f"{live.done_calls}/{live.total_calls} calls done",

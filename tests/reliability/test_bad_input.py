@@ -25,6 +25,7 @@ from moa_core.engine import RunInputError, run_moa
 from moa_core.evaluation.questions import QuestionSetError, load_question_set
 from moa_core.events import DraftDone
 from moa_core.store import StoreError, dispose_engines, get_engine, open_db
+from tests.conftest import md_text
 from tests.reliability.conftest import assert_store_matches_events, record, rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +147,7 @@ def test_playground_says_an_empty_question_is_empty(tmp_path, monkeypatch, quest
     at = _page("1_Playground").run()
     at.chat_input[0].set_value(question).run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["The question is empty: type a question first."]
+    assert [md_text(e.value) for e in at.error] == ["The question is empty: type a question first."]
     assert _count(open_db(db), "run") == 0
     dispose_engines(db)
 
@@ -382,7 +383,7 @@ def test_evaluate_page_upload_of_a_bad_question_file_shows_one_error(tmp_path, m
     at.radio(key="ev_qsrc").set_value("Upload JSONL").run()
     at.file_uploader(key="ev_upload").set_value(("qs.jsonl", data, "application/json")).run()
     assert not at.exception, [e.value for e in at.exception]
-    errors = [e.value for e in at.error]
+    errors = [md_text(e.value) for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("qs: ") and words in errors[0] and "\n" not in errors[0]
     assert not [b for b in at.button if b.key == "ev_run"], "nothing to run"
     assert _count(open_db(db), "run") == 0
@@ -399,13 +400,14 @@ def _page(name: str) -> AppTest:
     return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=60)
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_database_url_that_does_not_connect_shows_a_clear_error(tmp_path, monkeypatch, page):
+# "page_name", not "page": a test asking for a fixture named "page" counts as a browser test.
+@pytest.mark.parametrize("page_name", PAGES)
+def test_database_url_that_does_not_connect_shows_a_clear_error(tmp_path, monkeypatch, page_name):
     monkeypatch.setenv("DATABASE_URL", BAD_PG)
     monkeypatch.setenv("MOA_SAVED_CONFIGS_DIR", str(tmp_path / "configs"))
-    at = _page(page).run()
+    at = _page(page_name).run()
     assert not at.exception, [e.value for e in at.exception]
-    errors = [e.value for e in at.error]
+    errors = [md_text(e.value) for e in at.error]
     assert errors and errors[0].startswith(
         "The database cannot be used: cannot open database postgresql+psycopg://moauser:***@127.0.0.1:1/moa: "
     )
@@ -429,7 +431,7 @@ def test_read_only_database_file_shows_a_clear_error_in_the_app(tmp_path, monkey
     monkeypatch.setenv("MOA_SAVED_CONFIGS_DIR", str(tmp_path / "configs"))
     at = _page("1_Playground").run()
     assert not at.exception
-    assert [e.value for e in at.error] == [
+    assert [md_text(e.value) for e in at.error] == [
         f"The database cannot be used: cannot open database sqlite:///file%3A{tmp_path}/ro.db?mode=ro&uri=true: "
         "attempt to write a readonly database"
     ]

@@ -32,7 +32,21 @@ REF_LINK = "[ref link][r1]\n\n[r1]: javascript:alert(5)"
 AUTOLINK = "<javascript:alert(6)>"
 ENTITY_LINK = "[entity](jav&#x09;ascript:alert(7))"
 PLOTLY_LINK = '<a href="javascript:alert(8)">plotly</a>'
-HOSTILE = f"{IMG} {SCRIPT} {JS_LINK} {A_TAG} {AUTOLINK} {ENTITY_LINK} {PLOTLY_LINK}\n\n{REF_LINK}"
+# Links Streamlit's renderer keeps as links (it only blocks javascript: and vbscript:).
+DATA_LINK = "[data link](data:text/html,<script>alert(9)</script>)"
+FILE_AUTOLINK = "<file:///etc/passwd>"
+VBS_LINK = "[vbs link](vbscript:msgbox(10))"
+ENTITY_DATA = "[entity data](d&#97;ta:text/html,x)"
+DATA_IMG = "![data img](data:image/svg+xml,<svg onload=alert(11)>)"
+FILE_REF = "[file ref][f1]\n\n[f1]: file:///etc/hosts"
+HOSTILE = (
+    f"{IMG} {SCRIPT} {JS_LINK} {A_TAG} {AUTOLINK} {ENTITY_LINK} {PLOTLY_LINK}\n\n{REF_LINK}\n\n"
+    f"{DATA_LINK} {FILE_AUTOLINK} {VBS_LINK} {ENTITY_DATA} {DATA_IMG}\n\n{FILE_REF}"
+)
+# Names are never markdown: links (backticks to break out of a code span) in each kind.
+CFG_NAME = "hostile-cfg `[cfg](data:text/html,c)`"
+MODEL = "openai/hostile-mock`[model](data:text/html,m)`"
+RATER = f"rater {IMG} [rater](data:text/html,r)"
 
 # Every attribute that could run or load something, anywhere in the DOM (HTML and SVG).
 DANGEROUS_JS = r"""() => {
@@ -47,6 +61,24 @@ DANGEROUS_JS = r"""() => {
   }
   for (const s of document.scripts) if (s.textContent.includes('alert(')) out.push('SCRIPT ' + s.textContent.slice(0, 60));
   for (const f of document.querySelectorAll('iframe[srcdoc]')) if (f.srcdoc.includes('alert(')) out.push('IFRAME srcdoc');
+  return out;
+}"""
+
+# Every anchor (HTML or SVG) must go to http(s), mailto or a fragment of the page; no image
+# may come from the hostile text.
+ANCHORS_JS = r"""() => {
+  const out = [];
+  for (const a of document.querySelectorAll('a, area')) {
+    const raw = a.getAttribute('href') ?? a.getAttribute('xlink:href');
+    if (raw === null || raw.trim().startsWith('#')) continue;
+    let scheme;
+    try { scheme = new URL(raw, document.baseURI).protocol; } catch (e) { scheme = 'unparsable'; }
+    if (!['http:', 'https:', 'mailto:'].includes(scheme)) out.push(`${a.tagName} href=${raw}`);
+  }
+  for (const im of document.querySelectorAll('img, image')) {
+    const src = im.getAttribute('src') ?? im.getAttribute('href') ?? '';
+    if (/alert\(|data:text|file:/.test(src) || (im.alt || '').includes('data img')) out.push(`${im.tagName} src=${src}`);
+  }
   return out;
 }"""
 
@@ -312,23 +344,26 @@ def test_bad_question_files_on_the_evaluate_page(page, rel_app, tmp_path):
 # ---------------------------------------------------------------- hostile text
 
 
+LABELS = [f"lbl-img {IMG}", "lbl-link `[label](file:///etc/passwd)`", f"agg {A_TAG}", f"solo {PLOTLY_LINK}"]
+
+
 def hostile_config() -> dict:
-    def mock(label: str, text: str) -> dict:
-        return {"model": "openai/hostile-mock", "label": label, "max_tokens": 64, "extra": {"mock_response": text}}
+    def mock(label: str, text: str, model: str = "openai/hostile-mock") -> dict:
+        return {"model": model, "label": label, "max_tokens": 64, "extra": {"mock_response": text}}
 
     return {
-        "name": f"hostile-cfg {IMG} {JS_LINK} {A_TAG}",
+        "name": CFG_NAME,
         "num_retries": 0,
         "layers": [
             {
                 "proposers": [
-                    mock(f"lbl-img {IMG}", f"draft one {HOSTILE}"),
-                    mock(f"lbl-link {JS_LINK}", f"draft two {HOSTILE}"),
+                    mock(LABELS[0], f"draft one {HOSTILE}"),
+                    mock(LABELS[1], f"draft two {HOSTILE}", MODEL),
                 ]
             }
         ],
-        "aggregator": mock(f"agg {A_TAG}", f"final {HOSTILE}"),
-        "baselines": [mock(f"solo {PLOTLY_LINK}", f"alone {HOSTILE}")],
+        "aggregator": mock(LABELS[2], f"final {HOSTILE}"),
+        "baselines": [mock(LABELS[3], f"alone {HOSTILE}")],
     }
 
 
@@ -336,6 +371,8 @@ def assert_inert(page, where: str, dialogs: list[str]) -> None:
     wait_idle(page)
     found = page.evaluate(DANGEROUS_JS)
     assert found == [], f"{where}: {found}"
+    anchors = page.evaluate(ANCHORS_JS)
+    assert anchors == [], f"{where}: links or images the policy forbids: {anchors}"
     for link in page.locator("a", has_text="click me").all():
         if link.is_visible():
             link.click(force=True, no_wait_after=True)
@@ -343,10 +380,15 @@ def assert_inert(page, where: str, dialogs: list[str]) -> None:
     assert not dialogs, f"{where}: a dialog opened: {dialogs}"
 
 
+def visible(page) -> str:
+    return page.inner_text("body").replace("\u200b", "")
+
+
 def test_hostile_text_is_inert_on_every_page(page, rel_app, tmp_path):
-    """Hostile model output, question, config name, labels, rater name and rating
-    comment, then votes on those answers: shown as text on the Playground, History (list
-    and run), Analysis, Arena, Evaluate, Daily challenge and Models pages."""
+    """Hostile model output, question, config name, labels, model string, rater name and
+    rating comment, then votes on those answers: shown as text on the Playground, History
+    (list and run), Analysis, Arena, Evaluate, Daily challenge and Models pages. No anchor
+    anywhere goes elsewhere than http(s), mailto or the page itself."""
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     open_app(page, rel_app)
@@ -355,17 +397,28 @@ def test_hostile_text_is_inert_on_every_page(page, rel_app, tmp_path):
     ask(page, question)
     wait_run_done(page)
     assert_inert(page, "Playground", dialogs)
-    body = page.inner_text("body")
+    body = visible(page)
     assert "onerror=alert(1)" in body and "<script>alert(2)</script>" in body, "shown as text"
+    for text in (
+        DATA_LINK,
+        FILE_AUTOLINK,
+        VBS_LINK,
+        "[entity data](data:text/html,x)",
+        DATA_IMG,
+        "[f1]: file:///etc/hosts",
+    ):
+        assert text in body, f"a forbidden link is shown as its text: {text}"
+    for name in (CFG_NAME, *LABELS, MODEL):
+        assert name in body, f"a name is shown as written: {name}"
 
     sidebar = page.get_by_test_id("stSidebar")
-    sidebar.get_by_label("Your name (for ratings)").fill(f"rater {IMG}")
+    sidebar.get_by_label("Your name (for ratings)").fill(RATER)
     page.keyboard.press("Tab")
     wait_idle(page)
     page.get_by_role("button", name="Rate").first.click()
     pop = page.get_by_test_id("stPopoverBody")
     pop.get_by_text("2★").click()
-    pop.get_by_label("Comment (optional)").fill(f"comment {SCRIPT} {JS_LINK} {A_TAG}")
+    pop.get_by_label("Comment (optional)").fill(f"comment {SCRIPT} {JS_LINK} {A_TAG} {DATA_LINK}")
     pop.get_by_role("button", name="Save rating").click()
     page.get_by_text("Rating saved (2★)").wait_for()
     assert_inert(page, "Playground after rating", dialogs)
@@ -376,23 +429,29 @@ def test_hostile_text_is_inert_on_every_page(page, rel_app, tmp_path):
     ids = dict(app_rows(rel_app, "select role, id from generation where run_id = :r and role != 'proposer'", r=run_id))
     engine = open_db(rel_app.db_url)
     try:
-        for outcome in ("left", "left", "right", "tie"):
-            add_vote(engine, ids["aggregator"], ids["baseline"], outcome, f"voter {IMG}", run_id=run_id)
+        for k, outcome in enumerate(("left", "left", "right", "tie")):  # one vote per pair and rater
+            add_vote(
+                engine, ids["aggregator"], ids["baseline"], outcome, f"voter{k} {IMG} {FILE_AUTOLINK}", run_id=run_id
+            )
     finally:
         dispose_engines(rel_app.db_url)
 
     page.goto(rel_app.url + run_link(run_id))
     wait_idle(page)
     page.get_by_text("hostile question").first.wait_for()
-    body = page.inner_text("body")
-    assert "comment <script>alert(2)</script>" in body and "by rater <img src=x onerror=alert(1)>" in body
+    body = visible(page)
+    assert f"comment {SCRIPT} {JS_LINK} {A_TAG} {DATA_LINK}" in body and f"by {RATER}" in body
+    assert f"preset {CFG_NAME}" in body and MODEL in body
     assert_inert(page, "History run page", dialogs)
     for title in ("History", "Analysis", "Arena", "Evaluate", "Daily challenge", "Models"):
         goto(page, title)
         page.wait_for_timeout(500)
         assert_inert(page, title, dialogs)
         if title == "Analysis":
-            assert "hostile-cfg" in page.inner_text("body") or page.locator(".js-plotly-plot").count() > 0
+            # The leaderboard table is drawn on a canvas; the charts' SVG text names the contender.
+            page.locator(".js-plotly-plot").first.wait_for()
+            charts = " ".join(c.text_content() or "" for c in page.locator(".js-plotly-plot").all())
+            assert "hostile-cfg" in charts, charts[:500]
 
 
 # ---------------------------------------------------------------- keys and binding

@@ -12,7 +12,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from moa_core.store import dispose_engines, open_db
@@ -130,15 +129,13 @@ def test_six_by_three_run_with_long_outputs_keeps_memory_bounded(fault_server, t
     tokens = 600
     db = f"sqlite:///{tmp_path / 'big.db'}"
     open_db(db)
-    t0 = time.time()
     out = load.memory_run(fault_server.url, db, tokens)
     assert out["status"] == "done"
     assert out["stream_wrappers_left"] == 0, "a finished run must not keep litellm streams (and their chunks) alive"
-    if out["rss_peak_growth_mb"] is not None:
-        assert out["rss_peak_growth_mb"] < 256, out
+    assert out["rss_peak_growth_mb"] is not None, "peak RSS could not be reset and read on this machine"
+    assert out["rss_peak_growth_mb"] < 256, out
     engine = open_db(db)
     gens = rows(engine, "select layer, status, text from generation")
     assert len(gens) == 19 and all(g[1] == "done" and len(g[2].split()) == tokens for g in gens)
     assert rows(engine, "select count(*) from generation where layer = 2 and role = 'proposer'") == [(6,)]
-    assert time.time() - t0 < WORKER_BOUND
     dispose_engines(db)
