@@ -131,14 +131,6 @@ def _run_json(
 
 async def _ask(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.live import Live
-    from rich.markdown import Markdown
-    from rich.markup import escape
-    from rich.panel import Panel
-    from rich.progress import BarColumn, Progress, TextColumn
-    from rich.text import Text
-
-    from moa_core.ui.safe_text import safe_markdown
 
     # With --json, stdout carries only the JSON document; progress goes to stderr.
     console = Console(stderr=args.json)
@@ -159,10 +151,40 @@ async def _ask(args: argparse.Namespace) -> int:
     stages += [[a.model for a in layer.proposers] for layer in config.layers[1:]] + [[config.aggregator.model]]
     with console.status("Loading local models…"):
         local.preload(local.instances_needed(stages))
+    try:
+        events = run_moa(question, config, kind="cli")
+    except RunInputError as err:
+        raise CliError(str(err)) from None
+    try:
+        run_id, dones, final = await _print_events(console, _record(events, not args.no_save), args.json)
+    except RunInputError as err:
+        raise CliError(str(err)) from None
+    if args.json:
+        print(_run_json(run_id, config, question, dones, final))
+        return 0 if final is not None and final.status == "done" else 1
+    return _print_summary(console, dones, final)
+
+
+async def _print_events(
+    console: Console, events: AsyncIterator[Event], json_mode: bool = False, unit: str = "tok"
+) -> tuple[str | None, list[DraftDone], RunDone | None]:
+    """A run's events on the terminal: a progress bar per call, then each call's text in a panel.
+
+    `unit`: what a bar counts, "tok" (one per streamed delta) or "chars" (a replay's deltas
+    are pieces of text, not tokens). Returns (run id, the calls' results, the run's end)."""
+    from rich.live import Live
+    from rich.markdown import Markdown
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.progress import BarColumn, Progress, TextColumn
+    from rich.text import Text
+
+    from moa_core.ui.safe_text import safe_markdown
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed} tok"),
+        TextColumn("{task.completed} " + unit),
         TextColumn("{task.fields[state]}"),
         console=console,
         transient=True,
@@ -171,46 +193,44 @@ async def _ask(args: argparse.Namespace) -> int:
     dones: list[DraftDone] = []
     final: RunDone | None = None
     run_id: str | None = None
-    try:
-        events = run_moa(question, config, kind="cli")
-    except RunInputError as err:
-        raise CliError(str(err)) from None
-    try:
-        with Live(progress, console=console, refresh_per_second=8, transient=True, redirect_stdout=False):
-            async for ev in _record(events, not args.no_save):
-                if isinstance(ev, RunStarted):
-                    run_id = ev.run_id
-                elif isinstance(ev, DraftStarted):
-                    tasks[ev.ref.call_id] = progress.add_task(
-                        f"{ev.ref.role} {escape(ev.ref.name)}", total=ev.params.get("max_tokens"), state="…"
-                    )
-                elif isinstance(ev, TokenDelta):
-                    progress.advance(tasks[ev.ref.call_id], 1)
-                elif isinstance(ev, ContextTrimmed):
-                    console.print(
-                        f"[yellow]drafts trimmed for {escape(ev.ref.name)}: {ev.tokens_before} → {ev.tokens_after} tokens "
-                        f"(context {ev.context_window})[/yellow]"
-                    )
-                elif isinstance(ev, DraftDone):
-                    dones.append(ev)
-                    progress.update(tasks[ev.ref.call_id], state="done" if ev.ok else "error")
-                    if args.json:
-                        continue
-                    title = f"{ev.ref.role} · {escape(ev.ref.name)}" + (
-                        f" · layer {ev.ref.layer + 1}" if ev.ref.role == "proposer" else ""
-                    )
-                    body = ev.text if ev.ok else f"[error] {ev.error}\n{ev.text}"
-                    style = {"aggregator": "green", "baseline": "blue"}.get(ev.ref.role, "white") if ev.ok else "red"
-                    # Names are rich markup-escaped, answers shown under the web UI's link policy.
-                    shown = Markdown(safe_markdown(body)) if ev.ok else Text(body)
-                    console.print(Panel(shown, title=title, border_style=style))
-                elif isinstance(ev, RunDone):
-                    final = ev
-    except RunInputError as err:
-        raise CliError(str(err)) from None
-    if args.json:
-        print(_run_json(run_id, config, question, dones, final))
-        return 0 if final is not None and final.status == "done" else 1
+    with Live(progress, console=console, refresh_per_second=8, transient=True, redirect_stdout=False):
+        async for ev in events:
+            if isinstance(ev, RunStarted):
+                run_id = ev.run_id
+            elif isinstance(ev, DraftStarted):
+                total = ev.params.get("max_tokens") if unit == "tok" else None
+                tasks[ev.ref.call_id] = progress.add_task(
+                    f"{ev.ref.role} {escape(ev.ref.name)}", total=total, state="…"
+                )
+            elif isinstance(ev, TokenDelta):
+                progress.advance(tasks[ev.ref.call_id], 1 if unit == "tok" else len(ev.text))
+            elif isinstance(ev, ContextTrimmed):
+                console.print(
+                    f"[yellow]drafts trimmed for {escape(ev.ref.name)}: {ev.tokens_before} → {ev.tokens_after} tokens "
+                    f"(context {ev.context_window})[/yellow]"
+                )
+            elif isinstance(ev, DraftDone):
+                dones.append(ev)
+                progress.update(tasks[ev.ref.call_id], state="done" if ev.ok else "error")
+                if json_mode:
+                    continue
+                title = f"{ev.ref.role} · {escape(ev.ref.name)}" + (
+                    f" · layer {ev.ref.layer + 1}" if ev.ref.role == "proposer" else ""
+                )
+                body = ev.text if ev.ok else f"[error] {ev.error}\n{ev.text}"
+                style = {"aggregator": "green", "baseline": "blue"}.get(ev.ref.role, "white") if ev.ok else "red"
+                # Names are rich markup-escaped, answers shown under the web UI's link policy.
+                shown = Markdown(safe_markdown(body)) if ev.ok else Text(body)
+                console.print(Panel(shown, title=title, border_style=style))
+            elif isinstance(ev, RunDone):
+                final = ev
+    return run_id, dones, final
+
+
+def _print_summary(console: Console, dones: Sequence[DraftDone], final: RunDone | None) -> int:
+    """The calls table and the run's totals; the exit code of the run (1 if it failed)."""
+    from rich.markup import escape
+
     console.print(_summary_table(dones))
     if final is None:
         return 1
@@ -222,6 +242,36 @@ async def _ask(args: argparse.Namespace) -> int:
     if final.error:
         console.print(f"[red]{escape(final.error)}[/red]")
         return 1
+    return 0
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.text import Text
+
+    from moa_core.replay import replay_events, timing_is_derived
+    from moa_core.store.db import open_db
+    from moa_core.store.queries import get_run
+
+    if not args.speed >= 0:  # also NaN
+        raise CliError("--speed must be 0 (instant) or more")
+    engine = open_db(args.database)
+    stored = get_run(engine, args.run_id)
+    if stored is None:
+        raise CliError(f"no run with id {args.run_id!r} (see `moa history`)")
+    console = Console()
+    run = stored["run"]
+    speed = "instant" if args.speed == 0 else f"{args.speed:g}×"
+    # The question is untrusted text: a Text, never rich markup.
+    console.print(Text(f"replay of run {run['id'][:8]} ({speed}), no model is called: {run['question'][:200]}"))
+    if timing_is_derived(stored):
+        console.print(
+            "[yellow]recorded before timing was kept: text streams at a uniform rate "
+            "from each call's TTFT and latency[/yellow]"
+        )
+    _, dones, final = await _print_events(console, replay_events(stored, args.speed or None), unit="chars")
+    _print_summary(console, dones, final)
+    # The replay itself succeeded, whatever the original run's status was.
     return 0
 
 
@@ -258,6 +308,18 @@ def _export(args: argparse.Namespace) -> int:
         raise CliError(f"cannot write the export to {args.out}: {err.strerror or type(err).__name__}") from None
     for path in paths:
         print(path)
+    return 0
+
+
+def _export_run(args: argparse.Namespace) -> int:
+    from moa_core.store.db import open_db
+    from moa_core.store.html_export import export_run_html
+
+    engine = open_db(args.database)
+    try:
+        print(export_run_html(engine, args.run_id, args.html))
+    except KeyError:
+        raise CliError(f"no run with id {args.run_id!r} (moa history lists them)") from None
     return 0
 
 
@@ -623,10 +685,20 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--limit", type=int, default=20, help="how many runs, newest first (default 20)")
     hist.add_argument("--status", help="only runs with this status (running, done, failed, cancelled, interrupted)")
     hist.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
+    rep = sub.add_parser("replay", help="stream a stored run again as it was recorded (no model call)")
+    rep.add_argument("run_id", help="the run's id (see `moa history`)")
+    rep.add_argument(
+        "--speed", type=float, default=1.0, help="times the recorded speed: 1, 2, 5, ...; 0 = instant (default 1)"
+    )
+    rep.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     exp = sub.add_parser("export", help="export runs, generations, ratings and votes")
     exp.add_argument("--out", default="export", help="output directory")
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
+    exp_run = sub.add_parser("export-run", help="write one stored run as a self-contained HTML file")
+    exp_run.add_argument("run_id", help="the run's id (moa history, or ?run=<id> in the app)")
+    exp_run.add_argument("--html", required=True, metavar="PATH", help="the HTML file to write")
+    exp_run.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     sub.add_parser(
         "serve-models",
         add_help=False,
@@ -659,12 +731,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_text_args(args)
         if args.command == "ask":
             return asyncio.run(_ask(args))
+        if args.command == "replay":
+            return asyncio.run(_replay(args))
         if args.command == "models":
             return _models(args)
         if args.command == "history":
             return _history(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "export-run":
+            return _export_run(args)
         if args.command == "eval":
             return _eval(args)
     except (CliError, StoreError, SettingsError) as err:

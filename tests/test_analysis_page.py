@@ -130,7 +130,9 @@ def test_arena_battle_then_vote_reveals_and_saves(db_url, tmp_path, fake_server)
     assert "Vote saved" in texts(at)
     success = at.success[0].value
     assert "`MoA · alpha`" in success and "`MoA · beta`" in success
-    assert all(at.button(key=f"arena_vote_{c}").disabled for c in ("A", "B", "tie", "both_bad"))
+    # the other choices are closed; the counted one stays enabled so it keeps its highlight
+    assert all(at.button(key=f"arena_vote_{c}").disabled for c in ("B", "tie", "both_bad"))
+    assert at.button(key="arena_vote_A").proto.type == "primary"
 
     votes = votes_df(open_db(db_url))
     assert len(votes) == 1

@@ -12,11 +12,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from moa_core.config import save_config
-from moa_core.evaluation.records import eval_runs, load_results
+from moa_core.evaluation.records import eval_report, eval_runs, load_results
+from moa_core.evaluation.report_html import eval_report_html
 from moa_core.evaluation.runner import run_evaluation
 from moa_core.store import open_db
 from moa_core.ui import layout
 from tests.conftest import fake_agent, fake_config, md_text
+from tests.html_export_support import assert_inert
 from tests.test_eval_runner import EvalFake, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +111,10 @@ def test_report_of_a_judged_evaluation(db_url, server):
     assert (overall["A"], overall["B"], overall["A/B/tie"]) == ("fake-moa", "solo", "4/0/0")
     assert overall["A win rate (95% CI)"].startswith("100% (")
     assert "Reference check" in out
+    assert "Download report as HTML" in [b.proto.label for b in at.get("download_button")]
+    report = eval_report_html(eval_report(engine, "judged"), "qs")
+    assert_inert(report, None)
+    assert "Judged win rates" in report and "4/0/0" in report
     # the Analysis page counts the judge's votes
     analysis = page("3_Analysis.py").run()
     assert not analysis.exception

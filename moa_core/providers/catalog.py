@@ -139,3 +139,15 @@ def config_problems(config: MoAConfig) -> list[str]:
             if not ok and why not in problems:
                 problems.append(why)
     return problems
+
+
+def short_reason(problems: Iterable[str]) -> str:
+    """A picker's few words for why something cannot run here ("" when it can)."""
+    problems = list(problems)
+    if not problems:
+        return ""
+    if any(" set " in p for p in problems):
+        return "no key"
+    if any("not installed" in p for p in problems):
+        return "not installed"
+    return "cannot run here"

@@ -95,6 +95,9 @@ class Generation(SQLModel, table=True):
     status: str = Field(default="streaming", max_length=16)
     # Added in revision 0003.
     deployment: str | None = None
+    # Added in revision 0006: [[seconds since started_at, characters so far], ...] as the text
+    # streamed (store.recorder.TIMING_BUCKET apart at most); NULL for older rows.
+    timing: list[list[float]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Rating(SQLModel, table=True):

@@ -5,6 +5,8 @@ several threads (or processes) never share a session. Token deltas are kept in m
 and only flushed now and then, so streaming does not turn into one UPDATE per token.
 Each run row names this process as its owner; while the run is open, `lease` keeps its
 heartbeat fresh, so a run whose process dies is found and marked `interrupted`.
+Each draft also keeps a compact timing of its text (`_Draft.timing`), so a replay can
+stream the run again as it arrived.
 """
 
 from __future__ import annotations
@@ -39,18 +41,39 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RUN = table_of(Run)
 GEN = table_of(Generation)
+# One timing point per this many seconds of streaming at most: about a screen flush of the
+# live columns (ui.streaming.FLUSH_SECONDS), so a replay looks the same at a fraction of the
+# size of one point per token.
+TIMING_BUCKET = 0.1
 
 
 @dataclass
 class _Draft:
     gen_id: int
+    started_at: float
     parts: list[str] = field(default_factory=list)
     last_flush: float = field(default_factory=time.monotonic)
     flushed_len: int = 0
+    length: int = 0
+    # [[seconds since started_at, characters so far], ...]. The first delta keeps a point of
+    # its own (the exact TTFT); after it, the last point of a bucket moves forward as deltas
+    # arrive, so a point never claims text earlier than it came and the last one is exact.
+    timing: list[list[float]] = field(default_factory=list)
+    bucket_start: float = float("-inf")
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    def add(self, text: str, t: float) -> None:
+        self.parts.append(text)
+        self.length += len(text)
+        point = [round(max(t - self.started_at, 0.0), 3), self.length]
+        if len(self.timing) > 1 and t - self.bucket_start < TIMING_BUCKET:
+            self.timing[-1] = point
+        else:
+            self.timing.append(point)
+            self.bucket_start = t
 
 
 @dataclass
@@ -166,7 +189,7 @@ class Recorder:
             f"draft {ref.call_id} of run {ref.run_id}",
             lambda c: inserted_id(c.execute(insert(GEN).values(**row))),
         )
-        draft = _Draft(gen_id)
+        draft = _Draft(gen_id, t)
         self._state(ref.run_id).drafts[ref.call_id] = draft
         return draft
 
@@ -177,26 +200,29 @@ class Recorder:
             found = self._write(
                 f"draft {ref.call_id}",
                 lambda c: c.execute(
-                    select(GEN.c.id).where(GEN.c.run_id == ref.run_id, GEN.c.call_id == ref.call_id)
-                ).scalar(),
+                    select(GEN.c.id, GEN.c.started_at).where(GEN.c.run_id == ref.run_id, GEN.c.call_id == ref.call_id)
+                ).first(),
             )
             if found is None:
                 return self._draft(ref, t)
-            draft = _Draft(int(found))
+            draft = _Draft(int(found[0]), float(found[1]))
             self._state(ref.run_id).drafts[ref.call_id] = draft
         return draft
 
     def _delta(self, ev: TokenDelta) -> None:
         draft = self._get_draft(ev.ref, ev.t)
-        draft.parts.append(ev.text)
+        draft.add(ev.text, ev.t)
         now = time.monotonic()
         if self.flush_interval is not None and now - draft.last_flush >= self.flush_interval:
             text = draft.text
             if len(text) != draft.flushed_len:
+                timing = [list(p) for p in draft.timing]
 
                 def flush(c: Connection) -> None:
                     c.execute(
-                        update(GEN).where(GEN.c.id == draft.gen_id, GEN.c.status == "streaming").values(text=text)
+                        update(GEN)
+                        .where(GEN.c.id == draft.gen_id, GEN.c.status == "streaming")
+                        .values(text=text, timing=timing)
                     )
                     # A heartbeat for free: if the process dies, the run's wall time ends here.
                     c.execute(
@@ -226,6 +252,7 @@ class Recorder:
             "ended_at": ev.ended_at,
             "status": status,
             "deployment": ev.deployment,
+            "timing": draft.timing or None,
         }
         self._write(
             f"result of {ev.ref.call_id} in run {ev.ref.run_id}",
@@ -262,7 +289,7 @@ class Recorder:
                 c.execute(
                     update(GEN)
                     .where(GEN.c.id == draft.gen_id, GEN.c.status.in_(("streaming", "interrupted")))
-                    .values(text=draft.text, status=draft_status, ended_at=t)
+                    .values(text=draft.text, timing=draft.timing or None, status=draft_status, ended_at=t)
                 )
             c.execute(
                 update(GEN)

@@ -24,6 +24,7 @@ from moa_core.analysis.charts import (
 )
 from moa_core.store.analysis_queries import contender_costs, contender_ratings, vote_counts
 from moa_core.store.db import StoreError
+from moa_core.store.html_export import leaderboard_html
 from moa_core.store.queries import filter_options
 from moa_core.ui.layout import csv_download, store
 from moa_core.ui.safe_text import md_escape
@@ -105,6 +106,7 @@ def _leaderboard_section(board: pd.DataFrame, votes: int) -> None:
             "interval of zero width)."
         )
     csv_download(board, "leaderboard", "an_dl_board")
+    st.download_button("Download as HTML", leaderboard_html(board, votes, n_boot=N_BOOT), "leaderboard.html", "text/html", key="an_html_board", on_click="ignore", icon=":material/download:")  # fmt: skip
     st.plotly_chart(
         leaderboard_figure(board, title="Ratings with 95% confidence intervals"), width="stretch", key="an_forest"
     )

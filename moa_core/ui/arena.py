@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from moa_core import arena
 from moa_core.arena import CHOICE_LABELS, SIDES, ArenaError, Battle, Contender
-from moa_core.config import list_presets, load_preset
+from moa_core.config import list_presets
 from moa_core.engine import RunInputError, run_moa, run_single, validate_question
 from moa_core.evaluation.questions import QuestionSetError, list_bundled_sets, load_bundled_set
 from moa_core.events import DraftDone, Event, RunDone, TokenDelta
@@ -37,10 +37,11 @@ from moa_core.store.queries import get_run
 from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
 from moa_core.ui.blind_review import blind_review
-from moa_core.ui.config_editor import model_choices
+from moa_core.ui.config_editor import model_choices, unavailable_reason, with_availability
 from moa_core.ui.layout import rater_name, run_async, store
+from moa_core.ui.present import exit_button, present_mode
 from moa_core.ui.rating import rating_widget
-from moa_core.ui.run_view import gen_meta
+from moa_core.ui.run_view import metrics
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 from moa_core.ui.streaming import FLUSH_SECONDS, LiveColumn
 
@@ -55,16 +56,8 @@ _rng = random.SystemRandom()
 # -- setup ------------------------------------------------------------------------------
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def _runnable_presets() -> list[str]:
-    out = []
-    for name in list_presets():
-        try:
-            if not config_problems(load_preset(name)):
-                out.append(name)
-        except ValueError:
-            continue
-    return out
+def _label(key: str) -> str:
+    return with_availability(key, arena.option_label(key))
 
 
 def _problems(c: Contender) -> list[str]:
@@ -101,19 +94,19 @@ def _question_set(question: str) -> str | None:
 def _setup(rater: str) -> None:
     models = model_choices()
     options = arena.contender_options(models, list_presets(), list_saved())
-    runnable = arena.contender_options(models, _runnable_presets(), [])
+    runnable = [k for k in arena.contender_options(models, list_presets(), []) if not unavailable_reason(k)]
     with st.container(border=True):
         how = st.radio("Contenders", ["Pick two", "Random pair"], horizontal=True, key="arena_how")
         if how == "Pick two":
             c = st.columns(2)
             first = c[0].selectbox(
-                "Contender 1", options, index=0 if options else None, format_func=arena.option_label, key="arena_c1"
+                "Contender 1", options, index=0 if options else None, format_func=_label, key="arena_c1"
             )
             second = c[1].selectbox(
                 "Contender 2",
                 options,
                 index=min(1, len(options) - 1) if options else None,
-                format_func=arena.option_label,
+                format_func=_label,
                 key="arena_c2",
             )
             pool: list[str] = []
@@ -123,7 +116,7 @@ def _setup(rater: str) -> None:
                 "Random pair from",
                 options,
                 default=runnable,
-                format_func=arena.option_label,
+                format_func=_label,
                 key="arena_pool",
                 help="Two different contenders are drawn from these.",
             )
@@ -156,9 +149,22 @@ def _setup(rater: str) -> None:
             )
         if st.session_state.get("arena_draw_error"):
             st.error(md_escape(st.session_state.arena_draw_error))
+        # Refused before Start: a contender that cannot run here would only fail once the battle began.
+        picked = [first, second] if how == "Pick two" else []
+        blocked = [_label(k) for k in picked if k and unavailable_reason(k)]
+        skipped = [k for k in pool if unavailable_reason(k)]
+        pool = [k for k in pool if k not in skipped]
         start = st.button(
-            "Start battle", type="primary", key="arena_start", disabled=not rater, icon=":material/swords:"
+            "Start battle",
+            type="primary",
+            key="arena_start",
+            disabled=not rater or bool(blocked),
+            icon=":material/swords:",
         )
+        if blocked:
+            st.caption("Cannot start: " + md_escape("; ".join(blocked)) + ".")
+        if skipped:
+            st.caption(f"Left out of the draw, they cannot run here: {md_escape(', '.join(map(_label, skipped)))}.")
         if not rater:
             st.caption("Enter your name in the sidebar to start: every vote is saved with its rater.")
     if not start:
@@ -223,13 +229,17 @@ def _vote_buttons(battle: Battle) -> None:
         "both_bad": ":material/thumb_down:",
     }
     for col, (choice, label) in zip(st.columns(4), CHOICE_LABELS.items(), strict=False):
+        # A disabled button loses its primary colour, so the counted vote's button stays
+        # enabled to stay visibly chosen; clicking it again does nothing (`_cast` checks).
+        chosen = battle.choice == choice and battle.status == "voted"
         col.button(
             label,
             key=f"arena_vote_{choice}",
             on_click=_cast,
             args=(battle.id, choice),
-            disabled=disabled,
-            icon=icons[choice],
+            disabled=disabled and not chosen,
+            icon=":material/check_circle:" if chosen else icons[choice],
+            help="Your vote" if chosen else None,
             width="stretch",
             type="primary" if battle.choice == choice else "secondary",
         )
@@ -415,7 +425,8 @@ def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn], rater: s
     for side in SIDES:
         col = boxes[side]
         try:
-            state = arena.side_state(get_run(engine, battle.run_ids[side]))
+            data = get_run(engine, battle.run_ids[side])
+            state = arena.side_state(data)
         except StoreError as err:
             col.box.error(md_escape(str(err)))
             continue
@@ -431,7 +442,7 @@ def _fill(engine: Engine, battle: Battle, boxes: dict[str, LiveColumn], rater: s
             elif gen is not None and gen["status"] == "cancelled":
                 st.caption("stopped when the vote was cast" if battle.choice else "stopped before it finished")
             if battle.revealed and gen is not None:
-                st.caption(gen_meta(gen))
+                metrics(gen, data["generations"] if battle.sides[side].is_moa and data is not None else None)
                 if rater and (gen.get("text") or "").strip():
                     rating_widget(engine, gen, [], rater)  # an absolute 1-5 score, beside the vote
 
@@ -482,15 +493,22 @@ def _battle(engine: Engine, battle: Battle, rater: str) -> None:
 def arena_page() -> None:
     engine = store()
     rater = rater_name()
-    st.title("Arena")
-    st.caption("Two contenders answer the same question as “A” and “B”; which is which stays hidden until you vote.")
-    mode = st.segmented_control(
-        "Mode", MODES, default=MODES[0], key="arena_mode", required=True, label_visibility="collapsed"
-    )
-    if mode == "Blind review":
-        blind_review(engine, rater)
-        return
-    _setup(rater)
+    present = present_mode()
+    if present:
+        exit_button()
+    else:
+        st.title("Arena")
+        st.caption(
+            "Two contenders answer the same question as “A” and “B”; which is which stays hidden until you vote."
+        )
+        mode = st.segmented_control(
+            "Mode", MODES, default=MODES[0], key="arena_mode", required=True, label_visibility="collapsed"
+        )
+        if mode == "Blind review":
+            blind_review(engine, rater)
+            return
+    if not present or st.session_state.get(KEY) is None:  # presenting a battle: no set-up form
+        _setup(rater)
     battle = st.session_state.get(KEY)
     if battle is not None:
         _battle(engine, battle, rater)

@@ -22,7 +22,7 @@ from moa_core.config import (
 )
 from moa_core.estimate import estimate
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE
-from moa_core.providers.catalog import config_problems, discover
+from moa_core.providers.catalog import config_problems, discover, model_available, short_reason
 from moa_core.saved_configs import SavedConfigError, list_saved, load_saved, save_config_named
 from moa_core.ui.safe_text import md_escape
 
@@ -50,6 +50,26 @@ def _ensure_state() -> None:
 @st.cache_data(ttl=30, show_spinner=False)
 def model_choices() -> list[str]:
     return [m.model for m in discover() if m.available]
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def unavailable_reason(key: str) -> str:
+    """Why the `model:`, `preset:` or `saved:` choice cannot run here, in a few words ("" if it can)."""
+    kind, _, ref = key.partition(":")
+    try:
+        if kind == "model":
+            ok, why = model_available(ref)
+            return short_reason([] if ok else [why])
+        config = load_preset(ref) if kind == "preset" else load_saved(ref)
+    except ValueError:  # ConfigError, SavedConfigError
+        return "invalid config"
+    return short_reason(config_problems(config))
+
+
+def with_availability(key: str, label: str) -> str:
+    """A picker label that says when its choice cannot run here, so nobody picks it and waits for an error."""
+    why = unavailable_reason(key)
+    return f"{label} (unavailable: {why})" if why else label
 
 
 def _model_picker(label: str, current: str, key: str) -> str:
@@ -113,7 +133,7 @@ def _source_picker() -> None:
         options,
         key="cfg_source_pick",
         on_change=_on_pick,
-        format_func=lambda o: o.replace("preset:", "").replace("saved:", "saved · "),
+        format_func=lambda o: with_availability(o, o.replace("preset:", "").replace("saved:", "saved · ")),
     )
     source = st.session_state.get("cfg_source", "")
     if source and source != st.session_state.cfg_source_pick:

@@ -34,6 +34,7 @@ from moa_core.evaluation.questions import (
 )
 from moa_core.evaluation.records import EvalReport, eval_report, list_evaluations
 from moa_core.evaluation.report import pairwise_display
+from moa_core.evaluation.report_html import eval_report_html
 from moa_core.evaluation.runner import (
     DEFAULT_CONCURRENCY,
     EvalPlan,
@@ -49,6 +50,7 @@ from moa_core.evaluation.runner import (
 from moa_core.providers.catalog import config_problems, discover, model_available
 from moa_core.saved_configs import list_saved
 from moa_core.store.db import StoreError
+from moa_core.ui.config_editor import with_availability
 from moa_core.ui.layout import csv_download, run_async, store
 from moa_core.ui.run_view import run_link
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
@@ -95,10 +97,10 @@ def _contender_options() -> tuple[list[str], dict[str, str]]:
     """Spec strings (as `moa eval --contender` takes them) and their labels."""
     labels: dict[str, str] = {}
     for name in list_presets():
-        labels[name] = f"MoA · {name} (preset)"
+        labels[name] = with_availability(f"preset:{name}", f"MoA · {name} (preset)")
         labels[f"{name}:aggregator"] = f"{name}'s aggregator alone"
     for name in list_saved():
-        labels.setdefault(name, f"MoA · {name} (saved config)")
+        labels.setdefault(name, with_availability(f"saved:{name}", f"MoA · {name} (saved config)"))
         labels.setdefault(f"{name}:aggregator", f"{name}'s aggregator alone")
     for m in _models():
         labels.setdefault(m, f"{m} alone")
@@ -474,6 +476,7 @@ def _results(engine: Any) -> None:
     _costs(rep)
     _collab(rep)
     _answers(rep)
+    st.download_button("Download report as HTML", eval_report_html(rep, str(row["question_set"])), "evaluation.html", "text/html", key="ev_html", on_click="ignore", icon=":material/download:")  # fmt: skip
     if st.button(
         "Resume this evaluation",
         key="ev_resume",

@@ -6,17 +6,20 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from moa_core.store.html_export import run_html
 from moa_core.store.queries import filter_options, get_run, runs_df
 from moa_core.ui.layout import csv_download, rater_name, store
-from moa_core.ui.run_view import STATUS_ICON, render_run, run_link
+from moa_core.ui.present import exit_button, present_mode, present_run
+from moa_core.ui.replay_view import replayable_run
+from moa_core.ui.run_view import STATUS_ICON, run_link
 from moa_core.ui.safe_text import md_escape, safe_markdown
 
 PAGE_SIZE = 200
 
 
-def _open_run(engine: Engine, run_id: str, rater: str) -> None:
+def _open_run(engine: Engine, run_id: str, rater: str, present: bool = False) -> None:
     data = get_run(engine, run_id)
-    if st.button("← All runs", key="back_to_runs"):
+    if not present and st.button("← All runs", key="back_to_runs"):
         st.query_params.clear()
         st.rerun()
     if data is None:
@@ -24,21 +27,29 @@ def _open_run(engine: Engine, run_id: str, rater: str) -> None:
         return
     run = data["run"]
     st.subheader(md_escape(run["question"], 200))
+    if present:
+        present_run(data)
+        return
     for turn in run.get("history") or []:
         with st.chat_message(turn["role"]):
             st.markdown(safe_markdown(turn["content"]))
     with st.chat_message("user"):
         st.markdown(safe_markdown(run["question"]))
-    render_run(engine, data, rater=rater)
+    st.download_button("Download as HTML", run_html(data), f"moa-run-{run['id']}.html", "text/html", key="run_html", on_click="ignore", icon=":material/download:")  # fmt: skip
+    replayable_run(engine, data, rater=rater)
 
 
 def history_page() -> None:
     engine = store()
     rater = rater_name()
-    st.title("History")
+    present = present_mode()
+    if present:
+        exit_button()
+    else:
+        st.title("History")
     run_id = st.query_params.get("run")
     if run_id:
-        _open_run(engine, run_id, rater)
+        _open_run(engine, run_id, rater, present)
         return
     opts = filter_options(engine)
     c = st.columns([3, 2, 2, 2])

@@ -14,7 +14,9 @@ from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run
 from moa_core.ui.config_editor import config_sidebar, config_summary
 from moa_core.ui.layout import rater_name, run_async, store
-from moa_core.ui.run_view import render_run, run_link
+from moa_core.ui.present import exit_button, present_mode, present_run
+from moa_core.ui.replay_view import replayable_run
+from moa_core.ui.run_view import run_link
 from moa_core.ui.safe_text import md_escape, safe_markdown
 from moa_core.ui.streaming import stream_run
 
@@ -81,19 +83,25 @@ def playground_page() -> None:
     engine = store()
     rater = rater_name()
     config = config_sidebar()
-    st.title("Playground")
+    present = present_mode()
+    if not present:
+        st.title("Playground")
     turns = _conversation()
     top = st.columns([4, 1])
-    top[0].caption(
-        "Several models answer in parallel; an aggregator reads every draft and writes one answer. "
-        "Follow-up questions carry the conversation."
-    )
+    if present:
+        with top[0]:
+            exit_button()
+    else:
+        top[0].caption(
+            "Several models answer in parallel; an aggregator reads every draft and writes one answer. "
+            "Follow-up questions carry the conversation."
+        )
     if turns and top[1].button("New conversation", key="new_conv"):
         turns.clear()
         st.session_state.pop("current_run", None)
         st.rerun()
 
-    for turn in turns[:-1]:
+    for turn in [] if present else turns[:-1]:
         with st.chat_message("user"):
             st.markdown(safe_markdown(turn["question"]))
         with st.chat_message("assistant"):
@@ -109,13 +117,23 @@ def playground_page() -> None:
         else:
             if last["status"] == "cancelled":
                 st.info("Run stopped. What was produced before the stop is kept and marked cancelled.")
-            render_run(engine, data, rater=rater)
+            if present:
+                present_run(data, start_at_end=True)
+            else:
+                replayable_run(engine, data, rater=rater)
 
     if config is not None:
         config_summary(config)
+    # Refused before asking: the box is off while the config cannot run here (config_summary says why).
+    blocked = config is None or bool(config_problems(config))
     # No max_chars: Streamlit's chat input silently drops any edit (a paste) that would go past
     # it, leaving the box empty; validate_question below names the limit instead.
-    question = st.chat_input("Ask a question…", key="question", disabled=config is None)
+    placeholder = "Fix the config in the sidebar first" if config is None else "This config cannot run here (see above)"
+    question = st.chat_input(
+        placeholder if blocked else "Ask a question…",
+        key="question",
+        disabled=blocked,
+    )
     if not question:
         return
     try:

@@ -4,12 +4,13 @@ Screen updates are batched per column (at most one every FLUSH_SECONDS), so six 
 columns do not flood the browser with websocket messages. The run is recorded as it
 goes; if the script is stopped (Stop button, rerun, closed tab), the `aclosing` block
 closes the event stream, which cancels every call and marks the run cancelled.
+A replay (`stream_replay`) goes through the same columns, without a recorder or a model.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,8 @@ from sqlalchemy.engine import Engine
 
 from moa_core.config import AgentSpec, MoAConfig
 from moa_core.engine import run_moa
-from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, LayerDone, RunDone, RunStarted, TokenDelta
+from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, LayerDone, RunDone, RunStarted, TokenDelta
+from moa_core.replay import replay_events, stage_columns
 from moa_core.store.recorder import Recorder
 from moa_core.ui.layout import fmt_cost, fmt_seconds
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
@@ -69,24 +71,29 @@ def _column(title: str) -> LiveColumn:
     return LiveColumn(title, box, st.empty())
 
 
-def layout_live(config: MoAConfig, baselines: Sequence[AgentSpec]) -> LiveRun:
+def layout_columns(stages: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> LiveRun:
+    """One row of live columns per stage: (stage title, [(call_id, column title), ...])."""
     live = LiveRun()
-    for k, layer in enumerate(config.layers):
-        st.markdown(f"##### Layer {k + 1} · {len(layer.proposers)} proposers")
-        for i, (col, agent) in enumerate(
-            zip(st.columns(len(layer.proposers), border=True), layer.proposers, strict=False)
-        ):
+    for title, calls in stages:
+        st.markdown(f"##### {md_escape(title)}")
+        for col, (call_id, name) in zip(st.columns(len(calls), border=True), calls, strict=False):
             with col:
-                live.columns[f"proposer-{k}-{i}"] = _column(agent.display_name)
-    st.markdown("##### Aggregated answer and single models")
-    cols = st.columns(1 + len(baselines), border=True)
-    with cols[0]:
-        live.columns[f"aggregator-{len(config.layers)}-0"] = _column(f"MoA · {config.aggregator.display_name}")
-    for i, (col, agent) in enumerate(zip(cols[1:], baselines, strict=False)):
-        with col:
-            live.columns[f"baseline--1-{i}"] = _column(f"Alone · {agent.display_name}")
+                live.columns[call_id] = _column(name)
     live.total_calls = len(live.columns)
     return live
+
+
+def layout_live(config: MoAConfig, baselines: Sequence[AgentSpec]) -> LiveRun:
+    stages = [
+        (
+            f"Layer {k + 1} · {len(layer.proposers)} proposers",
+            [(f"proposer-{k}-{i}", a.display_name) for i, a in enumerate(layer.proposers)],
+        )
+        for k, layer in enumerate(config.layers)
+    ]
+    finals = [(f"aggregator-{len(config.layers)}-0", f"MoA · {config.aggregator.display_name}")]
+    finals += [(f"baseline--1-{i}", f"Alone · {a.display_name}") for i, a in enumerate(baselines)]
+    return layout_columns([*stages, ("Aggregated answer and single models", finals)])
 
 
 async def stream_run(
@@ -104,7 +111,22 @@ async def stream_run(
     progress = st.progress(0.0, text="Streaming…")
     live = layout_live(config, base)
     recorder = Recorder(engine)
-    async with aclosing(recorder.record(run_moa(question, config, history, baselines=base, kind=kind))) as events:
+    events = recorder.record(run_moa(question, config, history, baselines=base, kind=kind))
+    return await show_events(live, progress, events, on_start)
+
+
+async def stream_replay(stored: Mapping[str, Any], speed: float | None) -> LiveRun:
+    """Stream a stored run (`store.get_run`'s dict) again into live columns; no model, no recorder."""
+    progress = st.progress(0.0, text="Replaying…")
+    live = layout_columns(stage_columns(stored))
+    return await show_events(live, progress, replay_events(stored, speed))
+
+
+async def show_events(
+    live: LiveRun, progress: Any, stream: AsyncGenerator[Event, None], on_start: Callable[[str], None] | None = None
+) -> LiveRun:
+    """Events -> the live columns. When the script stops (Stop, rerun), `aclosing` ends the stream."""
+    async with aclosing(stream) as events:
         async for ev in events:
             if isinstance(ev, RunStarted):
                 live.run_id = ev.run_id

@@ -1,0 +1,147 @@
+"""An evaluation report as one self-contained HTML file: the tables of the Evaluate page,
+win rates as an inline SVG chart with their intervals, and every answer and verdict."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from moa_core.evaluation.records import EvalReport
+from moa_core.evaluation.report import OVERALL, pairwise_display
+from moa_core.store.html_page import document, esc, frame_table, interval_chart, markdown_html
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
+
+
+def _pairwise(rep: EvalReport) -> str:
+    out = [
+        "<h2>Judged win rates</h2>",
+        f'<p class="note">Judge {esc(rep.judge or "none")}. Each pair judged in both orders; when the two verdicts '
+        "disagree it is a tie (half a win). Intervals are 95% Wilson intervals. Unparseable verdicts are "
+        "kept out of the rates and counted apart.</p>",
+    ]
+    if not rep.judged or rep.pairwise.empty:
+        return "".join([*out, "<p>No judged pairs yet.</p>"])
+    out.append(frame_table(pairwise_display(rep.pairwise)))
+    overall = rep.pairwise[rep.pairwise["category"] == OVERALL]
+    out.append(
+        interval_chart(
+            [f"{a} vs {b}" for a, b in zip(overall["contender_a"], overall["contender_b"], strict=True)],
+            overall["win_rate_a"].astype(float).tolist(),
+            overall["ci_low"].astype(float).tolist(),
+            overall["ci_high"].astype(float).tolist(),
+            label="A's win rate (95% CI), all categories",
+            fmt=_pct,
+            reference=0.5,
+        )
+    )
+    if rep.same_position:
+        out.append(
+            f'<p class="warn">Position bias: in {rep.same_position} of {rep.judged} judgement(s) the judge picked '
+            "the same position in both orders; those count as ties.</p>"
+        )
+    if rep.unparseable:
+        out.append(f'<p class="warn">{rep.unparseable} judgement(s) had a verdict that could not be read.</p>')
+    return "".join(out)
+
+
+def _reference(rep: EvalReport) -> str:
+    ref = rep.reference
+    if ref.empty:
+        return ""
+    view = pd.DataFrame(
+        {
+            "contender": ref["contender"],
+            "questions": ref["n"],
+            "correct": ref["correct"],
+            "accuracy": ref["accuracy"].map(_pct),
+            "95% CI": [f"{_pct(lo)}–{_pct(hi)}" for lo, hi in zip(ref["ci_low"], ref["ci_high"], strict=True)],
+        }
+    )
+    return "<h2>Reference check</h2>" + frame_table(view)
+
+
+def _costs(rep: EvalReport) -> str:
+    c = rep.costs
+    if c.empty:
+        return ""
+    view = pd.DataFrame(
+        {
+            "contender": c["contender"],
+            "questions": c["questions"],
+            "calls / question": (c["calls"] / c["questions"]).round(1),
+            "tokens / question": c["tokens_per_question"].round(0),
+            "cost / question": c["cost_per_question"].map(
+                lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")
+            ),
+            "latency mean (s)": c["latency_mean"].round(2),
+            "latency median (s)": c["latency_median"].round(2),
+        }
+    )
+    return "<h2>Cost, tokens and latency per question</h2>" + frame_table(view)
+
+
+def _collab(rep: EvalReport) -> str:
+    c = rep.collaborativeness
+    if c.empty:
+        return ""
+    view = pd.DataFrame(
+        {
+            "model": c["model"],
+            "alone": [f"{_pct(w)}, n={n}" for w, n in zip(c["alone_win_rate"], c["alone_n"], strict=True)],
+            "as aggregator": [
+                f"{_pct(w)}, n={n}" for w, n in zip(c["aggregator_win_rate"], c["aggregator_n"], strict=True)
+            ],
+            "change": c["delta"].map(lambda d: "–" if d != d else f"{100 * d:+.0f} pts"),
+            "clear gain": c["clear_gain"].map(lambda b: "yes" if b else "no"),
+        }
+    )
+    return "<h2>Collaborativeness</h2>" + frame_table(view)
+
+
+def _answers(rep: EvalReport) -> str:
+    answers = rep.results.answers
+    if answers.empty:
+        return ""
+    judgements = rep.results.judgements
+    out = ["<h2>Answers and verdicts, question by question</h2>"]
+    for qid, rows in answers.groupby("question_id", sort=False):
+        first = rows.iloc[0]
+        out.append(
+            f'<h3>{esc(qid)} · {esc(first["category"])}</h3><div class="question">{markdown_html(first["question"])}</div>'
+        )
+        if first["reference"]:
+            out.append(f'<p class="meta">Reference: {esc(first["reference"])}</p>')
+        cols = "".join(
+            f'<section class="col"><h3>{esc(r["contender"])}</h3>'
+            f'<div class="out">{markdown_html(r["final_text"] or "")}</div></section>'
+            for r in rows.to_dict("records")
+        )
+        out.append(f'<div class="cols">{cols}</div>')
+        if not judgements.empty:
+            for j in judgements[judgements["question_id"] == qid].itertuples(index=False):
+                out.append(
+                    f'<p class="meta">{esc(j.contender_a)} vs {esc(j.contender_b)}: verdicts {esc(j.verdict_ab)} '
+                    f"(A first) / {esc(j.verdict_ba)} (swapped) → <b>{esc(j.outcome)}</b></p>"
+                )
+    return "".join(out)
+
+
+def eval_report_html(rep: EvalReport, question_set: str = "") -> str:
+    """`records.eval_report`'s result as one self-contained HTML page."""
+    res = rep.results
+    head = (
+        f"<h1>Evaluation · {esc(res.name)}</h1>"
+        f'<p class="meta">question set {esc(question_set or "–")} · contenders: {esc(", ".join(rep.contenders))} · '
+        f"{len(res.answers)} answers · {rep.judged} judged pairs · "
+        f"{res.failed_answers + res.failed_judgements} failed or stopped item(s)</p>"
+    )
+    body = head + _pairwise(rep) + _reference(rep) + _costs(rep) + _collab(rep) + _answers(rep)
+    return document(f"MoA evaluation · {res.name}", body)
+
+
+__all__ = ["eval_report_html"]

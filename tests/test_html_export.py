@@ -1,0 +1,247 @@
+"""HTML export: a stored run, the leaderboard and an evaluation report as one offline file.
+
+Every text is in the file; hostile text (tags, javascript:/data:/file: links, images,
+markdown link injection in names) stays text; nothing but the page's own script runs and
+nothing can be fetched."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from moa_core.analysis import leaderboard
+from moa_core.cli import main
+from moa_core.evaluation.records import EvalReport, EvalResults
+from moa_core.evaluation.report import judged_outcomes, pairwise_report
+from moa_core.evaluation.report_html import eval_report_html
+from moa_core.store import get_run, open_db
+from moa_core.store.html_export import REPLAY_JS, leaderboard_html, run_html
+from moa_core.store.html_page import markdown_html
+from tests.html_export_support import (
+    BASELINE_TEXT,
+    COMMENT,
+    ERROR,
+    FINAL_TEXT,
+    HOSTILE,
+    HOSTILE_LABEL,
+    HOSTILE_MODEL,
+    PROPOSER_TEXTS,
+    QUESTION,
+    RATER,
+    assert_inert,
+    record_hostile_run,
+    scan,
+    visible,
+)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return open_db(f"sqlite:///{tmp_path / 'moa.db'}")
+
+
+@pytest.fixture
+def run_id(engine: Engine) -> str:
+    return record_hostile_run(engine)
+
+
+def page_text(page: str) -> str:
+    return " ".join("".join(scan(page).text).split())
+
+
+def flat(s: str) -> str:
+    return " ".join(s.split())
+
+
+def test_run_page_has_every_text_and_nothing_runs(engine: Engine, run_id: str) -> None:
+    data = get_run(engine, run_id)
+    assert data is not None
+    page = run_html(data)
+    s = assert_inert(page, REPLAY_JS)
+    text = " ".join("".join(s.text).split())
+    for t in [*PROPOSER_TEXTS, FINAL_TEXT, BASELINE_TEXT]:
+        for fragment in visible(t):
+            assert flat(fragment) in text
+    # Hostile markup reads as written, names included.
+    for literal in ("<script>alert('s')</script>", "[click me](javascript:alert(2))", "<javascript:alert(4)>"):
+        assert literal in text
+    assert "Which colour is the sky? <script>alert('q')</script> [q](javascript:alert(10))" in text
+    assert HOSTILE_LABEL in text and HOSTILE_MODEL in text and "Base <u>line</u>" in text
+    assert flat(COMMENT) in text and RATER in text and flat(ERROR) in text
+    # Per-call metrics, the timeline, the vote, the layer and final rows.
+    n_out = -(-len(FINAL_TEXT) // 3)  # the synthetic stream sends 3 characters a token
+    assert f"local/agg · 10→{n_out} tok · TTFT 0.10s · 0.50s · $0.00100 · done" in text
+    assert "Timeline of the calls" in text and "<svg" in page and page.count('class="bar ') == 5
+    assert "left wins" in text and "Layer 1 · 3 proposers" in text and "MoA · local/agg" in text
+    assert "Alone · Base <u>line</u>" in text
+    # The allowed link stays a link, an image is a link to its URL; nothing else is one.
+    assert scan(page).hrefs == ["http://evil.example/pixel.png", "https://example.org/ok"]
+
+
+def test_run_page_reads_without_script(engine: Engine, run_id: str) -> None:
+    """The replay controls are hidden until the script shows them; the texts need no script."""
+    data = get_run(engine, run_id)
+    assert data is not None
+    page = run_html(data)
+    assert 'id="replay-bar" hidden' in page
+    before_script = page.split("<script>")[0]
+    for t in PROPOSER_TEXTS:
+        assert visible(t)[0] in before_script
+
+
+def test_replay_columns_carry_their_timing(engine: Engine, run_id: str) -> None:
+    data = get_run(engine, run_id)
+    assert data is not None
+    page = run_html(data)
+    assert page.count("data-replay data-first=") == 5
+    # The aggregator's first token comes 1.1 s after the run's first call.
+    assert 'class="col aggregator" data-replay data-first="1.100" data-end="1.500"' in page
+    data["generations"][0]["timing"] = [[0.2, 5], [0.4, 12]]
+    assert 'data-timing="[[0.2, 5], [0.4, 12]]"' in run_html(data)
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_each_hostile_text_is_inert_in_a_column(engine: Engine, run_id: str, text: str) -> None:
+    data = get_run(engine, run_id)
+    assert data is not None
+    for g in data["generations"]:
+        g["text"] = text
+        g["label"] = text
+        g["model"] = text
+        g["error"] = text
+    data["run"]["question"] = text
+    assert_inert(run_html(data), REPLAY_JS)
+
+
+def test_random_markdown_mixes_make_no_other_link() -> None:
+    pieces = [
+        "[a](", "](", "<", ">", "javascript:", "JaVaScRiPt:", "data:", "file:", "vbscript:", "&#106;", "&colon;",
+        "\\", "`", "!", "[", "]", "(", ")", "\n", " ", "http://ok.example", "mailto:x@y.z", "\"", "'", "%0a",
+        "<img src=x>", "<script>", "[r]: ", "\t", "java\nscript:", "onerror=",
+    ]  # fmt: skip
+    rng = random.Random(16)
+    for _ in range(1500):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 14)))
+        body = markdown_html(text)
+        s = scan(body)
+        assert not s.handlers and not s.loads and "script" not in s.tags and "img" not in s.tags, text
+        assert all(h.lower().startswith(("http:", "https:", "mailto:")) for h in s.hrefs), (text, s.hrefs)
+
+
+def test_leaderboard_page(engine: Engine) -> None:
+    evil = "[x](javascript:alert(1))<script>alert(2)</script>"
+    votes = pd.DataFrame(
+        {
+            "left": [evil, "local/a", "local/b", evil] * 5,
+            "right": ["local/a", "local/b", evil, "local/b"] * 5,
+            "outcome": ["left", "right", "tie", "left"] * 5,
+        }
+    )
+    board = leaderboard(votes, n_boot=20, seed=0)
+    page = leaderboard_html(board, len(votes), n_boot=20, scope="people <b>and</b> judges")
+    s = assert_inert(page, None)
+    text = page_text(page)
+    assert evil in text and "people <b>and</b> judges" in text and "20 vote(s)" in text
+    # One row per contender in the table and one dot per contender in the chart.
+    assert page.count("<tr>") == 1 + 3 and page.count("<circle") == 3
+    assert f"{board['rating'].iloc[0]:.0f}" in text
+    assert s.hrefs == []
+
+
+def test_evaluation_report_page() -> None:
+    evil = "<script>alert(1)</script>[j](javascript:alert(2))"
+    answers = pd.DataFrame(
+        {
+            "run_id": ["r1", "r2"],
+            "contender": ["local-moa", evil],
+            "question_id": ["q1", "q1"],
+            "category": ["science", "science"],
+            "question": ["Why is the sky blue? <img src=x onerror=alert(3)>"] * 2,
+            "final_text": ["Rayleigh scattering, says MoA.", "Blue light scatters more, alone. " + HOSTILE[8]],
+            "reference": ["Rayleigh", "Rayleigh"],
+        }
+    )
+    judgements = pd.DataFrame(
+        {
+            "question_id": ["q1"],
+            "category": ["science"],
+            "contender_a": ["local-moa"],
+            "contender_b": [evil],
+            "verdict_ab": ["A"],
+            "verdict_ba": ["B"],
+            "outcome": ["left"],
+        }
+    )
+    rep = EvalReport(
+        results=EvalResults(name="eval <b>one</b>", answers=answers, judgements=judgements, plan={}),
+        judge="local/judge",
+        pairwise=pairwise_report(judged_outcomes(judgements)),
+        reference=pd.DataFrame(),
+        costs=pd.DataFrame(),
+        per_question=pd.DataFrame(),
+        collaborativeness=pd.DataFrame(),
+        judged=1,
+    )
+    page = eval_report_html(rep, "moa-studio-30")
+    assert_inert(page, None)
+    text = page_text(page)
+    for t in ("Rayleigh scattering, says MoA.", "Blue light scatters more, alone.", evil, "eval <b>one</b>"):
+        assert t in text
+    assert "Why is the sky blue? <img src=x onerror=alert(3)>" in text and "100%" in text
+    assert page.count("<circle") == 1
+
+
+def test_cli_export_run_writes_the_page(engine: Engine, run_id: str, tmp_path: Path, capsys) -> None:
+    url = str(engine.url)
+    out = tmp_path / "run.html"
+    assert main(["export-run", run_id, "--html", str(out), "--database", url]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    page = out.read_text(encoding="utf-8")
+    assert_inert(page, REPLAY_JS)
+    assert visible(FINAL_TEXT)[0] in page and QUESTION.split("?")[0] in page
+
+
+def test_cli_export_run_unknown_id_exits_2_and_writes_nothing(engine: Engine, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run.html"
+    assert main(["export-run", "no-such-run", "--html", str(out), "--database", str(engine.url)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run with id 'no-such-run'" in err and "Traceback" not in err
+    assert list(tmp_path.glob("*.html*")) == []
+
+
+def test_cli_export_run_unwritable_path_exits_2(engine: Engine, run_id: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "missing-dir" / "run.html"
+    assert main(["export-run", run_id, "--html", str(out), "--database", str(engine.url)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moa: cannot write") and err.count("\n") == 1
+    assert not out.parent.exists()
+
+
+def _download_labels(at) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
+def test_history_and_analysis_offer_html_downloads(tmp_path: Path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from moa_core.ui import layout
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    layout._store.clear()
+    try:
+        engine = open_db(url)
+        run_id = record_hostile_run(engine)
+        root = Path(__file__).resolve().parent.parent / "pages"
+        at = AppTest.from_file(str(root / "6_History.py"), default_timeout=60)
+        at.query_params["run"] = run_id
+        at.run()
+        assert not at.exception and "Download as HTML" in _download_labels(at)
+        at = AppTest.from_file(str(root / "3_Analysis.py"), default_timeout=60).run()
+        assert not at.exception and "Download as HTML" in _download_labels(at)  # one vote: a leaderboard
+    finally:
+        layout._store.clear()
