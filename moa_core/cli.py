@@ -13,6 +13,7 @@ import moa_core  # noqa: F401  (offline litellm settings first)
 from moa_core.config import DEFAULT_PRESET, AgentSpec, ConfigError, MoAConfig, list_presets, load_config, load_preset
 from moa_core.engine import RunInputError, run_moa, validate_question
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, RunStarted, TokenDelta
+from moa_core.inputs import printable, surrogate_problem, user_path
 
 if TYPE_CHECKING:  # the commands import these lazily, to keep `moa --help` fast
     import pandas as pd
@@ -324,7 +325,10 @@ def _export(args: argparse.Namespace) -> int:
             apart=args.ties_apart,
         )
     else:
-        paths = export_all(engine, args.out, args.format)
+        try:
+            paths = export_all(engine, args.out, args.format)
+        except OSError as err:
+            raise CliError(f"cannot write the export to {args.out}: {err.strerror or type(err).__name__}") from None
     for path in paths:
         print(path)
     return 0
@@ -603,32 +607,25 @@ def _history(args: argparse.Namespace) -> int:
 
 def _judge_from_arg(args: argparse.Namespace) -> AgentSpec | None:
     """--judge MODEL | a YAML/JSON agent file | none -> AgentSpec or None."""
-    from pathlib import Path
-
-    import yaml
     from pydantic import ValidationError
 
-    from moa_core.config import format_validation_error
+    from moa_core.config import format_validation_error, load_data_file
     from moa_core.evaluation.judge_call import judge_agent
 
     ref = (args.judge or "").strip()
     if not ref or ref.lower() == "none":
         return None
     overrides = {"api_base": args.judge_api_base, "max_tokens": args.judge_max_tokens}
-    path = Path(ref).expanduser()
+    path = user_path(ref)
     try:
         if path.suffix.lower() in (".yaml", ".yml", ".json"):
-            if not path.exists():
-                raise CliError(f"judge file not found: {path}")
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = load_data_file(path, "judge file") or {}
             if not isinstance(data, dict) or "model" not in data:
                 raise CliError(f"{path}: a judge file is a mapping with at least 'model'")
             return judge_agent(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
         return judge_agent(ref, **overrides)
     except ValidationError as err:
         raise CliError(f"invalid judge: {format_validation_error(err)}") from None
-    except yaml.YAMLError as err:
-        raise CliError(f"{path}: not valid YAML/JSON: {err}") from None
 
 
 def _eval_plan(args: argparse.Namespace, engine: Engine) -> EvalPlan:
@@ -958,6 +955,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_text_args(args: argparse.Namespace) -> None:
+    """Every argument is text before anything uses it: bytes that are not UTF-8 reach
+    Python as lone surrogates, which the store, the terminal and litellm cannot encode."""
+    for name, value in vars(args).items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and (problem := surrogate_problem(v)):
+                flag = name if name == "question" else "--" + name.replace("_", "-")
+                raise CliError(f"argument {flag} {problem}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from moa_core.settings import SettingsError
     from moa_core.store.db import StoreError
@@ -969,6 +976,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_models(argv[1:])
     args = build_parser().parse_args(argv)
     try:
+        _check_text_args(args)
         if args.command == "ask":
             return asyncio.run(_ask(args))
         if args.command == "replay":
@@ -988,7 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, StoreError, SettingsError) as err:
         # StoreError: the database cannot be opened, migrated or written (one line, password
         # hidden); nothing was run or recorded half-way.
-        print(f"moa: {err}", file=sys.stderr)
+        print(f"moa: {printable(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("moa: interrupted", file=sys.stderr)

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from moa_core import settings
+from moa_core.inputs import MAX_DEPTH, MAX_INT_DIGITS, InputError, check_value, loads_json, printable
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER
 
 PRESETS_DIR = settings.PRESETS_DIR
@@ -218,7 +219,8 @@ def format_validation_error(err: ValidationError) -> str:
         elif e["type"] == "missing":
             msg = "required field is missing"
         lines.append(f"{loc}: {msg}")
-    return "; ".join(lines)
+    # Field names and group names come from the file and may hold newlines.
+    return printable("; ".join(lines))
 
 
 def name_problem(name: str) -> str | None:
@@ -239,6 +241,10 @@ def config_from_dict(data: Any) -> MoAConfig:
     if not isinstance(data, dict):
         raise ConfigError("config must be a mapping with at least 'layers' and 'aggregator'")
     try:
+        check_value(data)
+    except InputError as err:
+        raise ConfigError(f"invalid config: {printable(str(err))}") from None
+    try:
         config = MoAConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"invalid config: {format_validation_error(err)}") from None
@@ -248,31 +254,59 @@ def config_from_dict(data: Any) -> MoAConfig:
     return config
 
 
-def parse_config_text(text: str, fmt: str | None = None) -> MoAConfig:
-    """Parse JSON or YAML text (format guessed when not given)."""
+def parse_data(text: str, fmt: str | None = None) -> Any:
+    """JSON or YAML text (format guessed when not given) as plain JSON data (see
+    `inputs.check_value`); anything else is a ConfigError with a one-line message."""
     fmt = (fmt or ("json" if text.lstrip().startswith("{") else "yaml")).lower()
     try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        if fmt == "json":
+            return loads_json(text)
+        data = yaml.safe_load(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"JSON syntax error at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except InputError as err:
+        raise ConfigError(f"invalid config: {printable(str(err))}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"YAML syntax error{where}: {problem}") from None
-    return config_from_dict(data)
+        problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+        raise ConfigError(f"YAML syntax error{where}: {printable(problem)}") from None
+    except RecursionError:
+        raise ConfigError(f"invalid config: nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as err:
+        # PyYAML's own conversions: an impossible date (2024-13-01), an int too long to convert.
+        msg = str(err)
+        if "integer string conversion" in msg:
+            msg = f"a number with more than {MAX_INT_DIGITS:,} digits"
+        raise ConfigError(f"YAML value error: {printable(msg)}") from None
+    try:
+        check_value(data)
+    except InputError as err:
+        raise ConfigError(f"invalid config: {printable(str(err))}") from None
+    return data
 
 
-def load_config(path: str | Path) -> MoAConfig:
+def parse_config_text(text: str, fmt: str | None = None) -> MoAConfig:
+    """Parse JSON or YAML text (format guessed when not given)."""
+    return config_from_dict(parse_data(text, fmt))
+
+
+def load_data_file(path: str | Path, what: str = "config file") -> Any:
+    """A JSON (``.json``) or YAML file as plain JSON data; ConfigError naming the file otherwise."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
+        raise ConfigError(f"{what} not found: {p}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"config file is not UTF-8 text: {p}") from None
-    fmt = "json" if p.suffix.lower() == ".json" else "yaml"
-    return parse_config_text(text, fmt)
+        raise ConfigError(f"{what} is not UTF-8 text: {p}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {p}: {err.strerror or type(err).__name__}") from None
+    return parse_data(text, "json" if p.suffix.lower() == ".json" else "yaml")
+
+
+def load_config(path: str | Path) -> MoAConfig:
+    return config_from_dict(load_data_file(path))
 
 
 def save_config(config: MoAConfig, path: str | Path) -> Path:

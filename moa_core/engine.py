@@ -31,12 +31,12 @@ from moa_core.events import (
     Totals,
     Usage,
 )
+from moa_core.inputs import MAX_QUESTION_CHARS, surrogate_problem
 from moa_core.prompts import aggregator_messages, proposer_messages
 from moa_core.providers import llm
 from moa_core.providers.router import router_for
 from moa_core.providers.secrets import redact_secrets
 
-MAX_QUESTION_CHARS = 100_000
 # Tokens kept free in the receiving agent's window beyond its own max_tokens: chat
 # templates add role markers that the plain token count does not see.
 CONTEXT_MARGIN = 64
@@ -55,6 +55,8 @@ def validate_question(question: str) -> str:
             f"The question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}. "
             "Shorten it or attach less text."
         )
+    if problem := surrogate_problem(q):
+        raise RunInputError(f"The question {problem}: retype it, or check that the terminal or file is UTF-8.")
     return q
 
 

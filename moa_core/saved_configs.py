@@ -53,5 +53,5 @@ def load_saved(name: str, directory: Path | None = None) -> MoAConfig:
     directory = directory or saved_dir()
     path = _path(name, directory)
     if not path.exists():
-        raise SavedConfigError(f"no saved config named '{name}'")
+        raise SavedConfigError(f"no saved config named {name.strip()!r}")
     return load_config(path)

@@ -22,7 +22,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from moa_core.config import (
@@ -34,6 +33,7 @@ from moa_core.config import (
     load_config,
     load_preset,
 )
+from moa_core.inputs import surrogate_problem, user_path
 
 Setting = Literal["alone", "aggregator"]
 DEFAULT_TIMEOUT = 120.0
@@ -220,7 +220,7 @@ def _load_named_config(ref: str) -> MoAConfig | None:
     """A preset, a saved config or a config file; None when ``ref`` is none of them."""
     if ref in list_presets():
         return load_preset(ref)
-    path = Path(ref).expanduser()
+    path = user_path(ref)
     if path.suffix.lower() in CONFIG_SUFFIXES:
         if not path.exists():
             raise ContenderError(f"config file not found: {path}")
@@ -254,6 +254,8 @@ def resolve_contender(spec: str) -> list[Contender]:
     spec = spec.strip()
     if not spec:
         raise ContenderError("empty contender")
+    if problem := surrogate_problem(spec):
+        raise ContenderError(f"contender {problem}")
     ref, sep, selector = spec.rpartition(":")
     if sep and selector in _SELECTORS and ref:
         config = _load_named_config(ref)

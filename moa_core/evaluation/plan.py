@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine
@@ -26,6 +25,7 @@ from moa_core.evaluation.questions import (
     load_question_set,
 )
 from moa_core.evaluation.records import eval_runs
+from moa_core.inputs import user_path
 
 PairMode = Literal["all", "vs_first"]
 MAX_NAME = 120
@@ -109,7 +109,7 @@ def load_questions(ref: str, limit: int | None = None) -> tuple[QuestionSet, dic
     if ref in list_bundled_sets():
         qs, source = load_bundled_set(ref), {"bundled": ref}
     else:
-        p = Path(ref).expanduser()
+        p = user_path(ref)
         qs, source = load_question_set(p), {"path": str(p.resolve())}
     return limit_questions(qs, limit), source
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from moa_core import settings
+from moa_core.inputs import MAX_QUESTION_CHARS, InputError, loads_json, printable
 
 Format = Literal["mt_bench", "alpaca_eval", "plain"]
 
@@ -77,7 +78,8 @@ class QuestionSetError(ValueError):
             shown += f"; and {more} more problem{'s' if more > 1 else ''}"
         # Line-level problems are where a user might wonder whether the good lines got in.
         nothing = " (nothing was imported)" if any(e.line for e in errors) else ""
-        super().__init__(f"{name}: {shown}{nothing}")
+        # printable: a name or key from the file may hold a newline; the message is one line.
+        super().__init__(printable(f"{name}: {shown}{nothing}"))
 
 
 class Question(BaseModel):
@@ -160,7 +162,16 @@ def _text(obj: dict[str, Any], key: str) -> str:
         raise _Bad(f"wrong type: '{key}' must be a string, got {_type_name(v)}")
     if not v.strip():
         raise _Bad(f"empty question: '{key}' is blank")
+    _check_length(v, f"'{key}'")
     return v
+
+
+def _check_length(text: str, what: str) -> None:
+    # The engine refuses such a question at run time; refusing the file here keeps an
+    # evaluation from failing item by item after it started.
+    n = len(text.strip())
+    if n > MAX_QUESTION_CHARS:
+        raise _Bad(f"question too long: {what} is {n:,} characters; the limit is {MAX_QUESTION_CHARS:,}")
 
 
 def _optional_label(obj: dict[str, Any], key: str, default: str) -> str:
@@ -209,6 +220,7 @@ def _mt_bench(obj: dict[str, Any], position: int) -> Question:
             raise _Bad(f"wrong type: turn {i} must be a string, got {_type_name(t)}")
         if not t.strip():
             raise _Bad(f"empty question: turn {i} is blank")
+        _check_length(t, f"turn {i}")
     ref = obj.get("reference")
     turn_refs: list[str] = []
     if isinstance(ref, list):
@@ -267,7 +279,7 @@ def _parse(text: str, name: str, source: str | None) -> QuestionSet:
             continue
         try:
             try:
-                obj = json.loads(raw)
+                obj = loads_json(raw)
             except json.JSONDecodeError as e:
                 hint = (
                     " (a JSON array file must be converted to one object per line)"
@@ -275,6 +287,8 @@ def _parse(text: str, name: str, source: str | None) -> QuestionSet:
                     else ""
                 )
                 raise _Bad(f"invalid JSON: {e.msg} at column {e.colno}{hint}") from None
+            except InputError as e:
+                raise _Bad(f"'{e.path}': {e.reason}" if e.path else f"invalid JSON: {e.reason}") from None
             if not isinstance(obj, dict):
                 raise _Bad(f"expected a JSON object, got {_type_name(obj)}")
             fmt = _detect(obj)
@@ -348,7 +362,8 @@ def load_question_set_text(text: str | bytes, name: str, max_bytes: int = DEFAUL
     """Parse an uploaded question set. Bytes are decoded as UTF-8 (BOM allowed), so an
     upload widget's raw content can be passed directly."""
     if isinstance(text, str):
-        data_len = len(text.encode("utf-8"))
+        # surrogatepass: a lone surrogate is reported by its line below, not here.
+        data_len = len(text.encode("utf-8", "surrogatepass"))
         if data_len > max_bytes:
             raise QuestionSetError(name, [LineError(None, _too_big(data_len, max_bytes))])
         text = text.removeprefix("\ufeff")
@@ -364,10 +379,16 @@ def load_question_set(path: str | Path, name: str | None = None, max_bytes: int 
     if not p.is_file():
         raise QuestionSetError(name, [LineError(None, f"no such file: {p}")])
     # Check the size before reading so a huge file is refused without loading it.
-    size = p.stat().st_size
-    if size > max_bytes:
-        raise QuestionSetError(name, [LineError(None, _too_big(size, max_bytes))])
-    text = _decode(p.read_bytes(), name, max_bytes)
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise QuestionSetError(name, [LineError(None, _too_big(size, max_bytes))])
+        data = p.read_bytes()
+    except OSError as err:
+        raise QuestionSetError(
+            name, [LineError(None, f"cannot read {p}: {err.strerror or type(err).__name__}")]
+        ) from None
+    text = _decode(data, name, max_bytes)
     return _parse(text, name, source=str(p))
 
 

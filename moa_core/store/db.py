@@ -14,7 +14,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -25,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from moa_core import settings
+from moa_core.inputs import user_path
 from moa_core.store.util import one_line, redact_url
 
 MIGRATIONS_DIR = settings.MIGRATIONS_DIR
@@ -86,7 +86,7 @@ def _create(url: URL) -> Engine:
             # One shared connection, or every thread would see its own empty database.
             kwargs["poolclass"] = StaticPool
         elif url.database and not url.database.startswith("file:"):
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            user_path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, json_serializer=_json_dumps, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine

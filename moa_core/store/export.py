@@ -1,13 +1,16 @@
 """Dump the whole store to CSV or JSON Lines (one file per table, streamed row by row), and
-write derived datasets (preference pairs, rated responses) as JSON Lines or Parquet."""
+write derived datasets (preference pairs, rated responses) as JSON Lines or Parquet.
+
+CSV cells are spreadsheet-safe (`moa_core.csv_safe`); JSON Lines keep every value as stored.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import tempfile
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import pandas as pd
 from sqlalchemy import JSON, Engine, Table, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from moa_core.csv_safe import write_rows
 from moa_core.store.db import StoreError, safe_url
 from moa_core.store.models import Generation, Rating, Run, Vote, table_of
 from moa_core.store.util import one_line
@@ -53,12 +57,11 @@ def export_all(engine: Engine, out_dir: str | Path, fmt: str = "csv") -> list[Pa
                 rows = conn.execution_options(yield_per=500).execute(select(table).order_by(*table.primary_key))
                 with path.open("w", encoding="utf-8", newline="") as f:
                     if fmt == "csv":
-                        writer = csv.writer(f)
-                        writer.writerow(cols)
-                        for row in rows.mappings():
-                            writer.writerow(
-                                [_dump(row[c]) if c in json_cols and row[c] is not None else row[c] for c in cols]
-                            )
+                        values = (
+                            [_dump(row[c]) if c in json_cols and row[c] is not None else row[c] for c in cols]
+                            for row in rows.mappings()
+                        )
+                        write_rows(f, chain([cols], values))
                     else:
                         for row in rows.mappings():
                             f.write(_dump(dict(row)) + "\n")

@@ -33,7 +33,7 @@ from moa_core.store.analysis_queries import contender_costs, contender_ratings, 
 from moa_core.store.db import StoreError
 from moa_core.store.html_export import leaderboard_html
 from moa_core.store.queries import filter_options
-from moa_core.ui.layout import store
+from moa_core.ui.layout import csv_download, store
 from moa_core.ui.safe_text import md_escape
 
 N_BOOT = 200
@@ -46,18 +46,6 @@ RATERS = {"people and judges": "all", "people": "people", "judges": "judges"}
 ALL_CATEGORIES = "All categories"
 ITEMS = {"the same two answers": "answers", "the same question and contenders": "question"}
 STYLE = ("without", "with")
-
-
-def download(df: pd.DataFrame, name: str, key: str, index: bool = False) -> None:
-    st.download_button(
-        "Download CSV",
-        df.to_csv(index=index).encode("utf-8"),
-        file_name=f"{name}.csv",
-        mime="text/csv",
-        key=key,
-        on_click="ignore",
-        icon=":material/download:",
-    )
 
 
 @st.cache_data(ttl=120, show_spinner=False, max_entries=32)
@@ -136,7 +124,7 @@ def _leaderboard_section(report: PreferenceReport, style: str, category: str) ->
             "come from resampling very few votes and understate the uncertainty (a single vote gives an "
             "interval of zero width)."
         )
-    download(board, "leaderboard_style_control" if styled else "leaderboard", "an_dl_board")
+    csv_download(board, "leaderboard_style_control" if styled else "leaderboard", "an_dl_board")
     scope = " · ".join(
         x for x in (category if category != ALL_CATEGORIES else "", "style controlled" if styled else "") if x
     )
@@ -189,7 +177,7 @@ def _style_section(report: PreferenceReport) -> None:
         width="stretch",
         key="an_style_compare",
     )
-    download(comp, "style_control_comparison", "an_dl_style")
+    csv_download(comp, "style_control_comparison", "an_dl_style")
     st.dataframe(
         pd.DataFrame(
             {
@@ -252,7 +240,7 @@ def _category_section(report: PreferenceReport) -> None:
         key="an_categories",
         column_config={c: st.column_config.NumberColumn(c, format="%d") for c in table.columns[1:]},
     )
-    download(report.by_category, "leaderboards_by_category", "an_dl_categories")
+    csv_download(report.by_category, "leaderboards_by_category", "an_dl_categories")
 
 
 def _pct(x: float) -> str:
@@ -307,7 +295,7 @@ def _agreement_section(ag: AgreementReport) -> None:
             key="an_pairs",
             column_config={"agreement": pct("agreement"), **kappa_labels},
         )
-        download(ag.pairs, "rater_pairs", "an_dl_pairs")
+        csv_download(ag.pairs, "rater_pairs", "an_dl_pairs")
     st.markdown("**Raters**")
     st.caption(
         "Left rate: share of a rater's decisive votes that went to the left answer (95% Wilson interval); "
@@ -341,7 +329,7 @@ def _agreement_section(ag: AgreementReport) -> None:
             "self_agreement": pct("self-agreement"),
         },
     )
-    download(ag.raters, "raters", "an_dl_raters")
+    csv_download(ag.raters, "raters", "an_dl_raters")
     if not ag.position.empty:
         st.markdown("**Position bias**")
         st.caption(
@@ -362,7 +350,7 @@ def _agreement_section(ag: AgreementReport) -> None:
                 "p_value": st.column_config.NumberColumn("p (vs 50%)", format="%.3g"),
             },
         )
-        download(ag.position, "position_bias", "an_dl_position")
+        csv_download(ag.position, "position_bias", "an_dl_position")
     if not ag.judge_human.empty:
         st.markdown("**Judges against people**")
         st.caption(
@@ -376,7 +364,7 @@ def _agreement_section(ag: AgreementReport) -> None:
             key="an_judge_human",
             column_config={"agreement": pct("agreement"), **kappa_labels},
         )
-        download(ag.judge_human, "judge_human_agreement", "an_dl_judge_human")
+        csv_download(ag.judge_human, "judge_human_agreement", "an_dl_judge_human")
 
 
 def _matrices_section(counts: pd.DataFrame, order: list[str]) -> None:
@@ -386,10 +374,10 @@ def _matrices_section(counts: pd.DataFrame, order: list[str]) -> None:
     c = st.columns(2)
     with c[0]:
         st.plotly_chart(win_rate_heatmap(rates), width="stretch", key="an_winrate")
-        download(rates, "win_rates", "an_dl_winrate", index=True)
+        csv_download(rates, "win_rates", "an_dl_winrate", index=True)
     with c[1]:
         st.plotly_chart(battle_count_heatmap(battles), width="stretch", key="an_battles")
-        download(battles, "battle_counts", "an_dl_battles", index=True)
+        csv_download(battles, "battle_counts", "an_dl_battles", index=True)
 
 
 def _scores_section(ratings: pd.DataFrame) -> None:
@@ -410,7 +398,7 @@ def _scores_section(ratings: pd.DataFrame) -> None:
     )
     summary["mean"] = summary["mean"].round(2)
     st.dataframe(summary, hide_index=True, width="stretch", key="an_scores_table")
-    download(
+    csv_download(
         ratings[["created", "contender", "score", "comment", "rater", "kind", "question"]], "ratings", "an_dl_scores"
     )
 
@@ -441,7 +429,7 @@ def _cost_section(board: pd.DataFrame, costs: pd.DataFrame) -> None:
             "latency": st.column_config.NumberColumn("mean latency (s)", format="%.2f"),
         },
     )
-    download(df, "quality_cost_latency", "an_dl_cost")
+    csv_download(df, "quality_cost_latency", "an_dl_cost")
 
 
 def analysis_page() -> None:

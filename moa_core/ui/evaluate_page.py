@@ -51,7 +51,7 @@ from moa_core.providers.catalog import config_problems, discover, model_availabl
 from moa_core.saved_configs import list_saved
 from moa_core.store.db import StoreError
 from moa_core.ui.config_editor import with_availability
-from moa_core.ui.layout import run_async, store
+from moa_core.ui.layout import csv_download, run_async, store
 from moa_core.ui.run_view import run_link
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 
@@ -321,6 +321,7 @@ def _pairwise(rep: EvalReport) -> None:
             "win rate": st.column_config.ProgressColumn("A win rate", min_value=0.0, max_value=1.0, format="percent"),
         },
     )
+    csv_download(rep.pairwise, "win_rates", "ev_dl_pairwise")
     if rep.same_position:
         st.warning(
             f"Position bias: in {rep.same_position} of {rep.judged} judgement(s) the judge picked the same "
@@ -384,6 +385,7 @@ def _costs(rep: EvalReport) -> None:
     )
     with st.expander("Every question"):
         st.dataframe(rep.per_question, hide_index=True, width="stretch")
+        csv_download(rep.per_question, "per_question", "ev_dl_per_question")
 
 
 def _collab(rep: EvalReport) -> None:

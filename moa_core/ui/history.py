@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 
 from moa_core.store.html_export import run_html
 from moa_core.store.queries import filter_options, get_run, runs_df
-from moa_core.ui.layout import rater_name, store
+from moa_core.ui.layout import csv_download, rater_name, store
 from moa_core.ui.present import exit_button, present_mode, present_run
 from moa_core.ui.replay_view import replayable_run
 from moa_core.ui.run_view import STATUS_ICON, run_link
@@ -76,7 +76,9 @@ def history_page() -> None:
             "kind": df["kind"],
             "status": [f"{STATUS_ICON.get(s, '')} {s}".strip() for s in df["status"]],
             "tokens": df["prompt_tokens"] + df["completion_tokens"],
-            "wall s": df["wall_time"].round(1),
+            # All-NULL (runs still going, crashed or stopped) comes back as object dtype,
+            # which has no round().
+            "wall s": pd.to_numeric(df["wall_time"], errors="coerce").round(1),
         }
     )
     st.caption(f"{len(df)} run(s){' (newest ' + str(PAGE_SIZE) + ')' if len(df) == PAGE_SIZE else ''}")
@@ -93,6 +95,9 @@ def history_page() -> None:
         width="stretch",
         column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
     )
+    # The table as shown, with run ids instead of links, questions in full, plain statuses.
+    full = view.drop(columns="open").assign(question=df["question"], status=df["status"], **{"run id": df["id"]})
+    csv_download(full, "runs", "hist_dl")
     labels = {rid: f"{w} · {q[:80]}" for rid, w, q in zip(df["id"], view["when"], df["question"], strict=False)}
     pick = st.selectbox(
         "Open a run",

@@ -1,4 +1,5 @@
-"""Shared page plumbing: the store, the rater's name, running coroutines from a script."""
+"""Shared page plumbing: the store, the rater's name, running coroutines from a script,
+CSV downloads."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
 from moa_core import settings
+from moa_core.csv_safe import frame_csv
 from moa_core.store.db import StoreError, open_db
 from moa_core.ui.safe_text import md_escape
 
@@ -61,6 +64,21 @@ def rater_name() -> str:
     )
     st.session_state.rater = name.strip()
     return st.session_state.rater
+
+
+def csv_download(df: pd.DataFrame, name: str, key: str, index: bool = False) -> None:
+    """A "Download CSV" button for `df`, written spreadsheet-safe. Every table's CSV goes
+    through here: the tables' own toolbar export is switched off (client.disableDataExport
+    in .streamlit/config.toml) because the browser writes it from the raw cells."""
+    st.download_button(
+        "Download CSV",
+        frame_csv(df, index=index),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=key,
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

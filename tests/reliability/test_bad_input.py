@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import uuid
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -83,6 +86,57 @@ def test_cli_refuses_empty_and_huge_questions(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("moa: ") and words in err and "\n" not in err
     assert not (tmp_path / "cli.db").exists() or _count(open_db(f"sqlite:///{tmp_path / 'cli.db'}"), "run") == 0
+
+
+@pytest.mark.parametrize(
+    ("question", "words"),
+    [
+        ("caf\ud800?", "U+D800 at character 4, which is not text"),
+        # what Python makes of a command-line byte that is not UTF-8 (surrogateescape)
+        ("caf\udcff?", "U+DCFF at character 4, which is not text (a byte that is not UTF-8?)"),
+    ],
+    ids=["escape", "non-utf8-byte"],
+)
+def test_cli_ask_refuses_a_question_that_is_not_text(tmp_path, monkeypatch, capsys, question, words):
+    """It used to run the models and crash in the recorder (UnicodeEncodeError)."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    cfg = tmp_path / "mock.yaml"
+    cfg.write_text(yaml.safe_dump(_mock_config()))
+    assert cli.main(["ask", question, "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"moa: argument question contains an unpaired surrogate {words}\n"
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_cli_refuses_non_utf8_bytes_in_any_argument(tmp_path):
+    """The real thing: bytes from a non-UTF-8 terminal, in a separate process."""
+    db = tmp_path / "eval.db"
+    argv = [
+        b"eval",
+        b"--name",
+        b"run-\xff",
+        b"--contender",
+        b"openai/fake-x",
+        b"--database",
+        f"sqlite:///{db}".encode(),
+    ]
+    done = subprocess.run(
+        [sys.executable.encode(), b"-m", b"moa_core.cli", *argv], cwd=ROOT, capture_output=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.decode() == (
+        "moa: argument --name contains an unpaired surrogate U+DCFF at character 5, which is not text "
+        "(a byte that is not UTF-8?)\n"
+    )
+    assert not db.exists()
+
+
+async def test_engine_refuses_a_question_that_is_not_text(fault_server, rel_db):
+    """The Playground, Arena and Challenge pages validate through the engine."""
+    p = _agent(fault_server, f"p-{uuid.uuid4().hex[:6]}")
+    with pytest.raises(RunInputError, match=r"^The question contains an unpaired surrogate U\+D800 at character 2, "):
+        await record(rel_db, run_moa("a\ud800b", _cfg([p], p)))
+    assert _count(rel_db, "run") == 0 and _served(fault_server, p) == 0
 
 
 @pytest.mark.parametrize("question", ["   ", "\n\t "], ids=["spaces", "whitespace"])
@@ -172,7 +226,48 @@ CONFIG_CASES = {
         r"^moa: invalid config: aggregator\.temperature: Input should be less than or equal to 2$",
     ),
     "not-utf8": ("latin1.yaml", "name: caf\xe9\n".encode("latin-1"), r"^moa: config file is not UTF-8 text: "),
+    # These were tracebacks: RecursionError, PyYAML's ValueErrors, int conversion, a label
+    # the store cannot encode, a date litellm and the store cannot serialise.
+    "yaml-deep": ("deep.yaml", "name: x\nlayers: " + "[" * 5000 + "]" * 5000, r"^moa: invalid config: nested more "),
+    "yaml-impossible-date": (
+        "date.yaml",
+        yaml.safe_dump(_mock_config()) + "description: 2024-13-01\n",
+        r"^moa: YAML value error: month must be in 1\.\.12$",
+    ),
+    "yaml-5001-digits": (
+        "digits.yaml",
+        yaml.safe_dump(_mock_config()) + "num_retries: " + "9" * 5001 + "\n",
+        r"^moa: YAML value error: a number with more than 4,300 digits$",
+    ),
+    "json-5001-digits": (
+        "digits.json",
+        json.dumps(_mock_config())[:-1] + ', "num_retries": ' + "9" * 5001 + "}",
+        r"^moa: invalid config: a number with 5,001 digits is too long$",
+    ),
+    "json-lone-surrogate": (
+        "surrogate.json",
+        json.dumps({**_mock_config(), "aggregator": {**_mock_config()["aggregator"], "label": "agg\ud800"}}),
+        r"^moa: invalid config: aggregator\.label: contains an unpaired surrogate U\+D800 at character 4, ",
+    ),
+    "yaml-date-in-extra": (
+        "extra.yaml",
+        yaml.safe_dump(_mock_config(extra={"since": date(2024, 1, 1)})),
+        r"^moa: invalid config: aggregator\.extra\.since: a date value is not allowed here \(quote it to make it text\)$",
+    ),
+    "yaml-nan-in-extra": (
+        "nan.yaml",
+        yaml.safe_dump(_mock_config(extra={"top_p": float("nan")})),
+        r"^moa: invalid config: aggregator\.extra\.top_p: nan is not a number JSON allows",
+    ),
 }
+
+
+def test_cli_config_path_that_is_a_directory_gives_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    (tmp_path / "cfg.yaml").mkdir()
+    assert cli.main(["ask", "hello?", "--config", str(tmp_path / "cfg.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"moa: cannot read config file {tmp_path / 'cfg.yaml'}: Is a directory"
+    assert not (tmp_path / "cli.db").exists()
 
 
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
@@ -191,10 +286,56 @@ def test_cli_bad_config_file_gives_one_line_and_runs_nothing(tmp_path, monkeypat
 # ---------------------------------------------------------------- question files
 
 
+def _q(*lines: str) -> bytes:
+    return "\n".join(lines).encode()
+
+
 QUESTION_CASES = {
     "malformed-line": (b'{"question": "one?"}\n{"question": "two?"\n{"question": "three?"}\n', "line 2: invalid JSON"),
     "wrong-encoding": ('{"question": "caf\xe9?"}\n'.encode("latin-1"), "line 1: not UTF-8 text (byte 0xe9)"),
     "utf16": ('{"question": "hello?"}\n'.encode("utf-16"), "not UTF-8 text"),
+    # Each of these was a traceback (RecursionError, ValueError, UnicodeEncodeError later in
+    # planning) or was accepted and stored as "nan"/"inf"; the CLI exited 1 on a long question.
+    "deep-nesting": (
+        _q('{"question": "ok?"}', '{"question": "q?", "extra": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        "line 2: invalid JSON: nested more than 64 levels deep",
+    ),
+    "nesting-past-the-bound": (
+        _q('{"question": "q?", "extra": ' + "[" * 100 + "]" * 100 + "}"),
+        "line 1: 'extra': nested more than 64 levels deep",
+    ),
+    "5001-digit-number": (
+        _q('{"question": "q?", "reference": ' + "7" * 5001 + "}"),
+        "line 1: invalid JSON: a number with 5,001 digits is too long",
+    ),
+    "lone-surrogate": (
+        _q('{"question": "fine?"}', '{"question": "caf\\ud800?"}'),
+        "line 2: 'question': contains an unpaired surrogate U+D800 at character 4, which is not text",
+    ),
+    "lone-surrogate-in-a-turn": (
+        _q('{"question_id": 1, "turns": ["a?", "\\udc80"]}'),
+        "line 1: 'turns[1]': contains an unpaired surrogate U+DC80",
+    ),
+    "question-over-the-limit": (
+        _q('{"question": "short?"}', '{"question": "' + "x" * 100_001 + '"}'),
+        "line 2: question too long: 'question' is 100,001 characters; the limit is 100,000",
+    ),
+    "turn-over-the-limit": (
+        _q('{"question_id": 1, "turns": ["a?", "' + "y" * 150_000 + '"]}'),
+        "line 1: question too long: turn 2 is 150,000 characters; the limit is 100,000",
+    ),
+    "nan-reference": (
+        _q('{"question": "q?", "reference": NaN}'),
+        "line 1: invalid JSON: NaN is not a number JSON allows",
+    ),
+    "infinity-reference": (
+        _q('{"question": "q?", "reference": -Infinity}'),
+        "line 1: invalid JSON: -Infinity is not a number JSON allows",
+    ),
+    "overflowing-reference": (
+        _q('{"question": "q?", "reference": 1e400}'),
+        "line 1: invalid JSON: the number 1e400 is too large",
+    ),
 }
 
 
@@ -230,6 +371,25 @@ def test_bad_question_file_is_refused_whole(tmp_path, monkeypatch, capsys, case)
     dispose_engines(db)
 
 
+@pytest.mark.parametrize(
+    "case", ["deep-nesting", "5001-digit-number", "lone-surrogate", "question-over-the-limit", "nan-reference"]
+)
+def test_evaluate_page_upload_of_a_bad_question_file_shows_one_error(tmp_path, monkeypatch, case):
+    data, words = QUESTION_CASES[case]
+    db = f"sqlite:///{tmp_path / 'page.db'}"
+    monkeypatch.setenv("DATABASE_URL", db)
+    monkeypatch.setenv("MOA_SAVED_CONFIGS_DIR", str(tmp_path / "configs"))
+    at = _page("4_Evaluate").run()
+    at.radio(key="ev_qsrc").set_value("Upload JSONL").run()
+    at.file_uploader(key="ev_upload").set_value(("qs.jsonl", data, "application/json")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [md_text(e.value) for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("qs: ") and words in errors[0] and "\n" not in errors[0]
+    assert not [b for b in at.button if b.key == "ev_run"], "nothing to run"
+    assert _count(open_db(db), "run") == 0
+    dispose_engines(db)
+
+
 # ---------------------------------------------------------------- databases
 
 
@@ -240,11 +400,12 @@ def _page(name: str) -> AppTest:
     return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=60)
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_database_url_that_does_not_connect_shows_a_clear_error(tmp_path, monkeypatch, page):
+# "page_name", not "page": a test asking for a fixture named "page" counts as a browser test.
+@pytest.mark.parametrize("page_name", PAGES)
+def test_database_url_that_does_not_connect_shows_a_clear_error(tmp_path, monkeypatch, page_name):
     monkeypatch.setenv("DATABASE_URL", BAD_PG)
     monkeypatch.setenv("MOA_SAVED_CONFIGS_DIR", str(tmp_path / "configs"))
-    at = _page(page).run()
+    at = _page(page_name).run()
     assert not at.exception, [e.value for e in at.exception]
     errors = [md_text(e.value) for e in at.error]
     assert errors and errors[0].startswith(
