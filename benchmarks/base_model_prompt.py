@@ -6,7 +6,9 @@ Run from the repo root: .venv/bin/python benchmarks/base_model_prompt.py [--max-
 Questions: the first 10 of the bundled moa-studio-30 set (for the echo count) plus every
 question of the set that has a reference (for the share correct; 11 of them). Each model
 answers each one at temperature 0 (greedy, one seed) through llm.stream_chat, the engine's
-path, once with `prompt_style: chat` and once with `completion`. "correct" is
+path: "before" is the chat template for every model, "after" the catalog's style (rows
+for models the catalog leaves on chat are the same, and run once; --all-styles runs every
+model both ways). "correct" is
 evaluation.judge.reference_check (the judge-free check of evaluations); "echoes" counts
 answers to the first 10 questions that repeat the question (judge.repeats_question).
 The catalog's choice for each model is marked with *.
@@ -47,6 +49,8 @@ async def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--limit", type=int, default=0, help="only the first N selected questions (0: all)")
     ap.add_argument("--show", action="store_true", help="print every answer")
+    ap.add_argument("--models", default="", help="comma-separated local model names (default: every installed one)")
+    ap.add_argument("--all-styles", action="store_true", help="run chat-style models with the frame too")
     args = ap.parse_args()
     llm.ensure_ready()
     qs = list(load_bundled_set("moa-studio-30").questions)
@@ -54,10 +58,13 @@ async def main() -> None:
     if args.limit:
         chosen = chosen[: args.limit]
     specs = local.available_local_models()
+    if args.models:
+        by_name = {s.name: s for s in specs}
+        specs = [by_name[n] for n in args.models.split(",") if n in by_name]
     local.warm_up([s.name for s in specs])
     rows = []
     for spec in specs:
-        for style in PROMPT_STYLES:
+        for style in PROMPT_STYLES if args.all_styles else sorted({"chat", spec.prompt_style}):
             correct = refs = echoes = echo_n = 0
             t0 = time.perf_counter()
             for i, q in chosen:

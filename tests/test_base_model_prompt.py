@@ -125,3 +125,15 @@ def test_opted_in_server_model_gets_the_frame_through_text_completion(fake_serve
     done = {e.ref.model: e for e in events if isinstance(e, DraftDone)}
     streamed = done["openai/fake-base@tokens=3"]
     assert streamed.ok and streamed.text == f"prompt{len(body['prompt'])} w1 w2"
+
+
+def test_a_served_base_model_keeps_its_frame():
+    from moa_core.providers.servers import ModelServer, ServerSet, config_for_servers
+
+    cfg = load_preset("local-moa")
+    served = config_for_servers(
+        cfg, ServerSet([ModelServer("gemma3-270m", 0, 8201, n_ctx=2048), ModelServer("smollm2-135m", 0, 8202)])
+    )
+    gemma, smol = served.layers[0].proposers[2], served.layers[0].proposers[1]
+    assert gemma.model == "openai/gemma3-270m" and llm.uses_completion(gemma)
+    assert smol.model == "openai/smollm2-135m" and not llm.uses_completion(smol) and smol.prompt_style is None
