@@ -85,22 +85,25 @@ def estimate(
     seconds = 0.0
     prev_outputs = 0  # tokens of the previous layer's drafts
 
-    def add(agent: AgentSpec, prompt_tokens: int) -> float:
+    def add(agent: AgentSpec, prompt_tokens: int, role: str) -> float:
         nonlocal calls, prompt, completion, cost
         calls += 1
         prompt += prompt_tokens
         completion += agent.max_tokens
         price = _price(agent, prompt_tokens, agent.max_tokens)
         cost = None if cost is None or price is None else cost + price
-        return _call_seconds(agent, prompt_tokens, timings.get(agent.model))
+        timing = timings.get(agent.model)
+        return _call_seconds(agent, prompt_tokens, timing.for_role(role) if timing else None)
 
     for k, layer in enumerate(config.layers):
         per_prompt = q_tokens + (template_tokens + prev_outputs if k else 0)
-        seconds += max(add(a, per_prompt + len(a.system_prompt) // CHARS_PER_TOKEN) for a in layer.proposers)
+        seconds += max(
+            add(a, per_prompt + len(a.system_prompt) // CHARS_PER_TOKEN, "proposer") for a in layer.proposers
+        )
         prev_outputs = sum(a.max_tokens for a in layer.proposers)
-    seconds += add(config.aggregator, q_tokens + template_tokens + prev_outputs)
+    seconds += add(config.aggregator, q_tokens + template_tokens + prev_outputs, "aggregator")
     # Baselines run alongside the layers; they only lengthen the run if they are slower.
-    base = [add(a, q_tokens) for a in config.baselines]
+    base = [add(a, q_tokens, "baseline") for a in config.baselines]
     seconds = max([seconds, *base])
     all_local = all(_is_local(a) for a in config.all_agents())
     calibrated = any(a.model in timings for a in config.all_agents())

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -13,7 +13,7 @@ from moa_core.store.models import Generation, table_of
 from moa_core.store.queries import _rows
 
 GEN = table_of(Generation)
-RECENT_CALLS = 50  # per model: recent enough to follow a change of machine or load
+RECENT_CALLS = 30  # per model: recent enough to follow a change of machine or load
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class ModelTiming:
     seconds (a least-squares line over the calls; a flat median when their prompts are all
     alike); then tokens arrive at `tokens_per_second`; an answer uses `output_share` of its
     max_tokens. All measured as the calls ran, so the contention of a MoA layer (three
-    models on two cores) is in them.
+    models on two cores) is in them; that differs by role (a proposer shares the cores,
+    the aggregator has them to itself), hence `roles`: the same summary per role.
     """
 
     calls: int
@@ -32,6 +33,10 @@ class ModelTiming:
     first_token_base: float
     first_token_per_prompt_token: float
     output_share: float
+    roles: Mapping[str, ModelTiming] = field(default_factory=dict, compare=False)
+
+    def for_role(self, role: str) -> ModelTiming:
+        return self.roles.get(role, self)
 
     def first_token_seconds(self, prompt_tokens: int) -> float:
         return self.first_token_base + self.first_token_per_prompt_token * prompt_tokens
@@ -76,12 +81,14 @@ def model_timings(engine: Engine, models: Sequence[str], recent: int = RECENT_CA
     for model in sorted(set(models)):
         rows = _rows(
             engine,
-            select(GEN.c.prompt_tokens, GEN.c.completion_tokens, GEN.c.ttft, GEN.c.latency, GEN.c.params)
+            select(GEN.c.role, GEN.c.prompt_tokens, GEN.c.completion_tokens, GEN.c.ttft, GEN.c.latency, GEN.c.params)
             .where(GEN.c.model == model, GEN.c.status == "done", GEN.c.ttft.is_not(None))
             .order_by(GEN.c.started_at.desc())
             .limit(recent),
         )
         timing = summarise(rows)
-        if timing is not None:
-            out[model] = timing
+        if timing is None:
+            continue
+        roles = {role: summarise([r for r in rows if r["role"] == role]) for role in {r["role"] for r in rows}}
+        out[model] = replace(timing, roles={k: v for k, v in roles.items() if v is not None})
     return out
