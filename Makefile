@@ -73,6 +73,8 @@ benchmarks: install-test
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/ui_stream.py
 	$(BIN)/python benchmarks/servers.py
+	$(BIN)/python benchmarks/base_model_prompt.py
+	$(BIN)/python benchmarks/estimate_accuracy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

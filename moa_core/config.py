@@ -22,7 +22,7 @@ from pydantic import (
 
 from moa_core import settings
 from moa_core.inputs import MAX_DEPTH, MAX_INT_DIGITS, InputError, check_value, loads_json, printable
-from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER
+from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER, PromptStyle
 
 PRESETS_DIR = settings.PRESETS_DIR
 
@@ -52,6 +52,11 @@ class AgentSpec(BaseModel):
         default=None, ge=256, description="input tokens this model accepts, when litellm does not know it"
     )
     extra: dict[str, Any] = Field(default_factory=dict, description="extra litellm parameters")
+    prompt_style: PromptStyle | None = Field(
+        default=None,
+        description="'completion' prompts a base (non-instruction) model with a few-shot question/answer "
+        "text instead of a chat template; unset: the local catalog's choice, else 'chat'",
+    )
 
     @field_validator("model")
     @classmethod
@@ -70,6 +75,14 @@ class AgentSpec(BaseModel):
                 f"{', '.join(bad)} may not be set in a config; put keys in the environment or .streamlit/secrets.toml"
             )
         return v
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_prompt_style(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out while unset, so configs written before the field keep their stable_hash.
+        data = handler(self)
+        if data.get("prompt_style") is None:
+            data.pop("prompt_style", None)
+        return data
 
     @property
     def display_name(self) -> str:

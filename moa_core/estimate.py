@@ -1,15 +1,20 @@
 """Before a run: how many calls, tokens, how much money and time a config will take.
 
 Pure arithmetic on the config; output lengths are taken at their max_tokens, so the
-estimate is an upper bound for tokens and cost.
+estimate is an upper bound for tokens and cost. Time is calibrated on how fast each model
+has been in stored runs (`timings`, from moa_core.store.timings) when there are any: its
+speed, its time to first token for a prompt that long, and how much of max_tokens its
+answers use; models never run before fall back to the measured defaults below.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from moa_core.config import AgentSpec, MoAConfig
 from moa_core.providers import local
+from moa_core.store.timings import ModelTiming
 
 # Measured on the 2-core reference machine (README, benchmarks/local_throughput.py);
 # remote providers are assumed to stream about this fast after a short wait.
@@ -28,6 +33,7 @@ class Estimate:
     cost: float | None  # None: a model's price is unknown
     seconds: float
     all_local: bool
+    calibrated: bool = False  # some model's time came from its stored runs
 
     @property
     def cost_label(self) -> str:
@@ -42,7 +48,11 @@ def _is_local(agent: AgentSpec) -> bool:
     return agent.model.startswith(f"{local.PROVIDER}/")
 
 
-def _call_seconds(agent: AgentSpec, prompt_tokens: int) -> float:
+def _call_seconds(agent: AgentSpec, prompt_tokens: int, timing: ModelTiming | None = None) -> float:
+    if timing is not None:
+        return timing.first_token_seconds(prompt_tokens) + agent.max_tokens * timing.output_share / max(
+            timing.tokens_per_second, 1e-3
+        )
     if _is_local(agent):
         speed = LOCAL_TOKENS_PER_SECOND.get(agent.model.split("/", 1)[1], 60.0)
         return prompt_tokens / LOCAL_PROMPT_TOKENS_PER_SECOND + agent.max_tokens / speed
@@ -63,7 +73,11 @@ def _price(agent: AgentSpec, prompt_tokens: int, completion_tokens: int) -> floa
     return float(p + c)
 
 
-def estimate(config: MoAConfig, question: str = "", history_chars: int = 0) -> Estimate:
+def estimate(
+    config: MoAConfig, question: str = "", history_chars: int = 0, timings: Mapping[str, ModelTiming] | None = None
+) -> Estimate:
+    """`timings`: stored speeds by model string (store.timings.model_timings), for the calibration."""
+    timings = timings or {}
     q_tokens = max(1, (len(question) + history_chars) // CHARS_PER_TOKEN) + 20
     template_tokens = len(config.aggregator_template) // CHARS_PER_TOKEN
     calls = prompt = completion = 0
@@ -71,22 +85,26 @@ def estimate(config: MoAConfig, question: str = "", history_chars: int = 0) -> E
     seconds = 0.0
     prev_outputs = 0  # tokens of the previous layer's drafts
 
-    def add(agent: AgentSpec, prompt_tokens: int) -> float:
+    def add(agent: AgentSpec, prompt_tokens: int, role: str) -> float:
         nonlocal calls, prompt, completion, cost
         calls += 1
         prompt += prompt_tokens
         completion += agent.max_tokens
         price = _price(agent, prompt_tokens, agent.max_tokens)
         cost = None if cost is None or price is None else cost + price
-        return _call_seconds(agent, prompt_tokens)
+        timing = timings.get(agent.model)
+        return _call_seconds(agent, prompt_tokens, timing.for_role(role) if timing else None)
 
     for k, layer in enumerate(config.layers):
         per_prompt = q_tokens + (template_tokens + prev_outputs if k else 0)
-        seconds += max(add(a, per_prompt + len(a.system_prompt) // CHARS_PER_TOKEN) for a in layer.proposers)
+        seconds += max(
+            add(a, per_prompt + len(a.system_prompt) // CHARS_PER_TOKEN, "proposer") for a in layer.proposers
+        )
         prev_outputs = sum(a.max_tokens for a in layer.proposers)
-    seconds += add(config.aggregator, q_tokens + template_tokens + prev_outputs)
+    seconds += add(config.aggregator, q_tokens + template_tokens + prev_outputs, "aggregator")
     # Baselines run alongside the layers; they only lengthen the run if they are slower.
-    base = [add(a, q_tokens) for a in config.baselines]
+    base = [add(a, q_tokens, "baseline") for a in config.baselines]
     seconds = max([seconds, *base])
     all_local = all(_is_local(a) for a in config.all_agents())
-    return Estimate(calls, prompt, completion, cost, seconds, all_local)
+    calibrated = any(a.model in timings for a in config.all_agents())
+    return Estimate(calls, prompt, completion, cost, seconds, all_local, calibrated)

@@ -7,6 +7,8 @@ The model name picks the behaviour, so one server serves a whole MoA config:
   `fail=drop` drops the connection mid-stream; `fail=garbage` sends malformed chunks;
   `fail=500once` fails the first request for that model, then answers.
 The reply echoes how many messages and drafts it saw, so tests can check what reached it.
+`/v1/completions` (text completion, a `prompt` instead of messages) streams the same way in
+the text-completion chunk shape; its first word is `prompt<characters of the prompt>`.
 Used by tests and benchmarks; stdlib only.
 """
 
@@ -35,6 +37,7 @@ class FakeOpenAI:
         self.default_tokens = default_tokens
         self.default_delay = default_delay
         self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []  # request paths, in the order of `requests`
         self.calls = Counter()
         # Streams open per model, and content chunks sent per model: tests check cancellation with them.
         self.open_streams: Counter[str] = Counter()
@@ -96,8 +99,10 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 model = body.get("model", "")
                 opts = parse_options(model)
+                text_api = self.path.rstrip("/").endswith("/completions") and "/chat/" not in self.path
                 with fake._lock:
                     fake.requests.append(body)
+                    fake.paths.append(self.path)
                     fake.calls[model] += 1
                     n_call = fake.calls[model]
                 fail = opts.get("fail", "")
@@ -116,7 +121,7 @@ class FakeOpenAI:
                 messages = body.get("messages", [])
                 drafts = sum(str(m.get("content", "")).count("\n[") for m in messages)
                 words = [f"w{i}" for i in range(tokens)]
-                words[0] = f"m{len(messages)}d{drafts}"
+                words[0] = f"prompt{len(body.get('prompt', ''))}" if text_api else f"m{len(messages)}d{drafts}"
                 if not body.get("stream"):
                     time.sleep(ttft + delay * max(tokens - 1, 0))
                     return self._json(200, self._completion(model, " ".join(words), len(messages), tokens))
@@ -141,10 +146,10 @@ class FakeOpenAI:
                             self.wfile.write(b"data: {not json at all\n\n")
                             self.wfile.flush()
                             continue
-                        self._sse(self._chunk(model, (" " if i else "") + w, None))
+                        self._sse(self._chunk(model, (" " if i else "") + w, None, text_api))
                         with fake._lock:
                             fake.chunks_sent[model] += 1
-                    self._sse(self._chunk(model, "", "stop"))
+                    self._sse(self._chunk(model, "", "stop", text_api))
                     if (body.get("stream_options") or {}).get("include_usage"):
                         usage = {
                             "prompt_tokens": 10 * len(messages),
@@ -174,7 +179,15 @@ class FakeOpenAI:
                 self.wfile.flush()
 
             @staticmethod
-            def _chunk(model: str, text: str, finish: str | None) -> dict[str, Any]:
+            def _chunk(model: str, text: str, finish: str | None, text_api: bool = False) -> dict[str, Any]:
+                if text_api:
+                    return {
+                        "id": "x",
+                        "object": "text_completion",
+                        "created": 0,
+                        "model": model,
+                        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+                    }
                 delta = {"content": text} if text else {}
                 return {
                     "id": "x",

@@ -291,3 +291,25 @@ def test_pool_acquire_honours_cancellation():
     finally:
         for inst in held:
             pool.release(inst)
+
+
+def test_base_model_answers_instead_of_repeating_the_question():
+    """Gemma 3 270M is a base model: through a chat template it wrote the question back;
+    the catalog's few-shot completion frame makes it answer."""
+    from moa_core.evaluation.judge import repeats_question
+    from moa_core.evaluation.questions import load_bundled_set
+    from moa_core.prompts import proposer_messages
+
+    async def ask(question: str) -> llm.StreamResult:
+        result = llm.StreamResult()
+        async for _ in llm.stream_chat(
+            agent("local/gemma3-270m", max_tokens=16), proposer_messages(question), result, 120, 0
+        ):
+            pass
+        return result
+
+    for q in load_bundled_set("moa-studio-30").questions[:3]:
+        result = asyncio.run(ask(q.text))
+        assert result.text.strip() and result.completion_tokens > 0, (q.id, result)
+        assert not repeats_question(result.text, q.text), (q.id, result.text)
+        assert "Question:" not in result.text, (q.id, result.text)  # the stop sequence ended it

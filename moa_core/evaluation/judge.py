@@ -301,3 +301,22 @@ def reference_check(answer: str, reference: str, max_words: int = SHORT_ANSWER_M
         return False
     n = len(ref)
     return any(ans[i : i + n] == ref for i in range(len(ans) - n + 1))
+
+
+ECHO_RUN_WORDS = 5
+
+
+def repeats_question(answer: str, question: str, run: int = ECHO_RUN_WORDS) -> bool:
+    """True when the answer copies the question: it contains `run` consecutive tokens of it
+    (the whole question when it is shorter), normalised as for :func:`reference_check`.
+
+    What a base model prompted with a chat template does: it continues the text with the
+    question again instead of an answer.
+    """
+    q = normalize_answer(question)
+    ans = normalize_answer(answer)
+    n = min(run, len(q))
+    if not n:
+        return False
+    grams = {tuple(q[i : i + n]) for i in range(len(q) - n + 1)}
+    return any(tuple(ans[i : i + n]) in grams for i in range(len(ans) - n + 1))

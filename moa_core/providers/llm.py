@@ -13,6 +13,7 @@ from typing import Any
 
 import moa_core  # noqa: F401  (sets LITELLM_LOCAL_MODEL_COST_MAP before litellm loads)
 from moa_core.config import AgentSpec
+from moa_core.prompts import completion_prompt, completion_stop
 from moa_core.providers import local
 from moa_core.providers.secrets import load_secrets_into_env
 
@@ -86,6 +87,8 @@ def call_kwargs(agent: AgentSpec, messages: list[dict[str, Any]], timeout: float
         timeout=timeout,
         num_retries=num_retries,
     )
+    if agent.prompt_style and _is_local(agent.model):
+        kwargs["prompt_style"] = agent.prompt_style  # the local handler reads it; the catalog decides otherwise
     if agent.api_base:
         kwargs["api_base"] = agent.api_base
     if agent.api_key_env:
@@ -97,13 +100,32 @@ def call_kwargs(agent: AgentSpec, messages: list[dict[str, Any]], timeout: float
     return kwargs
 
 
+def _is_local(model: str) -> bool:
+    return model.startswith(f"{local.PROVIDER}/")
+
+
+def uses_completion(agent: AgentSpec) -> bool:
+    """Whether this agent's calls go through litellm's text-completion API with a few-shot
+    frame: a non-local model the config marks as a base model. Local models get the frame
+    inside their own provider."""
+    return agent.prompt_style == "completion" and not _is_local(agent.model)
+
+
+def completion_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Chat-call arguments turned into a text-completion call's: the messages become the frame."""
+    out = dict(kwargs)
+    out["prompt"] = completion_prompt(out.pop("messages"))
+    out["stop"] = completion_stop(out.get("stop"))
+    return out
+
+
 @functools.lru_cache(maxsize=256)
 def accepts_seed(model: str) -> bool:
     """Whether a call to `model` honours an OpenAI-style `seed`: the bundled local models,
     and the providers litellm lists it for (OpenAI and compatible servers, among others).
     Elsewhere litellm would drop it (`drop_params`), and a stored seed would promise a
     reproduction that cannot happen."""
-    if model.startswith(f"{local.PROVIDER}/"):
+    if _is_local(model):
         return True
     import litellm
 
@@ -169,12 +191,21 @@ async def stream_chat(
     ensure_ready()
     import litellm
 
+    completion = uses_completion(agent)
     if router is not None and agent.model in router.groups:
-        response = await router.router.acompletion(**router_kwargs(agent, messages, timeout))
+        kwargs = router_kwargs(agent, messages, timeout)
+        if completion:
+            response = await router.router.atext_completion(**completion_kwargs(kwargs))
+        else:
+            response = await router.router.acompletion(**kwargs)
         result.deployment, result.served_model = router.served_by(response, agent.model)
     else:
         router = None
-        response = await litellm.acompletion(**call_kwargs(agent, messages, timeout, num_retries))
+        kwargs = call_kwargs(agent, messages, timeout, num_retries)
+        if completion:
+            response = await litellm.atext_completion(**completion_kwargs(kwargs))
+        else:
+            response = await litellm.acompletion(**kwargs)
     try:
         async for chunk in response:
             result.chunks += 1
@@ -187,7 +218,7 @@ async def stream_chat(
             choice = chunk.choices[0]
             if choice.finish_reason:
                 result.finish_reason = choice.finish_reason
-            text = getattr(choice.delta, "content", None) or ""
+            text = (getattr(choice, "text", None) if completion else getattr(choice.delta, "content", None)) or ""
             if text:
                 if result.first_token_at is None:
                     result.first_token_at = time.time()
@@ -208,7 +239,8 @@ async def stream_chat(
     if not result.completion_tokens and result.text:
         result.completion_tokens = count_tokens(model, result.text)
     if not result.prompt_tokens:
-        result.prompt_tokens = count_tokens(model, "\n".join(str(m["content"]) for m in messages))
+        sent = completion_prompt(messages) if completion else "\n".join(str(m["content"]) for m in messages)
+        result.prompt_tokens = count_tokens(model, sent)
     result.cost = _estimate_cost(model, result.prompt_tokens, result.completion_tokens)
 
 

@@ -21,9 +21,10 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from moa_core import settings
+from moa_core.prompts import PROMPT_STYLES, PromptStyle, completion_prompt, completion_stop
 
 PROVIDER = "local"
 
@@ -42,6 +43,8 @@ class LocalModelSpec:
     chat_format: str | None = None
     quality: int = 0  # rough strength order, for picking the default aggregator
     note: str = ""
+    # "completion" for base models: a few-shot question/answer text instead of a chat template.
+    prompt_style: PromptStyle = "chat"
 
     @property
     def litellm_model(self) -> str:
@@ -99,7 +102,8 @@ LOCAL_MODELS: dict[str, LocalModelSpec] = {
             parts=_gemma_parts,
             chat_format="gemma",
             quality=1,
-            note="base model, not instruction-tuned: answers poorly",
+            note="base model, not instruction-tuned: prompted with a few-shot frame; short answers only",
+            prompt_style="completion",
         ),
     ]
 }
@@ -312,6 +316,7 @@ def _generate(
     params: dict[str, Any],
     emit: Callable[[Any], None],
     cancelled: threading.Event,
+    style: PromptStyle = "chat",
 ) -> None:
     global _busy
     pool = get_pool(name)
@@ -327,11 +332,18 @@ def _generate(
         # rounding error and, at temperature > 0, the text; a stored seed would then not
         # reproduce the call. MoA calls rarely share more than the chat template anyway.
         inst.llama.reset()
-        stream = inst.llama.create_chat_completion(messages=messages, stream=True, **params)
+        if style == "completion":
+            stream = inst.llama.create_completion(
+                prompt=completion_prompt(messages),
+                stream=True,
+                **{**params, "stop": completion_stop(params.get("stop"))},
+            )
+        else:
+            stream = inst.llama.create_chat_completion(messages=messages, stream=True, **params)
         for chunk in stream:
             if cancelled.is_set():
                 break
-            emit(chunk)
+            emit(_as_chat_chunk(chunk))
     finally:
         if stream is not None:
             with contextlib.suppress(Exception):
@@ -341,16 +353,40 @@ def _generate(
         pool.release(inst)
 
 
-def _count_prompt_tokens(name: str, messages: list[dict[str, Any]]) -> int:
-    text = "\n".join(str(m.get("content", "")) for m in messages)
+def _as_chat_chunk(chunk: Any) -> Any:
+    """A plain-completion chunk (`choices[0].text`) in the chat-delta shape the handler reads."""
+    choice = chunk["choices"][0]
+    if "delta" in choice or "text" not in choice:
+        return chunk
+    delta = {"content": choice["text"]} if choice["text"] else {}
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}]}
+
+
+def prompt_style(name: str, requested: Any = None) -> PromptStyle:
+    """How to prompt a local model: as a config asks (`prompt_style` on the agent), else as the catalog says."""
+    if requested in PROMPT_STYLES:
+        return cast(PromptStyle, requested)
+    spec = LOCAL_MODELS.get(name)
+    return spec.prompt_style if spec else "chat"
+
+
+def _count_prompt_tokens(name: str, messages: list[dict[str, Any]], style: PromptStyle = "chat") -> int:
+    if style == "completion":
+        text = completion_prompt(messages)
+    else:
+        text = "\n".join(str(m.get("content", "")) for m in messages)
     n = count_tokens(name, text)
     return n if n is not None else max(1, len(text) // 4)
 
 
 async def stream_local(
-    name: str, messages: list[dict[str, Any]], params: dict[str, Any]
+    name: str, messages: list[dict[str, Any]], params: dict[str, Any], style: PromptStyle | None = None
 ) -> AsyncGenerator[dict[str, Any], None]:
-    """Yield llama-cpp chat chunks, running generation in a worker thread."""
+    """Yield llama-cpp chat chunks, running generation in a worker thread.
+
+    `style` None: the catalog's prompt style for the model.
+    """
+    style = style or prompt_style(name)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     cancelled = threading.Event()
@@ -370,7 +406,7 @@ async def stream_local(
 
     def work() -> None:
         try:
-            _generate(name, messages, params, emit, cancelled)
+            _generate(name, messages, params, emit, cancelled, style)
         except BaseException as exc:
             emit(exc)
         finally:
@@ -409,11 +445,13 @@ def _make_litellm_handler() -> Any:
             self, model: str, messages: list, *args: Any, **kwargs: Any
         ) -> AsyncGenerator[dict[str, Any], None]:
             name = model.split("/", 1)[1] if "/" in model else model
-            params = _llama_params(kwargs.get("optional_params") or {})
+            optional = kwargs.get("optional_params") or {}
+            params = _llama_params(optional)
+            style = prompt_style(name, optional.get("prompt_style"))
             completion_tokens = 0
             finish_reason = "stop"
             try:
-                async for chunk in stream_local(name, messages, params):
+                async for chunk in stream_local(name, messages, params, style):
                     choice = chunk["choices"][0]
                     text = (choice.get("delta") or {}).get("content") or ""
                     if choice.get("finish_reason"):
@@ -430,7 +468,7 @@ def _make_litellm_handler() -> Any:
                         }
             except LocalModelError as exc:
                 raise CustomLLMError(status_code=404, message=str(exc)) from exc
-            prompt_tokens = _count_prompt_tokens(name, messages)
+            prompt_tokens = _count_prompt_tokens(name, messages, style)
             yield {
                 "text": "",
                 "is_finished": True,
@@ -446,10 +484,11 @@ def _make_litellm_handler() -> Any:
 
         async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
             name = model.split("/", 1)[1] if "/" in model else model
-            params = _llama_params(kwargs.get("optional_params") or {})
+            optional = kwargs.get("optional_params") or {}
+            style = prompt_style(name, optional.get("prompt_style"))
             parts = [
                 (c["choices"][0].get("delta") or {}).get("content") or ""
-                async for c in stream_local(name, messages, params)
+                async for c in stream_local(name, messages, _llama_params(optional), style)
             ]
             return litellm.completion(model="openai/local", messages=messages, mock_response="".join(parts))
 

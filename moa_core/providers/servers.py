@@ -368,6 +368,9 @@ def config_for_servers(
             used.add(agent["model"])
         # The server's context is its n_ctx; litellm does not know `openai/<name>`.
         agent["context_window"] = agent.get("context_window") or reps[0].n_ctx
+        # A base model keeps its few-shot frame once it is no longer `local/`.
+        if not agent.get("prompt_style") and local.prompt_style(name) != "chat":
+            agent["prompt_style"] = local.prompt_style(name)
         return agent
 
     for layer in data["layers"]:

@@ -24,6 +24,9 @@ from moa_core.estimate import estimate
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE
 from moa_core.providers.catalog import config_problems, discover, model_available, short_reason
 from moa_core.saved_configs import SavedConfigError, list_saved, load_saved, save_config_named
+from moa_core.store.db import StoreError
+from moa_core.store.timings import ModelTiming, model_timings
+from moa_core.ui.layout import store
 from moa_core.ui.safe_text import md_escape
 
 OTHER = "other (type a litellm model string)…"
@@ -265,13 +268,23 @@ def config_sidebar() -> MoAConfig | None:
     return config
 
 
+def _stored_timings(config: MoAConfig) -> dict[str, ModelTiming]:
+    """How fast the config's models ran before; none when the store cannot say (the estimate
+    then uses its defaults: a time estimate is not worth an error)."""
+    try:
+        return model_timings(store(), [a.model for a in config.all_agents()])
+    except StoreError:
+        return {}
+
+
 def config_summary(config: MoAConfig, question: str = "") -> None:
     """The estimate and any blocking problem, shown before running."""
     problems = config_problems(config)
-    est = estimate(config, question)
+    est = estimate(config, question, timings=_stored_timings(config))
+    basis = "from stored runs" if est.calibrated else "default speeds"
     st.caption(
         f"**{md_escape(config.name)}** · {len(config.layers)} layer(s) · {est.calls} calls · "
-        f"≤ {est.prompt_tokens + est.completion_tokens:,} tokens · {est.cost_label} · ≈ {est.seconds:.0f}s"
+        f"≤ {est.prompt_tokens + est.completion_tokens:,} tokens · {est.cost_label} · ≈ {est.seconds:.0f}s ({basis})"
     )
     for p in problems:
         st.warning(md_escape(p))
