@@ -28,7 +28,7 @@ def seed_answers(engine: Engine, questions: int, contenders: int, prefix: str = 
             )  # fmt: skip
             gens.append(
                 {"run_id": rid, "call_id": "final", "role": "baseline", "layer": 0, "slot": 0, "model": name,
-                 "label": name, "params": {}, "text": f"Answer {q} by {name}", "started_at": t, "status": "done"}
+                 "label": name, "params": {}, "text": f"Answer {q}.{c}", "started_at": t, "status": "done"}
             )  # fmt: skip
     with write_transaction(engine) as conn:
         for i in range(0, len(runs), 500):
