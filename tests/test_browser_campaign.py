@@ -1,6 +1,7 @@
 """Two raters vote in one campaign at once, each in its own browser context (own cookies,
-own Streamlit session): each gets blind pairs, sees the names only after voting, and the
-database ends with every vote the campaign needs, none lost, none twice."""
+own Streamlit session): each gets blind pairs, sees the names only after voting, the
+database ends with every vote the campaign needs, none lost, none twice, and the
+Analysis page's agreement table fills in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from moa_core.store import dispose_engines, open_db
 from moa_core.store.campaigns import create_campaign
 from tests.browser_support import open_app, wait_idle
 from tests.campaign_support import seed_answers
+from tests.test_browser_arena import goto
 from tests.test_browser_playground import db_rows
 
 pytestmark = [pytest.mark.browser]
@@ -64,6 +66,11 @@ def test_two_raters_vote_in_one_campaign_at_once(browser, app_server):
             app_server, f"select count(*) from campaign_assignment where campaign_id = '{cid}' and status = 'open'"
         )
         assert claims[0][0] == 0
+        # Both raters rated both pairs: the Analysis page's agreement table fills in.
+        goto(pages[0], "Analysis")
+        pages[0].get_by_text("Cohen's kappa per pair of raters").wait_for()
+        doubly = pages[0].get_by_test_id("stMetric").filter(has_text="Doubly rated items")
+        assert doubly.get_by_test_id("stMetricValue").inner_text().strip() == "2"
     finally:
         for ctx in contexts:
             ctx.close()
