@@ -62,3 +62,23 @@ def test_an_evaluation_without_answers_is_refused(tmp_path) -> None:
     engine = open_db(f"sqlite:///{tmp_path / 'moa.db'}")
     with pytest.raises(CampaignSourceError, match="no question answered by two contenders"):
         campaign_from_evaluation(engine, "nothing-here")
+
+
+async def test_cli_opens_and_lists_a_campaign(server, tmp_path, capsys, monkeypatch) -> None:
+    from moa_core.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")  # a wide table: no folded cells
+    url = f"sqlite:///{tmp_path / 'moa.db'}"
+    engine = open_db(url)
+    from moa_core.evaluation.runner import run_evaluation
+
+    await run_evaluation(engine, _plan(server))
+    assert main(["campaign", "--from-eval", "camp-eval", "--name", "[b]x", "--target", "2", "--database", url]) == 0
+    cid, link = capsys.readouterr().out.strip().split("\t")
+    assert link == f"/Campaign?c={cid}"
+    assert main(["campaign", "--database", url]) == 0
+    listed = capsys.readouterr().out
+    assert cid in listed and "[b]x" in listed and "0/9" in listed
+    assert main(["campaign", "--from-eval", "nope", "--database", url]) == 2
+    assert "no question answered" in capsys.readouterr().err
+    assert main(["campaign", "--from-eval", "camp-eval", "--target", "0", "--database", url]) == 2
