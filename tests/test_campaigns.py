@@ -197,6 +197,10 @@ def test_concurrent_raters_lose_nothing_and_never_double_claim(db_url: str) -> N
         told = [v for vs in pool.map(rater, range(12)) for v in vs]
     with engine.connect() as conn:
         needed = dict(conn.execute(select(PAIR.c.id, PAIR.c.needed).where(PAIR.c.campaign_id == cid)).all())
+        kept = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(select(PAIR.c.id, PAIR.c.votes, PAIR.c.filled).where(PAIR.c.campaign_id == cid))
+        }
         voted = conn.execute(
             select(ASG.c.pair_id, ASG.c.rater, ASG.c.vote_id).where(
                 ASG.c.campaign_id == cid, ASG.c.status == "voted", ASG.c.is_repeat.is_(False)
@@ -206,6 +210,7 @@ def test_concurrent_raters_lose_nothing_and_never_double_claim(db_url: str) -> N
     assert sorted(told) == sorted(stored) == sorted(int(r[2]) for r in voted)  # nothing lost, nothing extra
     per_pair = Counter(r[0] for r in voted)
     assert per_pair == Counter(needed)  # every pair got exactly the votes it needs
+    assert kept == {p: (n, n) for p, n in needed.items()}  # the pairs' counters agree with the rows
     assert len({(r[0], r[1]) for r in voted}) == len(voted)  # nobody voted twice on a pair
     assert progress(engine, cid).open_claims == 0
 

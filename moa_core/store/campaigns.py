@@ -169,6 +169,8 @@ def create_campaign(
             "b_generation_id": int(p.b_generation_id),
             "needed": target_votes + (1 if i in doubled else 0),
             "filled": 0,
+            "votes": 0,
+            "a_score": 0.0,
         }
         for i, p in enumerate(pairs)
     ]
@@ -233,24 +235,17 @@ def _wilson(score: float, n: float) -> tuple[float, float]:
 def contender_intervals(conn: Connection, campaign_id: str) -> dict[str, tuple[float, float]]:
     """Contender -> Wilson 95 % interval of its win rate in this campaign's votes (ties half)."""
     stmt = (
-        select(PAIR.c.a_contender, PAIR.c.b_contender, ASG.c.outcome, func.count())
-        .select_from(ASG.join(PAIR, ASG.c.pair_id == PAIR.c.id))
-        .where(ASG.c.campaign_id == campaign_id, ASG.c.status == "voted", ASG.c.is_repeat.is_(False))
-        .group_by(PAIR.c.a_contender, PAIR.c.b_contender, ASG.c.outcome)
+        select(PAIR.c.a_contender, PAIR.c.b_contender, func.sum(PAIR.c.votes), func.sum(PAIR.c.a_score))
+        .where(PAIR.c.campaign_id == campaign_id, PAIR.c.votes > 0)
+        .group_by(PAIR.c.a_contender, PAIR.c.b_contender)
     )
     score: dict[str, float] = {}
     games: dict[str, float] = {}
-    for a, b, outcome, n in conn.execute(stmt):
-        for who in (a, b):
-            games[who] = games.get(who, 0.0) + n
-        if outcome == "a":
-            score[a] = score.get(a, 0.0) + n
-        elif outcome == "b":
-            score[b] = score.get(b, 0.0) + n
-        else:
-            score[a] = score.get(a, 0.0) + n / 2
-            score[b] = score.get(b, 0.0) + n / 2
-    return {c: _wilson(score.get(c, 0.0), n) for c, n in games.items()}
+    for a, b, n, a_score in conn.execute(stmt):
+        for who, won in ((a, float(a_score)), (b, float(n) - float(a_score))):
+            games[who] = games.get(who, 0.0) + float(n)
+            score[who] = score.get(who, 0.0) + won
+    return {c: _wilson(score[c], n) for c, n in games.items()}
 
 
 def _overlap(ci: dict[str, tuple[float, float]], a: str, b: str) -> float:
@@ -480,6 +475,10 @@ def vote(
 
     def close(conn: Connection, vote_id: int) -> None:
         _close(conn, asg.id, who, {**values, "vote_id": vote_id})
+        gained = {"a": 1.0, "b": 0.0}.get(pair_outcome, 0.5)
+        conn.execute(
+            update(PAIR).where(PAIR.c.id == asg.pair_id).values(votes=PAIR.c.votes + 1, a_score=PAIR.c.a_score + gained)
+        )
 
     try:
         return add_vote(

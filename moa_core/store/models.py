@@ -204,6 +204,10 @@ class CampaignPair(SQLModel, table=True):
     b_generation_id: int
     needed: int = 1
     filled: int = 0
+    # Votes cast on the pair and the first answer's share of them (ties and both-bad count
+    # half), kept with each vote so the contenders' intervals are a sum over pairs.
+    votes: int = 0
+    a_score: float = 0.0
 
 
 class CampaignAssignment(SQLModel, table=True):

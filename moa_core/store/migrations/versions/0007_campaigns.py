@@ -46,6 +46,8 @@ def upgrade() -> None:
         sa.Column("b_generation_id", sa.Integer(), nullable=False),
         sa.Column("needed", sa.Integer(), nullable=False),
         sa.Column("filled", sa.Integer(), nullable=False),
+        sa.Column("votes", sa.Integer(), nullable=False),
+        sa.Column("a_score", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
             ["campaign_id"], ["campaign.id"], name="fk_campaign_pair_campaign_id", ondelete="CASCADE"
         ),
