@@ -45,7 +45,7 @@ REASON_TAGS = ("more accurate", "more complete", "clearer", "better format", "sa
 # A rater gets repeats only of pairs voted at least this many votes ago, so memory fades.
 REPEAT_GAP = 5
 _CANDIDATES = 400
-_CLAIM_RETRIES = 5
+_CLAIM_RETRIES = 20
 
 
 class ClaimLostError(StoreError):
@@ -302,8 +302,13 @@ def _expire(conn: Connection, campaign_id: str, now: float) -> None:
         )
     ).all()
     for asg_id, pair_id, slot in stale:
-        conn.execute(update(ASG).where(ASG.c.id == asg_id).values(status="expired", slot=None, done_at=now))
-        if slot is not None:
+        # Guarded by status: another session expiring the same claim must not count it twice.
+        done = conn.execute(
+            update(ASG)
+            .where(ASG.c.id == asg_id, ASG.c.status == "open")
+            .values(status="expired", slot=None, done_at=now)
+        )
+        if done.rowcount == 1 and slot is not None:
             conn.execute(update(PAIR).where(PAIR.c.id == pair_id).values(filled=PAIR.c.filled - 1))
 
 
@@ -351,13 +356,19 @@ def _pick_pair(conn: Connection, camp: CampaignInfo, rater: str, rng: random.Ran
     return max(scored)[2]
 
 
+class _Taken(Exception):
+    """The pair filled up between choosing it and claiming a slot (PostgreSQL: no global writer lock)."""
+
+
 def _free_slot(conn: Connection, pair_id: int) -> int:
     needed = int(conn.execute(select(PAIR.c.needed).where(PAIR.c.id == pair_id)).scalar_one())
     taken = {
         int(r[0]) for r in conn.execute(select(ASG.c.slot).where(ASG.c.pair_id == pair_id, ASG.c.slot.is_not(None)))
     }
-    # `filled < needed` was checked in this transaction, so a slot is free.
-    return next(s for s in range(needed) if s not in taken)
+    free = [s for s in range(needed) if s not in taken]
+    if not free:
+        raise _Taken
+    return free[0]
 
 
 def claim_next(
@@ -416,10 +427,12 @@ def claim_next(
                 if slot is not None:
                     conn.execute(update(PAIR).where(PAIR.c.id == pair_id).values(filled=PAIR.c.filled + 1))
                 return _assignment(conn, asg_id)
-        except IntegrityError:
-            # Another session took the same slot first (PostgreSQL: no global writer lock).
+        except (IntegrityError, _Taken):
+            # Another session took the same slot first (PostgreSQL: no global writer lock;
+            # the unique slot index refused the second). Try again, a little later.
             if attempt == _CLAIM_RETRIES - 1:
                 raise StoreError("cannot claim a pair: too many sessions at once, try again") from None
+            time.sleep(rng.random() * 0.01 * (attempt + 1))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot claim a pair: {one_line(exc)}") from exc
     return None  # unreachable: the last attempt returns or raises
