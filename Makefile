@@ -71,6 +71,7 @@ benchmarks: install-test
 	$(BIN)/python benchmarks/leaderboard.py
 	$(BIN)/python benchmarks/style_control.py
 	$(BIN)/python benchmarks/store.py
+	$(BIN)/python benchmarks/campaign.py
 	$(BIN)/python benchmarks/ui_stream.py
 	$(BIN)/python benchmarks/servers.py
 	$(BIN)/python benchmarks/base_model_prompt.py

@@ -21,6 +21,7 @@ PAGES = [
     st.Page("pages/5_Challenge.py", title="Daily challenge", icon=":material/emoji_objects:", url_path="Challenge"),
     st.Page("pages/6_History.py", title="History", icon=":material/history:", url_path="History"),
     st.Page("pages/7_Models.py", title="Models", icon=":material/memory:", url_path="Models"),
+    st.Page("pages/8_Campaign.py", title="Campaigns", icon=":material/how_to_vote:", url_path="Campaign"),
 ]
 
 st.navigation(PAGES).run()

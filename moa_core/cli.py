@@ -844,6 +844,54 @@ def _eval(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# ---------------------------------------------------------------- moa campaign
+
+
+def _campaign(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from moa_core.evaluation.campaign import campaign_from_evaluation
+    from moa_core.store.campaigns import list_campaigns, progress
+    from moa_core.store.db import open_db
+
+    engine = open_db(args.database)
+    console = Console()
+    if args.from_eval:
+        try:
+            cid = campaign_from_evaluation(
+                engine,
+                args.from_eval,
+                args.name,
+                target_votes=args.target,
+                selection="uniform" if args.uniform else "informative",
+                instructions=args.instructions or "",
+                double_rate=args.double_rate,
+                repeat_rate=args.repeat_rate,
+            )
+        except ValueError as err:
+            raise CliError(str(err)) from None
+        print(f"{cid}\t/Campaign?c={cid}")
+        return 0
+    camps = list_campaigns(engine)
+    if not camps:
+        console.print("No campaigns yet: create one with `moa campaign --from-eval NAME`.")
+        return 0
+    table = Table(title=f"Campaigns, newest first ({len(camps)})", title_justify="left")
+    for col in ("id", "name", "votes", "target", "pairs done", "raters", "uncertain", "selection"):
+        table.add_column(col, overflow="fold")
+    for c in camps:
+        p = progress(engine, c.id)
+        # Names are untrusted text: a Text is never parsed as rich markup.
+        table.add_row(
+            c.id, Text(c.name), str(p.votes), str(p.target), f"{p.pairs_done}/{p.pairs}", str(len(p.raters)),
+            str(p.uncertain_pairs), c.selection,
+        )  # fmt: skip
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moa", description="Mixture-of-Agents from the command line.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -947,6 +995,21 @@ def build_parser() -> argparse.ArgumentParser:
         "and contenders, any answers)",
     )
     an.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
+    camp = sub.add_parser(
+        "campaign",
+        help="list rating campaigns, or open one over an evaluation's answers",
+        description="Without --from-eval: every campaign with its progress. With it: a campaign over the "
+        "evaluation's stored answers (run `moa eval` without a judge to generate them ahead); prints the "
+        "campaign id and its page, /Campaign?c=<id>.",
+    )
+    camp.add_argument("--from-eval", metavar="NAME", help="the evaluation whose answers raters compare")
+    camp.add_argument("--name", help="campaign name (default: the evaluation's)")
+    camp.add_argument("--target", type=int, default=1, help="votes per pair (default 1)")
+    camp.add_argument("--uniform", action="store_true", help="uniform sampling instead of the most informative pair")
+    camp.add_argument("--instructions", help="instructions shown to raters")
+    camp.add_argument("--double-rate", type=float, default=0.1, help="share of pairs shown to a second rater")
+    camp.add_argument("--repeat-rate", type=float, default=0.03, help="chance a rater gets an earlier pair again")
+    camp.add_argument("--database", help="SQLAlchemy URL (default: DATABASE_URL or data/moa.db)")
     sub.add_parser(
         "serve-models",
         add_help=False,
@@ -993,6 +1056,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "campaign":
+            return _campaign(args)
     except (CliError, StoreError, SettingsError) as err:
         # StoreError: the database cannot be opened, migrated or written (one line, password
         # hidden); nothing was run or recorded half-way.

@@ -177,7 +177,7 @@ def vote_details(
     ``run_question_set`` that of the vote's run, else of the left answer's run (a blind
     review vote has only the latter). ``category`` and ``campaign`` come from the ``meta`` of the vote's
     run, else of the left answer's run (an evaluation stores the question's category on
-    its judgement runs, the Arena the category typed or drawn with the question);
+    its judgement runs; a campaign vote's own ``campaign_id`` comes first), the Arena the category typed or drawn with the question);
     ``verdicts`` is a judge's pair of verdicts (left answer shown first, then second) as a
     tuple, when its run stored them. Texts are not read here: see ``generation_texts``.
     """
@@ -186,7 +186,7 @@ def vote_details(
         VOTE.c.id, VOTE.c.created_at, VOTE.c.rater, VOTE.c.outcome, VOTE.c.blind, VOTE.c.question_set,
         func.coalesce(j.vrun.c.question, j.lrun.c.question).label("question"),
         func.coalesce(j.vrun.c.question_set, j.lrun.c.question_set).label("run_question_set"),
-        j.vrun.c.meta.label("vote_meta"), j.lrun.c.meta.label("left_meta"),
+        j.vrun.c.meta.label("vote_meta"), j.lrun.c.meta.label("left_meta"), VOTE.c.campaign_id,
         VOTE.c.left_generation_id, VOTE.c.right_generation_id, *j.contender_keys,
     ]  # fmt: skip
     stmt = j.select(columns, since, until, rater_kind, rater, kind, question_set)
@@ -199,6 +199,9 @@ def vote_details(
     for key in ("category", "campaign"):
         values = [_meta_value(vm, key) or _meta_value(lm, key) for vm, lm in metas]
         out[key] = [str(v) if v not in (None, "") else None for v in values]
+    # A campaign vote names its campaign in its own column (store.campaigns).
+    campaigns = [c if isinstance(c, str) else m for c, m in zip(rows["campaign_id"], out["campaign"], strict=True)]
+    out["campaign"] = pd.Series([c if isinstance(c, str) else None for c in campaigns], index=out.index, dtype=object)
     verdicts = [_meta_value(vm, "verdicts") for vm, _ in metas]
     out["verdicts"] = pd.Series(
         [tuple(v) if isinstance(v, list) and len(v) == 2 else None for v in verdicts], index=out.index, dtype=object

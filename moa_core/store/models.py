@@ -139,6 +139,7 @@ class Vote(SQLModel, table=True):
         # One vote per pair and rater, enforced here rather than in a session: two tabs
         # are two sessions. NULL keys (judge votes without a run) are never equal.
         Index("uq_vote_rater_pair", "rater", "pair_key", unique=True),
+        Index("ix_vote_campaign_id", "campaign_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -153,6 +154,101 @@ class Vote(SQLModel, table=True):
     question_set: str | None = None
     # Added in revision 0005: which pair the vote is about (`store.ratings.vote_pair_key`).
     pair_key: str | None = Field(default=None, max_length=160)
+    # Added in revision 0007: the campaign the vote was cast in (`store.campaigns`).
+    campaign_id: str | None = Field(default=None, max_length=64)
+
+
+CAMPAIGN_SELECTIONS = ("informative", "uniform")
+ASSIGNMENT_STATUSES = ("open", "voted", "skipped", "expired")
+
+
+class Campaign(SQLModel, table=True):
+    """Revision 0007: a question set x contenders rated by people, pair by pair."""
+
+    __tablename__ = "campaign"
+    __table_args__ = (CheckConstraint(_in("selection", CAMPAIGN_SELECTIONS), name="ck_campaign_selection"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str
+    created_at: float
+    question_set: str | None = None
+    evaluation: str | None = None
+    target_votes: int = 1
+    instructions: str = Field(default="", sa_type=Text)
+    selection: str = Field(default="informative", max_length=16)
+    double_rate: float = 0.1
+    repeat_rate: float = 0.03
+    claim_seconds: float = 600.0
+
+
+class CampaignPair(SQLModel, table=True):
+    """Two answers to one question. ``filled`` counts the vote slots taken (votes cast plus
+    claims open), kept beside ``needed`` so picking the next pair reads one indexed table."""
+
+    __tablename__ = "campaign_pair"
+    __table_args__ = (
+        ForeignKeyConstraint(["campaign_id"], ["campaign.id"], name="fk_campaign_pair_campaign_id", ondelete="CASCADE"),
+        ForeignKeyConstraint(["a_generation_id"], ["generation.id"], name="fk_campaign_pair_a", ondelete="CASCADE"),
+        ForeignKeyConstraint(["b_generation_id"], ["generation.id"], name="fk_campaign_pair_b", ondelete="CASCADE"),
+        UniqueConstraint("campaign_id", "a_generation_id", "b_generation_id", name="uq_campaign_pair"),
+        Index("ix_campaign_pair_fill", "campaign_id", "filled"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(max_length=64)
+    question_id: str
+    category: str | None = None
+    a_contender: str
+    b_contender: str
+    a_generation_id: int
+    b_generation_id: int
+    needed: int = 1
+    filled: int = 0
+    # Votes cast on the pair and the first answer's share of them (ties and both-bad count
+    # half), kept with each vote so the contenders' intervals are a sum over pairs.
+    votes: int = 0
+    a_score: float = 0.0
+
+
+class CampaignAssignment(SQLModel, table=True):
+    """A pair given to a rater. While open or voted it holds one of the pair's ``needed``
+    slots; the unique slot index is what stops two sessions from claiming the same vote.
+    A skipped or expired claim gives its slot back (slot NULL) but stays, so the rater is
+    never offered that pair again. A repeat (``is_repeat``) holds no slot: its outcome is
+    kept here, not as a second vote, so leaderboards count each rater once per pair."""
+
+    __tablename__ = "campaign_assignment"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["campaign_id"], ["campaign.id"], name="fk_campaign_assignment_campaign_id", ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(
+            ["pair_id"], ["campaign_pair.id"], name="fk_campaign_assignment_pair_id", ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(["vote_id"], ["vote.id"], name="fk_campaign_assignment_vote_id", ondelete="SET NULL"),
+        CheckConstraint(_in("status", ASSIGNMENT_STATUSES), name="ck_campaign_assignment_status"),
+        Index("uq_campaign_assignment_slot", "pair_id", "slot", unique=True),
+        Index("uq_campaign_assignment_rater", "pair_id", "rater", "is_repeat", unique=True),
+        Index("ix_campaign_assignment_rater", "campaign_id", "rater"),
+        Index("ix_campaign_assignment_status", "campaign_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(max_length=64)
+    pair_id: int
+    rater: str
+    slot: int | None = None
+    is_repeat: bool = False
+    a_left: bool = True
+    status: str = Field(default="open", max_length=16)
+    claimed_at: float
+    expires_at: float
+    done_at: float | None = None
+    # In the pair's stored order ("a", "b", "tie", "both_bad"), whichever side each was shown on.
+    outcome: str | None = Field(default=None, max_length=16)
+    comment: str = Field(default="", sa_type=Text)
+    reason: str | None = None
+    vote_id: int | None = None
 
 
 def table_of(model: type[SQLModel]) -> Table:
@@ -162,12 +258,17 @@ def table_of(model: type[SQLModel]) -> Table:
 
 
 __all__ = [
+    "ASSIGNMENT_STATUSES",
+    "CAMPAIGN_SELECTIONS",
     "GENERATION_STATUSES",
     "JUDGE_PREFIX",
     "ROLES",
     "RUN_KINDS",
     "RUN_STATUSES",
     "VOTE_OUTCOMES",
+    "Campaign",
+    "CampaignAssignment",
+    "CampaignPair",
     "Generation",
     "Rating",
     "Run",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
@@ -53,11 +54,21 @@ def _require(conn: Connection, table: Any, key: Any, what: str) -> None:
         raise ValueError(f"{what} {key} does not exist")
 
 
-def _insert(engine: Engine, what: str, check: Any, row: dict[str, Any], table: Any) -> int:
+def _insert(
+    engine: Engine,
+    what: str,
+    check: Any,
+    row: dict[str, Any],
+    table: Any,
+    then: Callable[[Connection, int], None] | None = None,
+) -> int:
     try:
         with write_transaction(engine) as conn:
             check(conn)
-            return inserted_id(conn.execute(insert(table).values(**row)))
+            new_id = inserted_id(conn.execute(insert(table).values(**row)))
+            if then is not None:
+                then(conn, new_id)
+            return new_id
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot save {what}: {one_line(exc)}") from exc
 
@@ -87,12 +98,16 @@ def add_vote(
     blind: bool = True,
     question_set: str | None = None,
     run_id: str | None = None,
+    campaign_id: str | None = None,
+    then: Callable[[Connection, int], None] | None = None,
 ) -> int:
     """Store a pairwise vote; returns the vote id.
 
     `outcome` is left|right|tie|both_bad (both_bad: neither answer is acceptable, which
     is not the same as a tie). `rater` is a person's name or "judge:<model>". A second
     vote of the same rater on the same pair raises `DuplicateVoteError` (see `vote_pair_key`).
+    `then(conn, vote_id)` runs inside the same transaction (a campaign closes its claim
+    there, so a vote and its claim are written together or not at all); it may raise.
     """
     if outcome not in VOTE_OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(VOTE_OUTCOMES)}, got {outcome!r}")
@@ -111,6 +126,7 @@ def add_vote(
         "question_set": question_set,
         "run_id": run_id,
         "pair_key": key,
+        "campaign_id": campaign_id,
     }
 
     def check(conn: Connection) -> None:
@@ -120,7 +136,7 @@ def add_vote(
             _require(conn, table_of(Run), run_id, "run")
 
     try:
-        return _insert(engine, "vote", check, row, VOTE)
+        return _insert(engine, "vote", check, row, VOTE, then)
     except StoreError as exc:
         # The unique index decides (two tabs may insert at the same moment); which
         # constraint failed is read back rather than parsed from driver messages.

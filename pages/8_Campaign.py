@@ -1,0 +1,3 @@
+from moa_core.ui.campaign_page import campaign_page
+
+campaign_page()
