@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Building and installing the wheel is part of each module's first test.
+pytestmark = pytest.mark.timeout(600)
 
 CONFIG = """
 name: wheel-check
