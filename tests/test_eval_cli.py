@@ -134,7 +134,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(files, server, capsys
 
     slow = yaml.safe_load((files / "moa.yaml").read_text())
     for agent in [*slow["layers"][0]["proposers"], slow["aggregator"]]:
-        agent["model"] += ",delay=0.05"
+        agent["model"] += ",delay=0.15"  # ~40 s in all: SIGINT lands long before the end
     (files / "slow.yaml").write_text(yaml.safe_dump(slow))
     db = f"sqlite:///{files / 'int.db'}"
     args = [
@@ -170,7 +170,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(files, server, capsys
         if done >= 2:
             break
         time.sleep(0.1)
-    assert done >= 2, proc.communicate()[0] if proc.poll() is not None else "no progress"
+    assert done >= 2 and proc.poll() is None, proc.communicate()[0] if proc.poll() is not None else "no progress"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out

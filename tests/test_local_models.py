@@ -199,14 +199,14 @@ def test_a_call_stopped_mid_stream_raises_nothing_in_the_background(monkeypatch)
     workers: list[threading.Thread] = []
     generate = local._generate
 
-    def held_until_the_loop_is_closed(name, messages, params, emit, cancelled):
+    def held_until_the_loop_is_closed(name, messages, params, emit, cancelled, *rest):
         workers.append(threading.current_thread())
 
         def emit_then_wait(item):
             emit(item)
             loop_closed.wait(timeout=60)  # the next token comes after the consumer's loop is gone
 
-        generate(name, messages, params, emit_then_wait, cancelled)
+        generate(name, messages, params, emit_then_wait, cancelled, *rest)
 
     monkeypatch.setattr(local, "_generate", held_until_the_loop_is_closed)
 
