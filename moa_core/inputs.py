@@ -68,7 +68,7 @@ def user_path(text: str) -> Path:
     as typed (and is then "not found") instead of raising RuntimeError."""
     try:
         return Path(text).expanduser()
-    except RuntimeError:
+    except (RuntimeError, ValueError):  # ValueError: a NUL byte in `~\x00` (getpwnam refuses it)
         return Path(text)
 
 

@@ -160,6 +160,9 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(files, server, capsys
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        # As from a terminal: a SIGINT disposition of "ignore" left in this test process by
+        # an earlier test would be inherited, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     engine = open_db(db)
     deadline = time.time() + 120
