@@ -102,7 +102,7 @@ async def _merge(streams: Sequence[AsyncIterator[Event]]) -> AsyncGenerator[tupl
 
     async def pump(i: int, stream: AsyncIterator[Event]) -> None:
         try:
-            async with aclosing(stream) as events:  # type: ignore[type-var]
+            async with aclosing(stream) as events:  # type: ignore[type-var]  # engine streams are async generators (aclose), typed as AsyncIterator
                 async for ev in events:
                     await queue.put((i, ev))
         except Exception as exc:

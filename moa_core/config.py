@@ -112,8 +112,8 @@ class DeploymentSpec(BaseModel):
     max_parallel_requests: int | None = Field(default=None, ge=1, description="calls this deployment takes at once")
     extra: dict[str, Any] = Field(default_factory=dict, description="extra litellm parameters")
 
-    _strip_model = field_validator("model")(AgentSpec._strip_model.__func__)  # type: ignore[attr-defined]
-    _no_secrets = field_validator("extra")(AgentSpec._no_secrets.__func__)  # type: ignore[attr-defined]
+    _strip_model = field_validator("model")(AgentSpec._strip_model.__func__)  # type: ignore[attr-defined]  # pydantic validators are classmethods; reusing one needs its function
+    _no_secrets = field_validator("extra")(AgentSpec._no_secrets.__func__)  # type: ignore[attr-defined]  # pydantic validators are classmethods; reusing one needs its function
 
     @property
     def display_name(self) -> str:

@@ -180,7 +180,7 @@ def run_diversity(gens: Sequence[dict[str, Any]], embed: EmbedFn | object | None
     an embedding function; default the bundled all-MiniLM-L6-v2 (lexical only when it is
     not installed); None for lexical only. Returns a JSON-ready dict.
     """
-    fn: EmbedFn | None = _default_embedder() if embed is _DEFAULT else embed  # type: ignore[assignment]
+    fn: EmbedFn | None = _default_embedder() if embed is _DEFAULT else embed  # type: ignore[assignment]  # _DEFAULT is a sentinel object, not an EmbedFn
     props = sorted(
         (g for g in gens if g.get("role") == "proposer" and _usable(g)), key=lambda g: (g["layer"], g["slot"])
     )

@@ -99,7 +99,7 @@ class Contender:
     def models(self) -> list[str]:
         if self.config is not None:
             return sorted({a.model for a in self.run_config().all_agents()})
-        return [self.agent.model]  # type: ignore[union-attr]
+        return [self.agent.model]  # type: ignore[union-attr]  # no config means an agent (checked at construction)
 
     def with_max_tokens(self, cap: int | None) -> Contender:
         """Every agent's max_tokens lowered to at most ``cap`` (for quick runs)."""
@@ -124,7 +124,7 @@ class Contender:
             cfg = self.run_config()
             sizes = " → ".join(str(len(layer.proposers)) for layer in cfg.layers)
             return f"MoA {sizes} proposers → {cfg.aggregator.model}"
-        return f"{self.agent.model} alone"  # type: ignore[union-attr]
+        return f"{self.agent.model} alone"  # type: ignore[union-attr]  # no config means an agent (checked at construction)
 
 
 def _cap(agent: AgentSpec, cap: int) -> AgentSpec:
@@ -295,7 +295,7 @@ def contender_to_dict(c: Contender) -> dict[str, Any]:
     if c.config is not None:
         d["config"] = c.config.model_dump(mode="json")
     else:
-        d["agent"] = c.agent.model_dump(mode="json")  # type: ignore[union-attr]
+        d["agent"] = c.agent.model_dump(mode="json")  # type: ignore[union-attr]  # no config means an agent (checked at construction)
     if c.collab is not None:
         d["collab"] = {"model": c.collab.model, "setting": c.collab.setting}
     return d

@@ -213,8 +213,8 @@ def combine_verdicts(v_ab: Verdict, v_ba: Verdict) -> Outcome:
             raise ValueError(f"unknown verdict {v!r}; expected one of {VERDICTS}")
     if "unparseable" in (v_ab, v_ba):
         return "unparseable"
-    first: Outcome = {"A": "left", "B": "right", "tie": "tie"}[v_ab]  # type: ignore[assignment]
-    second: Outcome = {"A": "right", "B": "left", "tie": "tie"}[v_ba]  # type: ignore[assignment]
+    first: Outcome = {"A": "left", "B": "right", "tie": "tie"}[v_ab]  # type: ignore[assignment]  # verdicts are parsed to A/B/tie, so the lookup is an Outcome
+    second: Outcome = {"A": "right", "B": "left", "tie": "tie"}[v_ba]  # type: ignore[assignment]  # verdicts are parsed to A/B/tie, so the lookup is an Outcome
     return first if first == second else "tie"
 
 

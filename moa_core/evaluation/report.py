@@ -227,11 +227,11 @@ def collaborativeness(rows: pd.DataFrame) -> pd.DataFrame:
                 f"{setting}_ci_low": s["ci_low"],
                 f"{setting}_ci_high": s["ci_high"],
             }
-        row["delta"] = row["aggregator_win_rate"] - row["alone_win_rate"]  # type: ignore[operator]
+        row["delta"] = row["aggregator_win_rate"] - row["alone_win_rate"]  # type: ignore[operator]  # both rates are floats here: rows without votes were skipped
         row["unparseable"] = int((group["outcome"] == "unparseable").sum())
         # Non-overlapping intervals: a deliberately cautious call for small samples.
         gain, agg_low = row["delta"], row["aggregator_ci_low"]
-        row["clear_gain"] = bool(gain > 0 and agg_low > row["alone_ci_high"])  # type: ignore[operator]
+        row["clear_gain"] = bool(gain > 0 and agg_low > row["alone_ci_high"])  # type: ignore[operator]  # both rates are floats here: rows without votes were skipped
         out.append(row)
     columns = (
         ["model"]

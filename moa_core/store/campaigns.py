@@ -199,7 +199,7 @@ def create_campaign(
 
 
 def _info(row: object) -> CampaignInfo:
-    m = row._mapping  # type: ignore[attr-defined]
+    m = row._mapping  # type: ignore[attr-defined]  # SQLAlchemy Row; typed as object so callers pass any row
     return CampaignInfo(**{k: m[k] for k in CampaignInfo.__dataclass_fields__})
 
 

@@ -329,7 +329,7 @@ async def _stream_battle(engine: Engine, battle: Battle, boxes: dict[str, LiveCo
         c = battle.sides[side]
         if c.config is not None:
             return run_moa(battle.question, c.config, baselines=[], kind="arena", run_id=battle.run_ids[side])
-        return run_single(battle.question, c.agent, kind="arena", run_id=battle.run_ids[side])  # type: ignore[arg-type]
+        return run_single(battle.question, c.agent, kind="arena", run_id=battle.run_ids[side])  # type: ignore[arg-type]  # a contender without a config always has an agent
 
     async def pump(side: str) -> None:
         try:

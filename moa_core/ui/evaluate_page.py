@@ -125,7 +125,7 @@ def _contenders(specs: list[str], other: str, collab: bool, cap: int) -> tuple[l
         first = next((resolve_contender(s)[0] for s in specs if resolve_contender(s)[0].config is not None), None)
         if first is None:
             raise ContenderError("the collaborativeness view needs a MoA config among the contenders")
-        out += collaborativeness_contenders(first.config)  # type: ignore[arg-type]
+        out += collaborativeness_contenders(first.config)  # type: ignore[arg-type]  # first.config is not None: the generator above filters on it
         specs = [s for s in specs if resolve_contender(s)[0].name != first.name]
         pairs = "vs_first"
     for spec in specs + ([other.strip()] if other.strip() else []):
@@ -139,7 +139,7 @@ def _problems(contenders: list[Contender], judge_model: str | None) -> list[str]
         if c.config is not None:
             out += config_problems(c.config)
         else:
-            ok, why = model_available(c.agent.model, c.agent.api_base)  # type: ignore[union-attr]
+            ok, why = model_available(c.agent.model, c.agent.api_base)  # type: ignore[union-attr]  # a contender without a config always has an agent
             out += [] if ok else [why]
     if judge_model:
         ok, why = model_available(judge_model)
@@ -233,7 +233,7 @@ def _setup(engine: Any) -> EvalPlan | None:
             limited,
             contenders,
             judge,
-            pairs,  # type: ignore[arg-type]
+            pairs,  # type: ignore[arg-type]  # the radio's options are exactly the PairMode literals
             source=source,
             limit=int(limit),
         )
