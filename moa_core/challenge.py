@@ -25,6 +25,7 @@ from moa_core.engine import CONTEXT_MARGIN, RunInputError, fit_drafts, run_singl
 from moa_core.events import CallRef, DraftDone, DraftStarted, Event, LayerDone, RunDone, RunStarted, TokenDelta, Totals
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER, aggregator_messages
 from moa_core.providers import llm
+from moa_core.vocab import Role, RunStatus
 
 KIND = "challenge"
 PRESET = "daily challenge"
@@ -156,7 +157,7 @@ async def draft_events(
     async with aclosing(_merge(streams)) as merged:
         async for slot, ev in merged:
             if isinstance(ev, (DraftStarted, TokenDelta, DraftDone)):
-                ev = replace(ev, ref=CallRef(run_id, "proposer", 0, slot, ev.ref.model, ev.ref.label))
+                ev = replace(ev, ref=CallRef(run_id, Role.PROPOSER, 0, slot, ev.ref.model, ev.ref.label))
                 if isinstance(ev, DraftDone):
                     done.append(ev)
                 yield ev
@@ -164,7 +165,7 @@ async def draft_events(
     yield LayerDone(run_id, 0, ok, len(done) - ok, time.time())
     yield RunDone(
         run_id,
-        "done" if ok else "failed",
+        RunStatus.DONE if ok else RunStatus.FAILED,
         "",
         _totals(done, None, time.time() - started),
         time.time(),
@@ -213,7 +214,9 @@ async def synthesis_events(
     async with aclosing(run_single(question, caller, kind=KIND, timeout=timeout, num_retries=num_retries)) as events:
         async for ev in events:
             if isinstance(ev, (DraftStarted, TokenDelta, DraftDone)):
-                ev = replace(ev, ref=CallRef(run_id, "aggregator", 1, slot, ev.ref.model, agent.label or "Synthesis"))
+                ev = replace(
+                    ev, ref=CallRef(run_id, Role.AGGREGATOR, 1, slot, ev.ref.model, agent.label or "Synthesis")
+                )
                 if isinstance(ev, DraftDone):
                     final = ev
                 yield ev
@@ -221,7 +224,7 @@ async def synthesis_events(
     ok = final is not None and final.ok
     yield RunDone(
         run_id,
-        "done" if ok else "failed",
+        RunStatus.DONE if ok else RunStatus.FAILED,
         final.text if final else "",
         _totals(calls, base, time.time() - started),
         time.time(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import unicodedata
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import (
 from moa_core import settings
 from moa_core.inputs import MAX_DEPTH, MAX_INT_DIGITS, InputError, check_value, loads_json, printable
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER, PromptStyle
+from moa_core.vocab import StageKind, digest
 
 PRESETS_DIR = settings.PRESETS_DIR
 
@@ -137,13 +137,96 @@ class LayerSpec(BaseModel):
     proposers: list[AgentSpec] = Field(min_length=1, max_length=12)
 
 
+class QuorumSpec(BaseModel):
+    """Start the next stage once `k` answers of a parallel stage are in (and, with
+    `grace_s`, that many seconds after the k-th, taking whatever else finished by then)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(ge=1, le=12)
+    grace_s: float = Field(default=0.0, ge=0, le=600)
+    # cancel: stop the calls still running; show: let them stream on screen, marked "not used".
+    stragglers: Literal["cancel", "show"] = "cancel"
+
+
+class StageSpec(BaseModel):
+    """One stage of a pipeline; every agent of a stage runs concurrently.
+
+    propose: answer (first stage) or refine the previous stage's answers (later stages);
+    review: critique the previous answers, anonymised and shuffled per reviewer, and rank
+    them; synthesize: write the final answer from the answers (and, `with_reviews`, the
+    reviews and the aggregate ranking); select: pick the best answer verbatim.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: StageKind
+    agents: list[AgentSpec] = Field(min_length=1, max_length=12)
+    quorum: QuorumSpec | None = None
+    with_reviews: bool = Field(default=False, description="synthesize: also give the reviews and the ranking")
+    include_own: bool = Field(
+        default=False,
+        description="review: count a reviewer's ranking of its own answer (same display name) in the aggregate",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only what a stage sets is dumped, so adding an option later keeps old hashes.
+        data = handler(self)
+        for key, default in (("quorum", None), ("with_reviews", False), ("include_own", False)):
+            if data.get(key, default) == default:
+                data.pop(key, None)
+        return data
+
+    @property
+    def parallel(self) -> bool:
+        return self.kind in (StageKind.PROPOSE, StageKind.REVIEW)
+
+
+def _check_stages(stages: list[StageSpec]) -> None:
+    """The pipeline shapes the engine runs; a ValueError names the stage and the problem."""
+    if stages[0].kind != StageKind.PROPOSE:
+        raise ValueError("stages.0: the first stage must be 'propose' (someone has to answer first)")
+    last = stages[-1]
+    if last.kind not in (StageKind.SYNTHESIZE, StageKind.SELECT):
+        raise ValueError(f"stages.{len(stages) - 1}: the last stage must be 'synthesize' or 'select'")
+    for i, stage in enumerate(stages):
+        where = f"stages.{i}"
+        if stage.kind in (StageKind.SYNTHESIZE, StageKind.SELECT):
+            if i != len(stages) - 1:
+                raise ValueError(f"{where}: '{stage.kind}' writes the final answer, so it must be the last stage")
+            if len(stage.agents) != 1:
+                raise ValueError(f"{where}: '{stage.kind}' takes exactly one agent")
+        if stage.kind == StageKind.REVIEW and stages[i - 1].kind != StageKind.PROPOSE:
+            raise ValueError(f"{where}: a review stage reviews the answers of a propose stage right before it")
+        if stage.with_reviews and (stage.kind != StageKind.SYNTHESIZE or stages[i - 1].kind != StageKind.REVIEW):
+            raise ValueError(f"{where}: with_reviews needs a synthesize stage right after a review stage")
+        if stage.quorum is not None:
+            if not stage.parallel:
+                raise ValueError(f"{where}: a quorum applies to propose and review stages")
+            if stage.quorum.k > len(stage.agents):
+                raise ValueError(
+                    f"{where}: quorum k={stage.quorum.k} is more than the stage's {len(stage.agents)} agents"
+                )
+
+
 class MoAConfig(BaseModel):
+    """A pipeline, written either as `stages` or (the original shape, still the default)
+    as `layers` of proposers and one `aggregator`.
+
+    With `stages`, `layers` and `aggregator` are derived (the propose stages, the last
+    stage's agent) for code that only needs "who answers" and "who writes the final answer",
+    and are left out of dumps; without `stages`, dumps and `stable_hash` are what they were
+    before stages existed.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = "custom"
     description: str = ""
     layers: list[LayerSpec] = Field(min_length=1, max_length=6)
     aggregator: AgentSpec
+    stages: list[StageSpec] = Field(default_factory=list, max_length=8)
     aggregator_template: str = DEFAULT_AGGREGATOR_TEMPLATE
     baselines: list[AgentSpec] = Field(default_factory=list)
     timeout: float = Field(default=120.0, gt=0, le=3600, description="seconds per call")
@@ -157,6 +240,36 @@ class MoAConfig(BaseModel):
         description="group -> models tried in order when every deployment of the group fails",
     )
     routing_strategy: RoutingStrategy = "simple-shuffle"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_from_stages(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("stages"):
+            return data
+        if "layers" in data or "aggregator" in data:
+            raise ValueError("give either 'stages' or 'layers' and 'aggregator', not both")
+        stages = data["stages"]
+        if not isinstance(stages, list):
+            return data  # the field validator names the problem
+        data = dict(data)
+        proposers = [
+            s.get("agents") if isinstance(s, dict) else getattr(s, "agents", None)
+            for s in stages
+            if (s.get("kind") if isinstance(s, dict) else getattr(s, "kind", None)) == StageKind.PROPOSE
+        ]
+        # A pipeline without a propose stage still gets layers, so _stages_runnable names the problem.
+        first = stages[0].get("agents") if stages and isinstance(stages[0], dict) else None
+        data["layers"] = [{"proposers": p} for p in proposers] or [{"proposers": first}]
+        last = stages[-1]
+        agents = last.get("agents") if isinstance(last, dict) else getattr(last, "agents", None)
+        data["aggregator"] = agents[0] if isinstance(agents, list) and agents else None
+        return data
+
+    @model_validator(mode="after")
+    def _stages_runnable(self) -> MoAConfig:
+        if self.stages:
+            _check_stages(self.stages)
+        return self
 
     @field_validator("aggregator_template")
     @classmethod
@@ -199,21 +312,32 @@ class MoAConfig(BaseModel):
         for key, default in _ROUTER_DEFAULTS.items():
             if key in data and data[key] == default:
                 del data[key]
+        if data.get("stages"):
+            data.pop("layers", None)
+            data.pop("aggregator", None)
+        else:
+            data.pop("stages", None)
         return data
+
+    def pipeline(self) -> list[StageSpec]:
+        """The stages the engine runs: `stages`, or layers of proposers then the aggregator."""
+        if self.stages:
+            return list(self.stages)
+        return [StageSpec(kind=StageKind.PROPOSE, agents=layer.proposers) for layer in self.layers] + [
+            StageSpec(kind=StageKind.SYNTHESIZE, agents=[self.aggregator])
+        ]
 
     def uses_router(self, agent: AgentSpec) -> bool:
         """Whether this agent's calls go through the litellm Router (its model names a group)."""
         return agent.model in self.deployments
 
     def all_agents(self) -> list[AgentSpec]:
-        agents = [a for layer in self.layers for a in layer.proposers]
-        return [*agents, self.aggregator, *list(self.baselines)]
+        """Every agent of every stage, then the baselines."""
+        return [*(a for stage in self.pipeline() for a in stage.agents), *self.baselines]
 
     def stable_hash(self) -> str:
         """Hash of what determines the outputs (name and description excluded)."""
-        payload = self.model_dump(mode="json", exclude={"name", "description"})
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return digest(self.model_dump(mode="json", exclude={"name", "description"}))
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2)
@@ -231,7 +355,9 @@ def format_validation_error(err: ValidationError) -> str:
             msg = "unknown field"
         elif e["type"] == "missing":
             msg = "required field is missing"
-        lines.append(f"{loc}: {msg}")
+        elif e["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        lines.append(msg if not e["loc"] and e["type"] == "value_error" else f"{loc}: {msg}")
     # Field names and group names come from the file and may hold newlines.
     return printable("; ".join(lines))
 

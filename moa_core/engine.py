@@ -36,6 +36,7 @@ from moa_core.prompts import aggregator_messages, proposer_messages
 from moa_core.providers import llm
 from moa_core.providers.router import router_for
 from moa_core.providers.secrets import redact_secrets
+from moa_core.vocab import Role, RunStatus
 
 # Tokens kept free in the receiving agent's window beyond its own max_tokens: chat
 # templates add role markers that the plain token count does not see.
@@ -225,7 +226,9 @@ async def _run_layers(ctx: _Ctx, question: str, history: Sequence[dict[str, Any]
     """Returns (final text, error). Emits every call's events through the queue."""
     drafts: list[str] = []
     for k, layer in enumerate(ctx.config.layers):
-        refs = [CallRef(ctx.run_id, "proposer", k, i, a.model, a.display_name) for i, a in enumerate(layer.proposers)]
+        refs = [
+            CallRef(ctx.run_id, Role.PROPOSER, k, i, a.model, a.display_name) for i, a in enumerate(layer.proposers)
+        ]
 
         async def one(ref: CallRef, agent: AgentSpec, prev: list[str] = drafts, k: int = k) -> DraftDone:
             if k == 0:
@@ -242,7 +245,7 @@ async def _run_layers(ctx: _Ctx, question: str, history: Sequence[dict[str, Any]
             return "", f"Every proposer of layer {k + 1} failed ({reasons})"
         drafts = [r.text for r in ok]
     agg = ctx.config.aggregator
-    ref = CallRef(ctx.run_id, "aggregator", len(ctx.config.layers), 0, agg.model, agg.display_name)
+    ref = CallRef(ctx.run_id, Role.AGGREGATOR, len(ctx.config.layers), 0, agg.model, agg.display_name)
     msgs = await _synth_messages(ctx, ref, agg, question, history, drafts)
     final = await _call(ctx, ref, agg, msgs)
     if not final.ok:
@@ -253,7 +256,7 @@ async def _run_layers(ctx: _Ctx, question: str, history: Sequence[dict[str, Any]
 async def _run_baseline(
     ctx: _Ctx, slot: int, agent: AgentSpec, question: str, history: Sequence[dict[str, Any]]
 ) -> None:
-    ref = CallRef(ctx.run_id, "baseline", -1, slot, agent.model, agent.display_name)
+    ref = CallRef(ctx.run_id, Role.BASELINE, -1, slot, agent.model, agent.display_name)
     await _call(ctx, ref, agent, proposer_messages(question, history, agent.system_prompt))
 
 
@@ -299,7 +302,6 @@ async def run_moa(
                 t.cancel()
 
     task = asyncio.create_task(main())
-    status = "cancelled"
     try:
         while True:
             get = asyncio.create_task(ctx.queue.get())
@@ -312,10 +314,9 @@ async def run_moa(
                 yield ctx.queue.get_nowait()
             task.result()  # re-raise a bug in the engine itself
             break
-        status = "failed" if outcome.get("error") else "done"
         yield RunDone(
             ctx.run_id,
-            status,  # type: ignore[arg-type]  # the conditional above yields only 'failed' or 'done'
+            RunStatus.FAILED if outcome.get("error") else RunStatus.DONE,
             outcome.get("final", ""),
             _totals(ctx, started),
             time.time(),
@@ -372,7 +373,7 @@ async def run_single(
         ctx.run_id, question, history, payload, f"single-{config.stable_hash()}", agent.display_name, kind, started
     )
     llm.ensure_ready()
-    ref = CallRef(ctx.run_id, "baseline", -1, 0, agent.model, agent.display_name)
+    ref = CallRef(ctx.run_id, Role.BASELINE, -1, 0, agent.model, agent.display_name)
     task = asyncio.create_task(_call(ctx, ref, agent, proposer_messages(question, history, agent.system_prompt)))
     try:
         while not (task.done() and ctx.queue.empty()):
@@ -385,7 +386,7 @@ async def run_single(
         done = task.result()
         yield RunDone(
             ctx.run_id,
-            "done" if done.ok else "failed",
+            RunStatus.DONE if done.ok else RunStatus.FAILED,
             done.text,
             _totals(ctx, started),
             time.time(),

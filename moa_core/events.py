@@ -1,18 +1,18 @@
 """The typed events the engine emits: the contract between the engine and its consumers.
 
-Every model call has a `CallRef` (run, role, layer, slot, model). Roles: `proposer`
-(layers 0..n-1), `aggregator` (the final call, layer n), `baseline` (a single model
-answering alone, layer -1), `judge`. Times are Unix seconds (`time.time()`), so
+Every model call has a `CallRef` (run, role, layer, slot, model). `layer` is the index of
+the pipeline stage the call belongs to; the role follows from the stage's kind (see
+`moa_core.vocab`): `proposer`, `reviewer`, `aggregator` or `selector`; `baseline` is a single
+model answering alone (layer -1), `judge` an LLM judge. Times are Unix seconds (`time.time()`), so
 consumers in other processes can line them up.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-Role = Literal["proposer", "aggregator", "baseline", "judge"]
-RunStatus = Literal["running", "done", "failed", "cancelled"]
+from moa_core.vocab import FINAL_STAGE_ROLES, Role, RunStatus, StageKind, call_id
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class CallRef:
 
     @property
     def call_id(self) -> str:
-        return f"{self.role}-{self.layer}-{self.slot}"
+        return call_id(self.role, self.layer, self.slot)
 
     @property
     def name(self) -> str:
@@ -108,11 +108,24 @@ class ContextTrimmed:
 
 @dataclass(frozen=True)
 class LayerDone:
+    """A pipeline stage (a "layer" in the paper's words) has ended.
+
+    `used`: the call ids whose output the next stage receives (with a quorum, the first k
+    to finish); `cut`: the calls the quorum left out (cancelled, or streamed on as "not
+    used"). `details`: what the stage decided beyond its texts, JSON-able — a review
+    stage's per-reviewer orders and rankings and the aggregate ranking, a select stage's
+    choice.
+    """
+
     run_id: str
     layer: int
     ok: int
     failed: int
     t: float
+    kind: StageKind = StageKind.PROPOSE
+    used: tuple[str, ...] = ()
+    cut: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,8 +152,8 @@ Event = RunStarted | DraftStarted | TokenDelta | DraftDone | ContextTrimmed | La
 
 
 def is_final(ev: Event) -> bool:
-    """The aggregator's own deltas/done: the 'final deltas' and 'final done' of the run."""
-    return isinstance(ev, (TokenDelta, DraftDone, DraftStarted)) and ev.ref.role == "aggregator"
+    """The last stage's own deltas/done (aggregator or selector): the run's 'final' call."""
+    return isinstance(ev, (TokenDelta, DraftDone, DraftStarted)) and ev.ref.role in FINAL_STAGE_ROLES
 
 
 def event_to_dict(ev: Event) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from moa_core.evaluation.judge import (
 from moa_core.events import CallRef, DraftDone, DraftStarted, RunDone, RunStarted, Totals, Usage
 from moa_core.providers import llm
 from moa_core.store.recorder import Recorder
+from moa_core.vocab import Role, RunStatus
 
 JUDGE_LABEL = "judge"
 DEFAULT_JUDGE_MODEL = "local/qwen2.5-coder-0.5b"
@@ -146,7 +147,7 @@ async def judge_pair(
             on_started(run_id)
         dones: list[DraftDone] = []
         for slot, msgs in enumerate((msgs_ab, msgs_ba)):
-            ref = CallRef(run_id, "judge", 0, slot, judge.model, judge.display_name)
+            ref = CallRef(run_id, Role.JUDGE, 0, slot, judge.model, judge.display_name)
             done = await _one_call(ref, judge, msgs, timeout, num_retries, recorder)
             dones.append(done)
             if not done.ok:
@@ -171,7 +172,7 @@ async def judge_pair(
         recorder.handle(
             RunDone(
                 run_id,
-                "done" if result.ok else "failed",
+                RunStatus.DONE if result.ok else RunStatus.FAILED,
                 "" if result.error else result.outcome,
                 totals,
                 time.time(),
