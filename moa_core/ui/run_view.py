@@ -14,8 +14,18 @@ from moa_core.analysis.charts import run_timeline
 from moa_core.providers import llm
 from moa_core.ui.diversity_view import diversity_view
 from moa_core.ui.layout import fmt_cost, fmt_seconds
+from moa_core.ui.pipeline_view import (
+    NOT_USED,
+    StageResult,
+    call_names,
+    marks,
+    show_stage_result,
+    stored_rows,
+    stored_stage_results,
+)
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
+from moa_core.vocab import FINAL_STAGE_ROLES, Role, call_id
 
 STOPPED = ("cancelled", "interrupted")
 STATUS_ICON = {"done": "✅", "failed": "❌", "cancelled": "⏹️", "running": "⏳", "interrupted": "⚠️"}
@@ -56,9 +66,9 @@ def busy_seconds(gens: list[dict[str, Any]]) -> float | None:
 
 
 def pipeline_meta(gens: list[dict[str, Any]], final: dict[str, Any]) -> str:
-    """A MoA answer's cost is every call behind it: every proposer of every layer and its own
-    aggregator call (not the baselines, nor a challenge's other synthesis attempts)."""
-    calls = [g for g in gens if g["role"] == "proposer"] + [final]
+    """A MoA answer's cost is every call behind it: every proposer and reviewer of every stage
+    and its own final call (not the baselines, nor a challenge's other synthesis attempts)."""
+    calls = [g for g in gens if g["role"] in (Role.PROPOSER, Role.REVIEWER)] + [final]
     outs = [output_tokens(g) for g in calls]
     tokens = _tokens(sum(g["prompt_tokens"] or 0 for g in calls), sum(n for n, _ in outs), any(c for _, c in outs))
     cost = fmt_cost(sum(g["cost"] or 0.0 for g in calls))
@@ -86,8 +96,11 @@ def _output(
     rate: bool,
     rater: str,
     pipeline: list[dict[str, Any]] | None = None,
+    mark: str | None = None,
 ) -> None:
     st.markdown(f"**{md_escape(title)}**")
+    if mark:
+        st.caption(("✂️ " if mark == NOT_USED else "✅ ") + md_escape(mark))
     if g["text"]:
         st.markdown(safe_markdown(g["text"]))
     if g["error"]:
@@ -96,17 +109,22 @@ def _output(
         st.warning("stopped before it finished")
     elif g["status"] == "interrupted":
         st.warning("cut off: the server process stopped while this was streaming; above is what had arrived")
-    metrics(g, pipeline if g["role"] == "aggregator" else None)
+    metrics(g, pipeline if g["role"] in FINAL_STAGE_ROLES else None)
     if rate:
         rating_widget(engine, g, ratings, rater)
 
 
 def _call_name(g: dict[str, Any]) -> str:
-    if g["role"] == "proposer":
-        return f"Layer {g['layer'] + 1} · {g['label'] or g['model']}"
-    if g["role"] == "aggregator":
-        return f"Aggregator · {g['label'] or g['model']}"
-    return f"Alone · {g['label'] or g['model']}"
+    name = g["label"] or g["model"]
+    if g["role"] == Role.PROPOSER:
+        return f"Layer {g['layer'] + 1} · {name}"
+    if g["role"] == Role.REVIEWER:
+        return f"Layer {g['layer'] + 1} · review by {name}"
+    if g["role"] == Role.AGGREGATOR:
+        return f"Aggregator · {name}"
+    if g["role"] == Role.SELECTOR:
+        return f"Selector · {name}"
+    return f"Alone · {name}"
 
 
 def made_with(run: dict[str, Any], gens: list[dict[str, Any]]) -> None:
@@ -138,6 +156,14 @@ def made_with(run: dict[str, Any], gens: list[dict[str, Any]]) -> None:
         st.code(template, language=None, wrap_lines=True)
 
 
+def _mark(cid: str, results: dict[int, StageResult]) -> str | None:
+    for result in results.values():
+        text = marks(result).get(cid)
+        if text:
+            return text
+    return None
+
+
 def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: bool = True, key: str = "") -> None:
     run, gens = data["run"], data["generations"]
     ratings_by_gen: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -151,29 +177,23 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
     )
     if run["error"]:
         (st.warning if run["status"] == "interrupted" else st.error)(md_escape(run["error"]))
-    proposers: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    finals, baselines = [], []
-    for g in gens:
-        if g["role"] == "proposer":
-            proposers[g["layer"]].append(g)
-        elif g["role"] == "aggregator":
-            finals.append(g)
-        elif g["role"] == "baseline":
-            baselines.append(g)
-    for layer in sorted(proposers):
-        row = sorted(proposers[layer], key=lambda g: g["slot"])
-        st.markdown(f"##### Layer {layer + 1} · {len(row)} proposers")
-        for col, g in zip(st.columns(len(row), border=True), row, strict=False):
+    # One row per stage as it ran (any pipeline), then what the stage decided below it.
+    by_call = {call_id(g["role"], int(g["layer"]), int(g["slot"])): g for g in gens}
+    rows = stored_rows(data)
+    names = call_names(rows, data)
+    results = stored_stage_results(data)
+    shown: set[int] = set()
+    for title, calls in rows:
+        st.markdown(f"##### {md_escape(title)}")
+        for col, (cid, col_title) in zip(st.columns(len(calls), border=True), calls, strict=False):
+            g = by_call[cid]
             with col:
-                _output(engine, g, ratings_by_gen[g["id"]], g["label"] or g["model"], rate, rater)
-    if finals or baselines:
-        st.markdown("##### Aggregated answer and single models")
-        row = finals + sorted(baselines, key=lambda g: g["slot"])
-        for col, g in zip(st.columns(len(row), border=True), row, strict=False):
-            with col:
-                prefix = "MoA · " if g["role"] == "aggregator" else "Alone · "
-                _output(engine, g, ratings_by_gen[g["id"]], prefix + (g["label"] or g["model"]), rate, rater, gens)
-    elif run["status"] == "running":
+                _output(engine, g, ratings_by_gen[g["id"]], col_title, rate, rater, gens, _mark(cid, results))
+        for layer in sorted({int(g["layer"]) for g in (by_call[c] for c, _ in calls)} - shown):
+            shown.add(layer)
+            if layer in results:
+                show_stage_result(results[layer], names)
+    if not any(g["role"] in (*FINAL_STAGE_ROLES, Role.BASELINE) for g in gens) and run["status"] == "running":
         st.info("This run is still in progress.")
     with st.expander("Timeline of the calls", expanded=False):
         frame = pd.DataFrame(gens)

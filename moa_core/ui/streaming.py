@@ -21,10 +21,20 @@ from sqlalchemy.engine import Engine
 from moa_core.config import AgentSpec, MoAConfig
 from moa_core.engine import run_moa
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, LayerDone, RunDone, RunStarted, TokenDelta
-from moa_core.replay import replay_events, stage_columns
+from moa_core.replay import replay_events
 from moa_core.store.recorder import Recorder
 from moa_core.ui.layout import fmt_cost, fmt_seconds
+from moa_core.ui.pipeline_view import (
+    NOT_USED,
+    StageResult,
+    call_names,
+    marks,
+    pipeline_rows,
+    show_stage_result,
+    stored_rows,
+)
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
+from moa_core.vocab import StageKind
 
 FLUSH_SECONDS = 0.08
 CURSOR = " ▌"
@@ -39,6 +49,7 @@ class LiveColumn:
     last_flush: float = 0.0
     flushes: int = 0
     dirty: bool = False
+    mark: Any = None  # quorum "used"/"not used", select's "chosen"
 
     def flush(self, final: bool = False) -> None:
         self.box.markdown(safe_markdown(self.text) + ("" if final else CURSOR))
@@ -54,6 +65,9 @@ class LiveRun:
     done_calls: int = 0
     run_id: str | None = None
     result: RunDone | None = None
+    names: dict[str, str] = field(default_factory=dict)  # call id -> agent name, for stage results
+    slots: dict[int, Any] = field(default_factory=dict)  # stage layer -> the place below its row
+    cut: set[str] = field(default_factory=set)
 
 
 def meta_line(d: DraftDone) -> str:
@@ -66,34 +80,56 @@ def meta_line(d: DraftDone) -> str:
 
 def _column(title: str) -> LiveColumn:
     st.markdown(f"**{md_escape(title)}**")
+    mark = st.empty()
     box = st.empty()
     box.caption("waiting…")
-    return LiveColumn(title, box, st.empty())
+    return LiveColumn(title, box, st.empty(), mark=mark)
 
 
 def layout_columns(stages: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> LiveRun:
-    """One row of live columns per stage: (stage title, [(call_id, column title), ...])."""
+    """One row of live columns per stage: (stage title, [(call_id, column title), ...]), each
+    followed by a place for what the stage decided (a review's ranking, a select's choice)."""
     live = LiveRun()
     for title, calls in stages:
         st.markdown(f"##### {md_escape(title)}")
         for col, (call_id, name) in zip(st.columns(len(calls), border=True), calls, strict=False):
             with col:
                 live.columns[call_id] = _column(name)
+        slot = st.empty()
+        for call_id, _ in calls:
+            live.slots.setdefault(_layer_of(call_id), slot)
     live.total_calls = len(live.columns)
     return live
 
 
+def _layer_of(call_id: str) -> int:
+    # call ids are role-layer-slot; a baseline's layer is -1 ("baseline--1-0").
+    return int(call_id.rsplit("-", 2)[-2]) if call_id.count("-") == 2 else -1
+
+
 def layout_live(config: MoAConfig, baselines: Sequence[AgentSpec]) -> LiveRun:
-    stages = [
-        (
-            f"Layer {k + 1} · {len(layer.proposers)} proposers",
-            [(f"proposer-{k}-{i}", a.display_name) for i, a in enumerate(layer.proposers)],
-        )
-        for k, layer in enumerate(config.layers)
-    ]
-    finals = [(f"aggregator-{len(config.layers)}-0", f"MoA · {config.aggregator.display_name}")]
-    finals += [(f"baseline--1-{i}", f"Alone · {a.display_name}") for i, a in enumerate(baselines)]
-    return layout_columns([*stages, ("Aggregated answer and single models", finals)])
+    rows = pipeline_rows(config, baselines)
+    live = layout_columns(rows)
+    live.names = call_names(rows, config)
+    return live
+
+
+def stage_done(live: LiveRun, ev: LayerDone) -> None:
+    """A stage ended: mark the drafts a quorum used or cut (and select's choice) in their
+    columns, and show a review's aggregate ranking below its row, above the final answer."""
+    result = StageResult.from_event(ev)
+    live.cut.update(result.cut)
+    for call_id, text in marks(result).items():
+        col = live.columns.get(call_id)
+        if col is not None and col.mark is not None:
+            col.mark.caption(("✅ " if text != NOT_USED else "✂️ ") + md_escape(text))
+    slot = live.slots.get(ev.layer)
+    if slot is not None and ev.kind in (StageKind.REVIEW, StageKind.SELECT):
+        with slot.container():
+            show_stage_result(result, live.names)
+    if ev.failed:
+        who = "proposer(s)" if ev.kind == StageKind.PROPOSE else "call(s)"
+        st.toast(f"Layer {ev.layer + 1}: {ev.failed} {who} failed, the run goes on.")
 
 
 async def stream_run(
@@ -118,7 +154,9 @@ async def stream_run(
 async def stream_replay(stored: Mapping[str, Any], speed: float | None) -> LiveRun:
     """Stream a stored run (`store.get_run`'s dict) again into live columns; no model, no recorder."""
     progress = st.progress(0.0, text="Replaying…")
-    live = layout_columns(stage_columns(stored))
+    rows = stored_rows(stored)
+    live = layout_columns(rows)
+    live.names = call_names(rows, stored)
     return await show_events(live, progress, replay_events(stored, speed))
 
 
@@ -152,14 +190,16 @@ async def show_events(
                 live.done_calls += 1
                 if ev.ok:
                     col.meta.caption(meta_line(ev))
+                elif ev.ref.call_id in live.cut:  # cancelled by the quorum: not a failure
+                    col.meta.caption(md_escape(ev.error))
                 else:
                     col.meta.error(md_escape(ev.error))
                 progress.progress(
                     min(live.done_calls / live.total_calls, 1.0),
                     text=f"{live.done_calls}/{live.total_calls} calls done",
                 )
-            elif isinstance(ev, LayerDone) and ev.failed:
-                st.toast(f"Layer {ev.layer + 1}: {ev.failed} proposer(s) failed, the run goes on.")
+            elif isinstance(ev, LayerDone):
+                stage_done(live, ev)
             elif isinstance(ev, RunDone):
                 live.result = ev
     progress.empty()
