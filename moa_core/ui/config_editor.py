@@ -28,10 +28,12 @@ from moa_core.store.db import StoreError
 from moa_core.store.timings import ModelTiming, model_timings
 from moa_core.ui.layout import store
 from moa_core.ui.safe_text import md_escape
+from moa_core.vocab import StageKind, values
 
 OTHER = "other (type a litellm model string)…"
 MAX_LAYERS = 4
 MAX_PROPOSERS = 6
+MAX_STAGES = 8
 MAX_IMPORT_BYTES = 256 * 1024
 
 
@@ -162,28 +164,32 @@ def _layers_editor(base: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _template_editor(base: dict[str, Any]) -> str:
+    if st.button("Reset template to default", key=_k("reset_tpl")):
+        st.session_state.cfg_base = {
+            **st.session_state.cfg_base,
+            "aggregator_template": DEFAULT_AGGREGATOR_TEMPLATE,
+        }
+        st.session_state.cfg_version += 1
+        st.rerun()
+    return st.text_area(
+        "Aggregator prompt template ({question} and {drafts} are filled in)",
+        base["aggregator_template"],
+        height=220,
+        key=_k("tpl"),
+    )
+
+
 def _aggregator_editor(base: dict[str, Any]) -> tuple[dict[str, Any], str]:
     with st.expander("Aggregator", expanded=False):
         agg = _agent_editor(base["aggregator"], "agg")
-        if st.button("Reset template to default", key=_k("reset_tpl")):
-            st.session_state.cfg_base = {
-                **st.session_state.cfg_base,
-                "aggregator_template": DEFAULT_AGGREGATOR_TEMPLATE,
-            }
-            st.session_state.cfg_version += 1
-            st.rerun()
-        template = st.text_area(
-            "Aggregator prompt template ({question} and {drafts} are filled in)",
-            base["aggregator_template"],
-            height=220,
-            key=_k("tpl"),
-        )
+        template = _template_editor(base)
     return agg, template
 
 
-def _baselines_editor(base: dict[str, Any], aggregator_model: str) -> list[dict[str, Any]]:
+def _baselines_editor(base: dict[str, Any], aggregator: dict[str, Any]) -> list[dict[str, Any]]:
     current = [b["model"] for b in base.get("baselines", [])]
-    options = list(dict.fromkeys([*current, aggregator_model, *model_choices()]))
+    options = list(dict.fromkeys([*current, aggregator["model"], *model_choices()]))
     picked = st.multiselect(
         "Single-model baselines",
         options,
@@ -192,7 +198,7 @@ def _baselines_editor(base: dict[str, Any], aggregator_model: str) -> list[dict[
         help="Answer the same question alone, beside the MoA answer.",
     )
     by_model = {b["model"]: b for b in base.get("baselines", [])}
-    agg = base["aggregator"]
+    agg = aggregator
     return [
         by_model.get(m)
         or {"model": m, "temperature": agg.get("temperature", 0.7), "max_tokens": agg.get("max_tokens", 256)}
@@ -247,6 +253,158 @@ def _io_section(config: MoAConfig | None) -> None:
             st.success(st.session_state.pop("cfg_saved_msg"))
 
 
+KIND_HELP = (
+    "propose: answer (first stage) or refine the drafts before it · review: critique the previous answers, "
+    "anonymised, and rank them · synthesize: write the final answer · select: pick the best answer verbatim"
+)
+STRAGGLERS = {"cancel": "cancel them", "show": "let them finish on screen, marked not used"}
+FINAL_KINDS = (StageKind.SYNTHESIZE, StageKind.SELECT)
+
+
+def as_stages(data: dict[str, Any]) -> dict[str, Any]:
+    """Layers and an aggregator as the same pipeline written as stages."""
+    out = {k: v for k, v in data.items() if k not in ("layers", "aggregator")}
+    out["stages"] = [{"kind": "propose", "agents": layer["proposers"]} for layer in data["layers"]] + [
+        {"kind": "synthesize", "agents": [data["aggregator"]]}
+    ]
+    return out
+
+
+def _restructure(base: dict[str, Any]) -> None:
+    """A new shape (stage added, moved, removed): widgets are keyed by position, so they start again."""
+    st.session_state.cfg_base = base
+    st.session_state.cfg_version += 1
+    st.rerun()
+
+
+def _quorum_editor(stage: dict[str, Any], n_agents: int, key: str) -> dict[str, Any] | None:
+    quorum = stage.get("quorum") or {}
+    on = st.checkbox(
+        "Quorum: go on after the first k answers",
+        value=bool(quorum),
+        key=_k(key + "_q"),
+        help="The next stage starts once k answers are in (plus the grace time after the k-th).",
+    )
+    if not on:
+        return None
+    c1, c2 = st.columns(2)
+    k = int(c1.number_input("k", 1, 12, int(quorum.get("k", max(1, n_agents - 1))), key=_k(key + "_qk")))
+    grace = float(
+        c2.number_input("Grace (s)", 0.0, 600.0, float(quorum.get("grace_s", 0.0)), step=0.5, key=_k(key + "_qg"))
+    )
+    stragglers = st.radio(
+        "Stragglers",
+        list(STRAGGLERS),
+        index=list(STRAGGLERS).index(quorum.get("stragglers", "cancel")),
+        format_func=STRAGGLERS.__getitem__,
+        key=_k(key + "_qs"),
+        horizontal=True,
+    )
+    return {"k": k, "grace_s": grace, "stragglers": stragglers}
+
+
+def _stage_editor(stage: dict[str, Any], i: int, n_stages: int) -> tuple[dict[str, Any], str | None]:
+    """One stage's widgets: the edited stage, and "up", "down" or "remove" when one was clicked."""
+    kinds = values(StageKind)
+    agents = stage["agents"]
+    action = None
+    with st.expander(f"Stage {i + 1}: {stage['kind']} · {len(agents)} agent(s)", expanded=False):
+        c = st.columns([4, 1, 1, 1], vertical_alignment="bottom")
+        kind = c[0].selectbox("Kind", kinds, index=kinds.index(stage["kind"]), key=_k(f"s{i}_kind"), help=KIND_HELP)
+        if c[1].button("↑", key=_k(f"s{i}_up"), disabled=i == 0, help="Move this stage up"):
+            action = "up"
+        if c[2].button("↓", key=_k(f"s{i}_down"), disabled=i == n_stages - 1, help="Move this stage down"):
+            action = "down"
+        if c[3].button("✕", key=_k(f"s{i}_rm"), disabled=n_stages == 1, help="Remove this stage"):
+            action = "remove"
+        n = int(st.number_input("Agents", 1, MAX_PROPOSERS, min(len(agents), MAX_PROPOSERS), key=_k(f"s{i}_n")))
+        edited = []
+        for j in range(n):
+            st.markdown(f"**Agent {j + 1}**")
+            edited.append(_agent_editor(agents[j] if j < len(agents) else agents[-1], f"s{i}a{j}"))
+        out: dict[str, Any] = {"kind": kind, "agents": edited}
+        if kind in (StageKind.PROPOSE, StageKind.REVIEW):
+            quorum = _quorum_editor(stage, n, f"s{i}")
+            if quorum is not None:
+                out["quorum"] = quorum
+        if kind == StageKind.REVIEW:
+            out["include_own"] = st.checkbox(
+                "Count a reviewer's ranking of its own answer",
+                value=bool(stage.get("include_own")),
+                key=_k(f"s{i}_own"),
+                help="Off: recorded, but left out of the aggregate ranking (an answer's author is matched by name).",
+            )
+        if kind == StageKind.SYNTHESIZE:
+            out["with_reviews"] = st.checkbox(
+                "Give the reviews and the ranking too",
+                value=bool(stage.get("with_reviews")),
+                key=_k(f"s{i}_wr"),
+                help="For a synthesize stage right after a review stage (the council's chairman).",
+            )
+    return out, action
+
+
+def _new_stage(stages: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """`stages` with a new stage of `kind`: a final kind goes last; propose or review goes before
+    the final stage, with the agents of the stage it follows (reviewers = the proposers)."""
+    at = len(stages) - 1 if kind not in FINAL_KINDS and stages[-1]["kind"] in FINAL_KINDS else len(stages)
+    before = stages[at - 1] if at > 0 else stages[0]
+    agents = [dict(a) for a in before["agents"]]
+    if kind in FINAL_KINDS:
+        agents = [dict(stages[-1]["agents"][0])]
+    return [*stages[:at], {"kind": kind, "agents": agents}, *stages[at:]]
+
+
+def stages_editor(base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every stage of the pipeline, editable; adding, moving or removing one redraws the editor."""
+    stages = base["stages"]
+    st.caption(" → ".join(str(s["kind"]) for s in stages))
+    edited: list[dict[str, Any]] = []
+    action: tuple[str, int] | None = None
+    for i, stage in enumerate(stages):
+        out, act = _stage_editor(stage, i, len(stages))
+        edited.append(out)
+        if act and action is None:
+            action = (act, i)
+    c = st.columns([3, 2], vertical_alignment="bottom")
+    new_kind = c[0].selectbox("New stage", values(StageKind), key=_k("new_kind"), help=KIND_HELP)
+    add = c[1].button("Add stage", key=_k("add_stage"), disabled=len(stages) >= MAX_STAGES)
+    if add:
+        _restructure({**base, "stages": _new_stage(edited, new_kind)})
+    if action is not None:
+        op, i = action
+        if op == "remove":
+            edited = edited[:i] + edited[i + 1 :]
+        else:
+            j = i - 1 if op == "up" else i + 1
+            edited[i], edited[j] = edited[j], edited[i]
+        _restructure({**base, "stages": edited})
+    return edited
+
+
+def _pipeline_editor(base: dict[str, Any]) -> dict[str, Any]:
+    """The edited config data: a config written as stages is edited stage by stage; one written
+    as layers and an aggregator keeps that shape (and its stable_hash) until the user asks
+    for stages."""
+    if base.get("stages"):
+        stages = stages_editor(base)
+        with st.expander("Prompt template", expanded=False):
+            template = _template_editor(base)
+        baselines = _baselines_editor(base, stages[-1]["agents"][0] if stages[-1]["agents"] else {"model": ""})
+        return {**base, "stages": stages, "aggregator_template": template, "baselines": baselines}
+    layers = _layers_editor(base)
+    agg, template = _aggregator_editor(base)
+    baselines = _baselines_editor(base, agg)
+    if st.button(
+        "Edit as stages (review, select, quorum…)",
+        key=_k("to_stages"),
+        help="Turn the layers and the aggregator into a pipeline of stages you can extend.",
+    ):
+        data = {**base, "layers": layers, "aggregator": agg, "aggregator_template": template, "baselines": baselines}
+        _restructure(as_stages(data))
+    return {**base, "layers": layers, "aggregator": agg, "aggregator_template": template, "baselines": baselines}
+
+
 def config_sidebar() -> MoAConfig | None:
     """Draw the editor in the sidebar; returns the valid config, or None (errors shown)."""
     _ensure_state()
@@ -254,10 +412,7 @@ def config_sidebar() -> MoAConfig | None:
     with st.sidebar:
         st.header("MoA config")
         _source_picker()
-        layers = _layers_editor(base)
-        agg, template = _aggregator_editor(base)
-        baselines = _baselines_editor(base, agg["model"])
-        data = {**base, "layers": layers, "aggregator": agg, "aggregator_template": template, "baselines": baselines}
+        data = _pipeline_editor(base)
         config: MoAConfig | None
         try:
             config = config_from_dict(data)
@@ -282,8 +437,9 @@ def config_summary(config: MoAConfig, question: str = "") -> None:
     problems = config_problems(config)
     est = estimate(config, question, timings=_stored_timings(config))
     basis = "from stored runs" if est.calibrated else "default speeds"
+    shape = " → ".join(str(s.kind) for s in config.stages) if config.stages else f"{len(config.layers)} layer(s)"
     st.caption(
-        f"**{md_escape(config.name)}** · {len(config.layers)} layer(s) · {est.calls} calls · "
+        f"**{md_escape(config.name)}** · {shape} · {est.calls} calls · "
         f"≤ {est.prompt_tokens + est.completion_tokens:,} tokens · {est.cost_label} · ≈ {est.seconds:.0f}s ({basis})"
     )
     for p in problems:
