@@ -6,6 +6,8 @@ The model name picks the behaviour, so one server serves a whole MoA config:
   `fake-a@fail=500` HTTP 500; `fail=429` 429 with Retry-After; `fail=hang` never answers;
   `fail=drop` drops the connection mid-stream; `fail=garbage` sends malformed chunks;
   `fail=500once` fails the first request for that model, then answers.
+  `rank=CAB` ends the reply with "FINAL RANKING:" and "1. Response C" ... (a reviewer);
+  `choice=B` ends it with "CHOICE: Response B" (a selector).
 The reply echoes how many messages and drafts it saw, so tests can check what reached it.
 `/v1/completions` (text completion, a `prompt` instead of messages) streams the same way in
 the text-completion chunk shape; its first word is `prompt<characters of the prompt>`.
@@ -122,6 +124,11 @@ class FakeOpenAI:
                 drafts = sum(str(m.get("content", "")).count("\n[") for m in messages)
                 words = [f"w{i}" for i in range(tokens)]
                 words[0] = f"prompt{len(body.get('prompt', ''))}" if text_api else f"m{len(messages)}d{drafts}"
+                # A reviewer's closing ranking / a selector's choice, as the pipeline prompts ask.
+                if opts.get("rank"):
+                    words += ["\nFINAL RANKING:", *(f"\n{n}. Response {c}" for n, c in enumerate(opts["rank"], 1))]
+                if opts.get("choice"):
+                    words.append(f"\nCHOICE: Response {opts['choice']}")
                 if not body.get("stream"):
                     time.sleep(ttft + delay * max(tokens - 1, 0))
                     return self._json(200, self._completion(model, " ".join(words), len(messages), tokens))

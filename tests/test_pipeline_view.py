@@ -214,3 +214,70 @@ def test_history_shows_reviewers_and_the_de_anonymised_ranking(tmp_path, with_st
     assert md_text(cell) == HOSTILE and "](javascript" not in cell and "**" not in cell
     assert md_text(ranking["model"].iloc[0]) == "Gemma 3 270M (base)"
     assert shown.index("**Aggregate ranking by the reviewers**") < shown.index("**MoA · Qwen 0.5B (chairman)**")
+
+
+def _live(preset: str, stage_ends: list) -> AppTest:
+    """The live columns of `preset`, fed a synthetic run: every call streams and ends, then
+    the given LayerDone events (what the engine reports per stage)."""
+
+    def page(preset: str, stage_ends: list) -> None:  # its source runs alone: builtins only
+        import streamlit as st
+
+        from moa_core.config import load_preset
+        from moa_core.events import CallRef, DraftDone, LayerDone, RunDone, RunStarted, TokenDelta, Totals, Usage
+        from moa_core.ui.layout import run_async
+        from moa_core.ui.streaming import layout_live, show_events
+        from moa_core.vocab import STAGE_ROLE, RunStatus
+
+        config = load_preset(preset)
+
+        async def events():
+            yield RunStarted("r", "q", [], {}, "", preset, "playground", 0.0)
+            for i, stage in enumerate(config.pipeline()):
+                for slot, agent in enumerate(stage.agents):
+                    ref = CallRef("r", STAGE_ROLE[stage.kind], i, slot, agent.model, agent.display_name)
+                    yield TokenDelta(ref, f"text of {ref.call_id}", 0.0)
+                    yield DraftDone(ref, f"text of {ref.call_id}", "stop", Usage(1, 1), 0.0, 0.0, 1.0, 0.1)
+                for end in stage_ends:
+                    if end["layer"] == i:
+                        yield LayerDone("r", ok=len(stage.agents), failed=0, t=1.0, **end)
+            yield RunDone("r", RunStatus.DONE, "final", Totals(), 1.0)
+
+        live = run_async(show_events(layout_live(config, []), st.progress(0.0), events()))
+        st.session_state.done = live.done_calls
+
+    return AppTest.from_function(page, args=(preset, stage_ends), default_timeout=60)
+
+
+def test_live_review_stage_shows_its_ranking_above_the_chairman():
+    at = _live("council-local", [{"layer": 1, "kind": "review", "details": REVIEW_DETAILS}]).run()
+    assert not at.exception
+    assert at.session_state.done == 7
+    shown = [md_text(m.value) for m in at.markdown]
+    assert "**Review by SmolLM2 135M**" in shown
+    heading = shown.index("**Aggregate ranking by the reviewers**")
+    assert shown.index("**Review by Gemma 3 270M (base)**") < heading < shown.index("**MoA · Qwen 0.5B (chairman)**")
+    ranking = at.table[0].value
+    assert [md_text(m) for m in ranking["model"]] == ["Gemma 3 270M (base)", "Qwen 0.5B", "SmolLM2 135M"]
+
+
+def test_live_quorum_marks_used_and_cut_drafts():
+    cut = {
+        "layer": 0,
+        "kind": "propose",
+        "used": ("proposer-0-0", "proposer-0-1"),
+        "cut": ("proposer-0-2",),
+    }
+    at = _live("quorum-local", [cut]).run()
+    assert not at.exception
+    captions = [md_text(c.value) for c in at.caption]
+    assert captions.count(f"✅ {USED}") == 2 and captions.count(f"✂️ {NOT_USED}") == 1
+
+
+def test_live_select_names_the_chosen_draft():
+    choice = {"layer": 1, "kind": "select", "used": (), "details": {"chosen": "proposer-0-1", "parsed": True}}
+    at = _live("ranker-local", [choice]).run()
+    assert not at.exception
+    shown = [md_text(m.value) for m in at.markdown]
+    assert "**Chosen draft:** SmolLM2 135M, returned verbatim as the answer." in shown
+    assert f"✅ {CHOSEN}" in [md_text(c.value) for c in at.caption]

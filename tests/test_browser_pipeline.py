@@ -1,0 +1,138 @@
+"""A council pipeline (propose → review → chairman) in a real browser: every reviewer streams
+in its own column at once, the de-anonymised aggregate ranking appears above the chairman's
+answer when the review stage ends, and the run reopens from History the same.
+
+The first test runs on the fake OpenAI server (timed, deterministic rankings); the second
+runs the bundled `council-local` preset on the local models, with short answers.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from moa_core.config import PRESETS_DIR
+from moa_core.ui.run_view import run_link
+from tests.browser_support import ask, open_app, wait_idle, wait_run_done
+from tests.conftest import requires_local
+from tests.test_browser_playground import WATCH_JS, artifact, db_rows, import_config
+
+pytestmark = pytest.mark.browser
+
+NAMES = ["Ada", "Bob", "Cy"]
+REVIEWERS = [f"Review by {n}" for n in NAMES]
+RANKING_HEADING = "Aggregate ranking by the reviewers"
+
+
+def fake_council(url: str) -> dict:
+    def agent(name: str, label: str, **opts: object) -> dict:
+        suffix = ",".join(f"{k}={v}" for k, v in opts.items())
+        return {"model": f"openai/fake-{name}@{suffix}", "label": label, "api_base": url, "max_tokens": 64}
+
+    # Reviewers stream ~1.5 s each, so streaming "at once" shows as overlap; each ends with a
+    # ranking (letters are per reviewer: the engine shuffles the answers for each).
+    return {
+        "name": "fake-council",
+        "num_retries": 0,
+        "timeout": 30,
+        "stages": [
+            {"kind": "propose", "agents": [agent(f"p{i}", n, tokens=6, delay=0.02) for i, n in enumerate(NAMES)]},
+            {
+                "kind": "review",
+                "agents": [
+                    agent(f"r{i}", n, tokens=30, delay=0.05, rank=rank)
+                    for i, (n, rank) in enumerate(zip(NAMES, ["ABC", "CAB", "BCA"], strict=True))
+                ],
+            },
+            {"kind": "synthesize", "with_reviews": True, "agents": [agent("chair", "Chair", tokens=8, delay=0.02)]},
+        ],
+    }
+
+
+def watch(page) -> None:
+    page.evaluate(WATCH_JS, REVIEWERS)
+
+
+def streamed(page) -> list[dict]:
+    seen = page.evaluate("window.__proposers")
+    assert len(seen) == 3 and all(s["first"] is not None and s["done"] is not None for s in seen), seen
+    return seen
+
+
+def ranking_text(page) -> str:
+    """The aggregate ranking table's text, once it is on the page, checked to sit above the chairman."""
+    page.get_by_text(RANKING_HEADING, exact=True).first.wait_for()
+    table = page.get_by_test_id("stTable").first
+    chair = page.locator("strong", has_text="MoA · ").first
+    assert table.bounding_box()["y"] < chair.bounding_box()["y"], "the ranking is not above the final answer"
+    return table.inner_text()
+
+
+def reopen(page, app_server, question: str) -> str:
+    """The run's History page: the same reviewer columns and the same ranking table."""
+    run_id = db_rows(app_server, "select id from run order by created_at desc limit 1")[0][0]
+    page.goto(app_server.url + run_link(run_id))
+    wait_idle(page)
+    page.get_by_text(question).first.wait_for()
+    for title in REVIEWERS:
+        assert page.locator("strong", has_text=title).count() == 1, title
+    return ranking_text(page)
+
+
+def test_council_pipeline_streams_reviewers_ranks_and_reopens(page, app_server, fake_server, tmp_path):
+    open_app(page, app_server)
+    import_config(page, tmp_path, fake_council(fake_server.url), "council.yaml")
+    page.get_by_text("fake-council").first.wait_for()
+    watch(page)
+    question = "Which planet is largest?"
+    ask(page, question)
+    wait_run_done(page)
+    artifact(page, "pipeline-council-fake.png")
+    seen = streamed(page)
+    # All three reviewers were streaming together: each started before any finished.
+    assert max(s["first"] for s in seen) < min(s["done"] for s in seen), f"a reviewer waited: {seen}"
+    live = ranking_text(page)
+    for name in NAMES:
+        assert name in live, (name, live)
+    roles = sorted(r[0] for r in db_rows(app_server, "select role from generation"))
+    assert roles == ["aggregator", "proposer", "proposer", "proposer", "reviewer", "reviewer", "reviewer"]
+    assert reopen(page, app_server, question) == live
+
+
+@requires_local
+@pytest.mark.local_models
+def test_council_local_end_to_end(page, app_server, tmp_path):
+    preset = yaml.safe_load((PRESETS_DIR / "council-local.yaml").read_text())
+    short = copy.deepcopy(preset)
+    # The preset's shape and models, with short answers (CPU time) and no baseline.
+    short["baselines"] = []
+    for stage in short["stages"]:
+        for agent in stage["agents"]:
+            agent["max_tokens"] = min(agent["max_tokens"], 48)
+    names = [a["label"] for a in short["stages"][1]["agents"]]
+    open_app(page, app_server)
+    import_config(page, tmp_path, short, "council-local.yaml")
+    page.get_by_text("propose → review → synthesize").first.wait_for()
+    page.evaluate(WATCH_JS, [f"Review by {n}" for n in names])
+    question = "What is the capital of France?"
+    ask(page, question)
+    page.get_by_text("Review by").first.wait_for()
+    wait_run_done(page)
+    artifact(page, "pipeline-council-local.png")
+    seen = streamed(page)
+    # On shared CPU cores a short review can end before the slowest one shows its first token:
+    # concurrency shows as every reviewer starting before all but one have ended.
+    assert max(s["first"] for s in seen) < sorted(s["done"] for s in seen)[-2], f"a reviewer waited: {seen}"
+    live = ranking_text(page)
+    for name in names:
+        assert name in live, (name, live)
+    run_id = db_rows(app_server, "select id, status from run order by created_at desc limit 1")[0]
+    assert run_id[1] == "done"
+    page.goto(app_server.url + run_link(run_id[0]))
+    wait_idle(page)
+    page.get_by_text(question).first.wait_for()
+    for name in names:
+        assert page.locator("strong", has_text=f"Review by {name}").count() == 1, name
+    assert ranking_text(page) == live
