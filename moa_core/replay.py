@@ -32,15 +32,12 @@ from moa_core.events import (
     Totals,
     Usage,
 )
-from moa_core.vocab import StageKind
 
 SPEEDS: dict[str, float | None] = {"1×": 1.0, "2×": 2.0, "5×": 5.0, "instant": None}
 # Derived timing for old runs: one piece of text per this many seconds (at most DERIVED_MAX pieces).
 DERIVED_STEP = 0.1
 DERIVED_MAX = 200
-_REPLAYED_ROLES = ("proposer", "reviewer", "aggregator", "selector", "baseline")
-# The stage roles whose end a replay marks with a LayerDone (the final stage ends with RunDone).
-_STAGE_ROLES = {"proposer": StageKind.PROPOSE, "reviewer": StageKind.REVIEW}
+_REPLAYED_ROLES = ("proposer", "aggregator", "baseline")
 
 
 @dataclass(frozen=True, order=True)
@@ -151,17 +148,12 @@ def _schedule(stored: Mapping[str, Any]) -> list[_Scheduled]:
         add(max(_end(g), t), _draft_done(ref, g))
     layers: dict[int, list[Mapping[str, Any]]] = {}
     for g in gens:
-        if g["role"] in _STAGE_ROLES or (g["role"] == "selector" and int(g["layer"]) >= 0):
+        if g["role"] == "proposer":
             layers.setdefault(int(g["layer"]), []).append(g)
-    # What each stage decided, when the run stored it (get_run's "stages": the LayerDone fields).
-    decided = {int(r["layer"]): r for r in stored.get("stages") or [] if isinstance(r, Mapping) and "layer" in r}
     for k, row in sorted(layers.items()):
         ok = sum(1 for g in row if g["status"] == "done")
         end = max(_end(g) for g in row)
-        d = decided.get(k) or {}
-        kind = StageKind.SELECT if row[0]["role"] == "selector" else _STAGE_ROLES[row[0]["role"]]
-        used, cut = tuple(d.get("used") or ()), tuple(d.get("cut") or ())
-        add(end, LayerDone(run_id, k, ok, len(row) - ok, end, kind, used, cut, dict(d.get("details") or {})))
+        add(end, LayerDone(run_id, k, ok, len(row) - ok, end))
     last = max([t0, *(s.t for s in out)])
     wall = run.get("wall_time")
     end = max(last, t0 + float(wall)) if wall is not None else last
