@@ -118,9 +118,9 @@ def test_quorum_marks_used_and_cut_and_select_marks_its_choice():
 
 def test_ranking_is_de_anonymised_best_first():
     assert ranking_rows(REVIEW_DETAILS, {}) == [
-        {"#": "1", "model": "Gemma 3 270M (base)", "mean rank": "1.50", "Borda": "3.0", "votes": "2"},
-        {"#": "2", "model": "Qwen 0.5B", "mean rank": "2.00", "Borda": "1.0", "votes": "1"},
-        {"#": "3", "model": "SmolLM2 135M", "mean rank": "–", "Borda": "0.0", "votes": "0"},
+        {"place": "1", "model": "Gemma 3 270M (base)", "mean rank": "1.50", "Borda": "3.0", "votes": "2"},
+        {"place": "2", "model": "Qwen 0.5B", "mean rank": "2.00", "Borda": "1.0", "votes": "1"},
+        {"place": "3", "model": "SmolLM2 135M", "mean rank": "–", "Borda": "0.0", "votes": "0"},
     ]
     names = {"proposer-0-0": "Qwen", "proposer-0-1": "Smol", "proposer-0-2": "Gemma", "reviewer-1-0": "Qwen"}
     first, second = reviewer_rows(REVIEW_DETAILS, names)
@@ -208,7 +208,7 @@ def test_history_shows_reviewers_and_the_de_anonymised_ranking(tmp_path, with_st
     # The ranking table (and the per-reviewer letters) above the chairman's answer.
     assert "**Aggregate ranking by the reviewers**" in shown
     ranking = tables[0].value
-    assert list(ranking.columns) == ["#", "model", "mean rank", "Borda", "votes"]
+    assert list(ranking.columns) == ["place", "model", "mean rank", "Borda", "votes"]
     # A hostile name is escaped to plain text: no markdown link or bold survives in the cell.
     cell = ranking["model"].iloc[1]
     assert md_text(cell) == HOSTILE and "](javascript" not in cell and "**" not in cell

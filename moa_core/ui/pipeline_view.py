@@ -191,7 +191,7 @@ def ranking_rows(details: Mapping[str, Any], names: Mapping[str, str]) -> list[d
         cid = str(r.get("call_id", ""))
         rows.append(
             {
-                "#": str(place),
+                "place": str(place),
                 "model": str(r.get("name") or names.get(cid) or cid),
                 "mean rank": _num(r.get("mean_rank")),
                 "Borda": _num(r.get("borda"), 1),
