@@ -281,3 +281,15 @@ def test_live_select_names_the_chosen_draft():
     shown = [md_text(m.value) for m in at.markdown]
     assert "**Chosen draft:** SmolLM2 135M, returned verbatim as the answer." in shown
     assert f"✅ {CHOSEN}" in [md_text(c.value) for c in at.caption]
+
+
+def test_presentation_steps_through_every_stage(tmp_path):
+    from moa_core.ui.present import stages
+
+    _, data = seed_council_run(f"sqlite:///{tmp_path / 'moa.db'}")
+    got = [(s.title, [g["role"] for g in s.calls]) for s in stages(data["generations"])]
+    assert got == [
+        ("Layer 1 · 3 proposers", ["proposer"] * 3),
+        ("Layer 2 · peer review by 3 reviewers (answers anonymised)", ["reviewer"] * 3),
+        ("Aggregated answer and single models", ["aggregator"]),
+    ]

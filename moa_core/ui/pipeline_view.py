@@ -119,7 +119,7 @@ def pipeline_rows(config: MoAConfig, baselines: Sequence[AgentSpec]) -> list[Row
 
 
 def _stored_quorums(stored: Mapping[str, Any]) -> dict[int, int]:
-    stages = (stored["run"].get("config") or {}).get("stages") or []
+    stages = ((stored.get("run") or {}).get("config") or {}).get("stages") or []
     out = {}
     for i, s in enumerate(stages):
         k = (s.get("quorum") or {}).get("k") if isinstance(s, dict) else None
@@ -134,7 +134,7 @@ def stored_rows(stored: Mapping[str, Any]) -> list[Row]:
     by_layer: dict[int, tuple[StageKind, list[tuple[int, str]]]] = {}
     baselines: list[tuple[int, str]] = []
     for g in sorted(stored["generations"], key=lambda g: (g["layer"], g["slot"])):
-        name = g.get("label") or g["model"]
+        name = g.get("label") or g.get("model") or ""
         if g["role"] == Role.BASELINE:
             baselines.append((int(g["slot"]), name))
         elif g["role"] in KIND_OF_ROLE:
@@ -153,7 +153,7 @@ def call_names(rows: Sequence[Row], stored_or_config: MoAConfig | Mapping[str, A
                 names[call_id(STAGE_ROLE[stage.kind], i, slot)] = a.display_name
     else:
         for g in stored_or_config["generations"]:
-            names[call_id(g["role"], int(g["layer"]), int(g["slot"]))] = g.get("label") or g["model"]
+            names[call_id(g["role"], int(g["layer"]), int(g["slot"]))] = g.get("label") or g.get("model") or ""
     for _, calls in rows:
         for cid, title in calls:
             names.setdefault(cid, title)

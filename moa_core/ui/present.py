@@ -9,14 +9,23 @@ carries any text from a run: every answer is still written through `safe_markdow
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
+from moa_core.ui.pipeline_view import (
+    KIND_OF_ROLE,
+    baseline_title,
+    call_names,
+    column_title,
+    show_stage_result,
+    stored_rows,
+    stored_stage_results,
+)
 from moa_core.ui.run_view import metrics
 from moa_core.ui.safe_text import md_escape, safe_markdown
+from moa_core.vocab import FINAL_STAGE_ROLES, Role, call_id
 
 PARAM = "present"
 # What fits under the question and the step bar on a 1920×1080 screen; longer answers scroll.
@@ -76,29 +85,16 @@ class Stage:
 
 
 def stages(gens: list[dict[str, Any]]) -> list[Stage]:
-    """A run in the order it happened: each proposer layer, then the final answer(s) beside the baselines."""
-    layers: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    finals, baselines = [], []
-    for g in gens:
-        if g["role"] == "proposer":
-            layers[g["layer"]].append(g)
-        elif g["role"] == "aggregator":
-            finals.append(g)
-        elif g["role"] == "baseline":
-            baselines.append(g)
-    out = [
-        Stage(f"Layer {k + 1} · {len(layers[k])} proposers", sorted(layers[k], key=lambda g: g["slot"]))
-        for k in sorted(layers)
-    ]
-    if finals or baselines:
-        final_row = sorted(finals, key=lambda g: g["slot"]) + sorted(baselines, key=lambda g: g["slot"])
-        out.append(Stage("Aggregated answer and single models", final_row))
-    return out
+    """A run in the order it happened: each stage (proposers, reviewers), then the final
+    answer(s) beside the baselines."""
+    by_call = {call_id(g["role"], int(g["layer"]), int(g["slot"])): g for g in gens}
+    return [Stage(title, [by_call[cid] for cid, _ in calls]) for title, calls in stored_rows({"generations": gens})]
 
 
 def _title(g: dict[str, Any]) -> str:
     name = g["label"] or g["model"]
-    return {"aggregator": "MoA · ", "baseline": "Alone · "}.get(g["role"], "") + name
+    kind = KIND_OF_ROLE.get(g["role"])
+    return column_title(kind, name) if kind else baseline_title(name) if g["role"] == Role.BASELINE else name
 
 
 def _column(g: dict[str, Any], gens: list[dict[str, Any]]) -> None:
@@ -110,7 +106,7 @@ def _column(g: dict[str, Any], gens: list[dict[str, Any]]) -> None:
             st.error(md_escape(g["error"]))
         elif g["status"] in ("cancelled", "interrupted"):
             st.warning("stopped before it finished")
-    metrics(g, gens if g["role"] == "aggregator" else None)
+    metrics(g, gens if g["role"] in FINAL_STAGE_ROLES else None)
 
 
 def _step(key: str, delta: int, last: int) -> None:
@@ -157,3 +153,6 @@ def present_run(data: dict[str, Any], *, start_at_end: bool = False) -> None:
     for col, g in zip(st.columns(len(row), border=True), row, strict=False):
         with col:
             _column(g, gens)
+    result = stored_stage_results(data).get(int(row[0]["layer"]))
+    if result is not None:
+        show_stage_result(result, call_names(stored_rows(data), data))
