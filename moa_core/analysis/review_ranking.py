@@ -121,7 +121,11 @@ def _entry(line: str, strict: bool = True) -> _Entry | None:
 def _inline(text: str) -> list[str] | None:
     """Labels of a one-line ranking ("C > A > B", "Response C, Response A"), or None when the
     line holds anything else."""
-    found = [m["letter"].upper() for m in _REF.finditer(text)]
+    found: list[str] = []
+    for m in _REF.finditer(text):
+        found.append(m["letter"].upper())
+        if len(found) > 26:
+            return None  # more labels than can be shown: no ranking, whatever the rest says
     if not found or _INLINE_GLUE.fullmatch(_REF.sub(" ", text)) is None:
         return None
     return found
