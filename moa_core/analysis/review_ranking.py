@@ -132,13 +132,18 @@ def _inline(text: str) -> list[str] | None:
 
 
 def _block(lines: list[str]) -> list[_Entry]:
-    """The entries right after a header: a few intro lines may come first, blank lines may
-    separate entries, and the first other line after them ends the block."""
+    """The entries right after a header: one line "C > A > B", or one label per line. A few
+    intro lines may come first, blank lines may separate entries, and the first other line
+    after them ends the block."""
     entries: list[_Entry] = []
     intro = 0
     for line in lines:
         if not line.strip():
             continue
+        if not entries:
+            labels = _inline(line)
+            if labels is not None and len(labels) > 1:
+                return [_Entry(None, lab, False, "") for lab in labels]
         e = _entry(line)
         if e is not None:
             entries.append(e)
@@ -185,14 +190,22 @@ def _indices(labels: list[str] | None, n: int) -> list[int] | None:
 
 
 def _last_marker(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-    # The prompt asks for the marker in capitals; a lowercase mention after it ("this final
-    # ranking reflects…") is prose, so capitals win when there are any.
-    last = last_upper = None
+    """The last marker written as one: in capitals as the prompt asks, or opening its line.
+    Only when there is none does a mention inside prose count ("this final ranking reflects…"
+    after the real block must not hide it)."""
+    last = last_marker = None
+    line_start = searched = 0
     for m in pattern.finditer(text):
         last = m
-        if m.group(0).isupper():
-            last_upper = m
-    return last_upper or last
+        newline = text.rfind("\n", searched, m.start())  # each stretch searched once: linear
+        searched = m.start()
+        if newline >= 0:
+            line_start = newline + 1
+        # Spaces are collapsed by then, so at most one can come before a line's first word.
+        opens_line = m.start() - line_start <= 1 and text[line_start : m.start()] in ("", " ")
+        if opens_line or m.group(0).isupper():
+            last_marker = m
+    return last_marker or last
 
 
 def parse_ranking(text: str, n: int) -> list[int] | None:
@@ -207,12 +220,7 @@ def parse_ranking(text: str, n: int) -> list[int] | None:
     text = _normalise(text)
     header = _last_marker(_HEADER, text)
     if header is not None:
-        rest = text[header.end() :]
-        first, _, after = rest.partition("\n")
-        labels = _inline(first)
-        if labels is None:
-            labels = _ordered(_block([first, *after.split("\n")]))
-        return _indices(labels, n)
+        return _indices(_ordered(_block(text[header.end() :].split("\n"))), n)
     return _indices(_ordered(_last_run(text.split("\n"))), n)
 
 
