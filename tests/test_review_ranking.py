@@ -113,12 +113,18 @@ RANKING_CASES: list[tuple[str, int, str, list[int] | None]] = [
     ("nothing at all", 3, "", None),
     ("prose only", 3, "Response B is the best, then Response A.", None),
     ("no answers", 0, CBA, None),
-    # no header: the last run of numbered "Response X" lines
+    # no header: the last run of numbered "Response X" lines introduced by a line about ranking
     (
         "fallback last run",
         3,
-        "1. Response A: ok\n2. Response B: bad\n3. Response C: good\nSo:\n1. Response C\n2. Response A\n3. Response B",
+        "1. Response A: ok\n2. Response B: bad\n3. Response C: good\nMy ranking:\n1. Response C\n2. Response A\n3. Response B",
         [2, 0, 1],
+    ),
+    (
+        "critique in letter order is not a ranking",
+        3,
+        "1. Response A: ok\n2. Response B: bad\n3. Response C: good\nOverall C is best.",
+        None,
     ),
     ("fallback needs the word", 3, "1. C\n2. A\n3. B", None),
     ("fallback needs numbers", 3, "Response C\nResponse A\nResponse B", None),

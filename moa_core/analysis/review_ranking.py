@@ -155,18 +155,24 @@ def _block(lines: list[str]) -> list[_Entry]:
 
 
 def _last_run(lines: list[str]) -> list[_Entry]:
-    """The last run of numbered "Response X" lines (blank lines do not break a run)."""
+    """The last run of numbered "Response X" lines that a line mentioning a ranking
+    introduces ("My ranking:", "Ranking, best first:"); blank lines do not break a run.
+    Without such a line a numbered list is as likely a critique in letter order as a
+    ranking, and a guess would be a made-up vote."""
     last: list[_Entry] = []
     run: list[_Entry] = []
+    introduced = False
     for line in lines:
         if not line.strip():
             continue
         e = _entry(line)
         if e is not None and e.num is not None and e.has_word:
-            run.append(e)
-            last = run
+            if introduced:
+                run.append(e)
+                last = run
         else:
             run = []
+            introduced = "rank" in line.lower()
     return last
 
 
@@ -212,7 +218,8 @@ def parse_ranking(text: str, n: int) -> list[int] | None:
     """Letter indices best first from a reviewer's text, or None (unparsed).
 
     Reads the last "FINAL RANKING" block (one line "C > A > B" or numbered/bulleted lines);
-    without one, the last run of numbered "Response X" lines. The ranking must name each of
+    without one, the last run of numbered "Response X" lines right after a line that
+    mentions a ranking. The ranking must name each of
     the n letters exactly once.
     """
     if n <= 0:
