@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from moa_core.config import AgentSpec, MoAConfig
 from moa_core.providers import local
 from moa_core.store.timings import ModelTiming
+from moa_core.vocab import STAGE_ROLE, StageKind
 
 # Measured on the 2-core reference machine (README, benchmarks/local_throughput.py);
 # remote providers are assumed to stream about this fast after a short wait.
@@ -95,13 +96,22 @@ def estimate(
         timing = timings.get(agent.model)
         return _call_seconds(agent, prompt_tokens, timing.for_role(role) if timing else None)
 
-    for k, layer in enumerate(config.layers):
+    reviews = 0  # tokens of a review stage's critiques (a chairman with_reviews reads them too)
+    stages = config.pipeline()
+    for k, stage in enumerate(stages[:-1]):
+        role = STAGE_ROLE[stage.kind]
         per_prompt = q_tokens + (template_tokens + prev_outputs if k else 0)
-        seconds += max(
-            add(a, per_prompt + len(a.system_prompt) // CHARS_PER_TOKEN, "proposer") for a in layer.proposers
-        )
-        prev_outputs = sum(a.max_tokens for a in layer.proposers)
-    seconds += add(config.aggregator, q_tokens + template_tokens + prev_outputs, "aggregator")
+        times = sorted(add(a, per_prompt + len(a.system_prompt) // CHARS_PER_TOKEN, role) for a in stage.agents)
+        # With a quorum the next stage starts at the k-th answer.
+        seconds += times[stage.quorum.k - 1] if stage.quorum else times[-1]
+        outputs = sum(a.max_tokens for a in stage.agents)
+        if stage.kind == StageKind.REVIEW:
+            reviews = outputs
+        else:
+            prev_outputs = outputs
+    last = stages[-1]
+    extra = reviews if last.with_reviews else 0
+    seconds += add(last.agents[0], q_tokens + template_tokens + prev_outputs + extra, STAGE_ROLE[last.kind])
     # Baselines run alongside the layers; they only lengthen the run if they are slower.
     base = [add(a, q_tokens, "baseline") for a in config.baselines]
     seconds = max([seconds, *base])

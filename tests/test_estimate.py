@@ -101,3 +101,17 @@ def test_unfinished_and_one_token_calls_do_not_count():
     timing = summarise(rows)
     assert timing is not None and timing.calls == 1
     assert (timing.tokens_per_second, timing.first_token_seconds(999), timing.output_share) == (10.0, 1.0, 0.5)
+
+
+def test_pipelines_count_every_stage():
+    council = load_preset("council-local")
+    # 3 proposers, 3 reviewers, the chairman, the baseline.
+    assert estimate(council, "q").calls == 8
+    plain = council.model_copy(deep=True)
+    plain.stages[-1].with_reviews = False
+    assert estimate(council, "q").prompt_tokens > estimate(plain, "q").prompt_tokens
+    # The aggregator starts at the 2nd draft, not the slowest (no baseline to wait for).
+    quorum = load_preset("quorum-local").model_copy(update={"baselines": []}, deep=True)
+    everyone = quorum.model_copy(deep=True)
+    everyone.stages[0].quorum = None
+    assert estimate(quorum, "q").seconds < estimate(everyone, "q").seconds
