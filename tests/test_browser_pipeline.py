@@ -17,7 +17,7 @@ from moa_core.config import PRESETS_DIR
 from moa_core.ui.run_view import run_link
 from tests.browser_support import ask, open_app, wait_idle, wait_run_done
 from tests.conftest import requires_local
-from tests.test_browser_playground import WATCH_JS, artifact, db_rows, import_config
+from tests.test_browser_playground import artifact, db_rows, import_config
 
 pytestmark = pytest.mark.browser
 
@@ -51,13 +51,29 @@ def fake_council(url: str) -> dict:
     }
 
 
-def watch(page) -> None:
-    page.evaluate(WATCH_JS, REVIEWERS)
+# Every 15 ms, for each reviewer column (found by its bold title): when its call started
+# ("thinking…"), when text first showed (the streaming cursor) and when the cursor went away.
+WATCH_JS = """(titles) => { window.__cols = titles.map(() => ({started: null, first: null, done: null}));
+  window.__watch = setInterval(() => {
+    const cols = [...document.querySelectorAll('[data-testid="stColumn"]')];
+    const now = performance.now();
+    titles.forEach((title, i) => {
+      const c = cols.find(c => [...c.querySelectorAll('strong')].some(s => s.innerText.trim() === title));
+      if (!c) return;
+      const s = window.__cols[i], t = c.innerText;
+      if (s.started === null && (t.includes('thinking') || t.includes('\u258c'))) s.started = now;
+      if (s.first === null && t.includes('\u258c')) s.first = now;
+      if (s.first !== null && s.done === null && !t.includes('\u258c')) s.done = now;
+    }); }, 15); }"""
+
+
+def watch(page, titles: list[str]) -> None:
+    page.evaluate(WATCH_JS, titles)
 
 
 def streamed(page) -> list[dict]:
-    seen = page.evaluate("window.__proposers")
-    assert len(seen) == 3 and all(s["first"] is not None and s["done"] is not None for s in seen), seen
+    seen = page.evaluate("window.__cols")
+    assert len(seen) == 3 and all(None not in s.values() for s in seen), seen
     return seen
 
 
@@ -85,7 +101,7 @@ def test_council_pipeline_streams_reviewers_ranks_and_reopens(page, app_server, 
     open_app(page, app_server)
     import_config(page, tmp_path, fake_council(fake_server.url), "council.yaml")
     page.get_by_text("fake-council").first.wait_for()
-    watch(page)
+    watch(page, REVIEWERS)
     question = "Which planet is largest?"
     ask(page, question)
     wait_run_done(page)
@@ -115,16 +131,17 @@ def test_council_local_end_to_end(page, app_server, tmp_path):
     open_app(page, app_server)
     import_config(page, tmp_path, short, "council-local.yaml")
     page.get_by_text("propose → review → synthesize").first.wait_for()
-    page.evaluate(WATCH_JS, [f"Review by {n}" for n in names])
+    watch(page, [f"Review by {n}" for n in names])
     question = "What is the capital of France?"
     ask(page, question)
     page.get_by_text("Review by").first.wait_for()
     wait_run_done(page)
     artifact(page, "pipeline-council-local.png")
     seen = streamed(page)
-    # On shared CPU cores a short review can end before the slowest one shows its first token:
-    # concurrency shows as every reviewer starting before all but one have ended.
-    assert max(s["first"] for s in seen) < sorted(s["done"] for s in seen)[-2], f"a reviewer waited: {seen}"
+    # Every reviewer's call started before any review ended. On shared CPU cores the local
+    # models then take turns (Qwen reads the three answers slowly before its first token),
+    # so their text need not overlap; the fake-server test checks that it streams together.
+    assert max(s["started"] for s in seen) < min(s["done"] for s in seen), f"a reviewer waited: {seen}"
     live = ranking_text(page)
     for name in names:
         assert name in live, (name, live)
