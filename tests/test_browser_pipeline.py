@@ -153,3 +153,51 @@ def test_council_local_end_to_end(page, app_server, tmp_path):
     for name in names:
         assert page.locator("strong", has_text=f"Review by {name}").count() == 1, name
     assert ranking_text(page) == live
+
+
+def test_quorum_marks_drafts_live_and_select_names_its_choice(page, app_server, fake_server, tmp_path):
+    def agent(name: str, label: str, **opts: object) -> dict:
+        suffix = ",".join(f"{k}={v}" for k, v in opts.items())
+        return {"model": f"openai/fake-{name}@{suffix}", "label": label, "api_base": fake_server.url, "max_tokens": 64}
+
+    config = {
+        "name": "fake-quorum-select",
+        "num_retries": 0,
+        "timeout": 60,
+        "stages": [
+            {
+                "kind": "propose",
+                "quorum": {"k": 2, "stragglers": "show"},
+                "agents": [
+                    agent("q0", "Quick", tokens=4, delay=0.01),
+                    agent("q1", "Nimble", tokens=4, delay=0.01),
+                    # Still streaming long after the quorum: it must be marked while it streams.
+                    agent("q2", "Slow", tokens=60, delay=0.1),
+                ],
+            },
+            {"kind": "select", "agents": [agent("sel", "Picker", tokens=2, choice="B")]},
+        ],
+    }
+    open_app(page, app_server)
+    import_config(page, tmp_path, config, "quorum.yaml")
+    page.get_by_text("fake-quorum-select").first.wait_for()
+    ask(page, "Pick one")
+    slow = page.get_by_test_id("stColumn").filter(has=page.locator("strong", has_text="Slow"))
+    slow.get_by_text("not used").wait_for()
+    # Marked while its text was still streaming (the cursor still there).
+    assert "\u258c" in slow.inner_text()
+    wait_run_done(page)
+    for name in ("Quick", "Nimble"):
+        used = page.get_by_test_id("stColumn").filter(has=page.locator("strong", has_text=name))
+        text = used.inner_text()  # the chosen one says so instead of "used"
+        assert ("✅ used" in text or "✅ chosen" in text) and "not used" not in text, name
+    # The selector's choice is named and marked; it is the run's final answer, verbatim.
+    chosen = page.locator("p", has_text="Chosen draft:").inner_text()
+    final, *_ = db_rows(app_server, "select final_text from run order by created_at desc limit 1")[0]
+    texts = dict(db_rows(app_server, "select label, text from generation where role = 'proposer'"))
+    # The selector answered "CHOICE: Response B": the second used draft, in the order it was given.
+    picked = [n for n in ("Quick", "Nimble") if n in chosen]
+    assert len(picked) == 1 and final == texts[picked[0]], (chosen, final, texts)
+    assert (
+        "chosen" in page.get_by_test_id("stColumn").filter(has=page.locator("strong", has_text=picked[0])).inner_text()
+    )

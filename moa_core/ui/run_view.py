@@ -157,11 +157,12 @@ def made_with(run: dict[str, Any], gens: list[dict[str, Any]]) -> None:
 
 
 def _mark(cid: str, results: dict[int, StageResult]) -> str | None:
-    for result in results.values():
-        text = marks(result).get(cid)
-        if text:
-            return text
-    return None
+    """The call's mark from the stages that decided about it; a later stage's wins (a draft
+    the quorum used and the selector then chose is shown as chosen)."""
+    found = None
+    for layer in sorted(results):
+        found = marks(results[layer]).get(cid, found)
+    return found
 
 
 def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: bool = True, key: str = "") -> None:
