@@ -187,3 +187,26 @@ def test_stated_choice_long_answers_only_read_explicit_statements() -> None:
 )
 def test_answer_key(answer: str, reference: str, key: str | None) -> None:
     assert answer_key(answer, reference) == key
+
+
+# ---------------------------------------------------------------- the bundled short-answer set
+
+
+def test_bundled_short_answer_set_is_checkable() -> None:
+    import re
+
+    from moa_core.evaluation.questions import load_bundled_set
+
+    qs = load_bundled_set("short-answer-48")
+    assert len(qs) >= 40 and all(q.reference for q in qs.questions)
+    assert {"arithmetic", "facts", "units", "multiple-choice"} <= set(qs.categories())
+    for q in qs.questions:
+        ref = q.reference or ""
+        assert reference_check(ref, ref) and reference_check(f"The answer is {ref}.", ref), q.id
+        if q.category == "multiple-choice":
+            # The reference is one of the letters the question offers, and the check reads it as a letter.
+            assert reference_choice(ref) in re.findall(r"\(([A-J])\)", q.text), q.id
+            assert not reference_check("(A) (B) (C) (D)", ref), q.id
+    choices = [q.reference for q in qs.questions if q.category == "multiple-choice"]
+    # No letter is the answer much more often than the others, so "always B" scores no better than chance.
+    assert max(choices.count(x) for x in set(choices)) <= len(choices) // 4 + 1
