@@ -208,7 +208,8 @@ def objective_report(scored: pd.DataFrame) -> ObjectiveReport:
     pool_role = str(table.loc[table["contender"] == best, "role"].iloc[0]) if best is not None else ""
     label = "best single proposer" if pool_role == "proposer" else "best single model"
     lines = [verdict(c, label) for c in comparisons]
-    moa = [line for c, line in zip(comparisons, lines, strict=True) if c.role == "moa"]
+    # The headline is MoA's comparison when there is one, else the first pipeline's, else the majority's.
+    ranked = sorted(zip(comparisons, lines, strict=True), key=lambda cl: COMBINED.index(cl[0].role))
     if table.empty:
         headline = "No answers to questions with a reference yet."
     elif best is None:
@@ -216,7 +217,7 @@ def objective_report(scored: pd.DataFrame) -> ObjectiveReport:
     elif not comparisons:
         headline = "No MoA, council, select or majority contender: only single models, nothing combined to compare."
     else:
-        headline = moa[0] if moa else lines[0]
+        headline = ranked[0][1]
     notes = []
     if best is not None and (table["role"] == pool_role).sum() > 1:
         notes.append(f"{best} was picked as the {label} after seeing these results, which flatters it a little.")
