@@ -5,6 +5,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from moa_core.evaluation.judge import answer_key, reference_check
 from moa_core.evaluation.short_answer import (
@@ -210,3 +212,18 @@ def test_bundled_short_answer_set_is_checkable() -> None:
     choices = [q.reference for q in qs.questions if q.category == "multiple-choice"]
     # No letter is the answer much more often than the others, so "always B" scores no better than chance.
     assert max(choices.count(x) for x in set(choices)) <= len(choices) // 4 + 1
+
+
+def test_huge_numbers_are_not_read_as_answers() -> None:
+    huge = "9" * 5001
+    assert not reference_check(huge, huge[:-1]) and reference_quantity(huge) is None
+    assert answer_key(f"it is {huge}", "4") is None
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.sampled_from("0123456789 ,./-()ABCabc%$kmh:\nanswer"), max_size=60), st.text(max_size=12))
+def test_answer_key_and_check_always_answer(answer: str, reference: str) -> None:
+    key = answer_key(answer, reference)
+    assert key is None or isinstance(key, str)
+    assert reference_check(answer, reference) in (True, False)
+    assert stated_choice(answer) in (None, *"ABCDEFGHIJ")

@@ -158,8 +158,13 @@ def prepare(text: str) -> str:
     return _WORD_NUMBER.sub(lambda m: NUMBER_WORDS[m.group(1)], t)
 
 
+MAX_DIGITS = 100  # longer digit runs are not short answers (and int() refuses past 4,300 digits)
+
+
 def _value(m: re.Match[str]) -> Fraction | None:
     g = m.groupdict()
+    if any(v is not None and len(v) > MAX_DIGITS for k, v in g.items() if k not in ("sign", "cur", "unit")):
+        return None
     if g["int"] is not None:
         v = Fraction(int(g["int"])) + (Fraction(int(g["frac"]), 10 ** len(g["frac"])) if g["frac"] else 0)
     else:
