@@ -145,11 +145,17 @@ def format_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def verdict(c: Paired, best_label: str = "best single proposer") -> str:
     """What the paired comparison says, in words chosen by the numbers."""
-    who = f"{c.contender} ({ROLE_LABELS.get(c.role, c.role)})"
+    label = ROLE_LABELS.get(c.role, c.role)
+    who = c.contender if c.contender == label else f"{c.contender} ({label})"
     counts = (
-        f"{c.wins} wins, {c.losses} losses, {c.ties} ties over {c.n} questions, exact sign test {format_p(c.p_value)}"
+        f"{_count(c.wins, 'win', 'wins')}, {_count(c.losses, 'loss', 'losses')}, {_count(c.ties, 'tie', 'ties')} "
+        f"over {_count(c.n, 'question', 'questions')}, exact sign test {format_p(c.p_value)}"
     )
     if c.n == 0:
         return f"{who} and {c.versus} answered no question in common: nothing to compare."
