@@ -30,7 +30,8 @@ from typing import Literal
 
 import pandas as pd
 from scipy.stats import binomtest
-from statsmodels.stats.proportion import proportion_confint
+
+from moa_core.analysis.stats import wilson_interval
 
 Role = Literal["proposer", "majority", "single", "select", "moa", "council"]
 ROLES: tuple[Role, ...] = ("proposer", "majority", "single", "select", "moa", "council")
@@ -78,9 +79,7 @@ def majority_rows(scored: pd.DataFrame, name: str = MAJORITY) -> pd.DataFrame:
 
 def wilson(correct: int, n: int) -> tuple[float, float]:
     """95% Wilson interval for correct / n; (nan, nan) when n == 0."""
-    if n == 0:
-        return (math.nan, math.nan)
-    lo, hi = proportion_confint(correct, n, alpha=ALPHA, method="wilson")
+    lo, hi = wilson_interval(correct, n)
     return (float(lo), float(hi))
 
 
