@@ -31,6 +31,7 @@ from moa_core.analysis.embeddings import get_embedder
 from moa_core.challenge import draft_events, synthesis_events, todays_suggestion
 from moa_core.config import AgentSpec
 from moa_core.engine import RunInputError, validate_question
+from moa_core.evaluation.diversity import ensure_run_diversity
 from moa_core.events import Event, RunDone, Totals
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER, QUESTION_PLACEHOLDER, render_template
 from moa_core.providers.catalog import model_available
@@ -38,7 +39,7 @@ from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run
 from moa_core.store.recorder import Recorder, annotate_run
 from moa_core.ui.config_editor import model_choices
-from moa_core.ui.diversity_view import aggregator_section, badge, draft_color, ensure_run_diversity
+from moa_core.ui.diversity_view import aggregator_section, badge, draft_color
 from moa_core.ui.layout import rater_name, run_async, store
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.run_view import gen_meta, run_link
