@@ -20,10 +20,11 @@ from dataclasses import replace
 from typing import Any
 
 from moa_core.config import AgentSpec, LayerSpec, MoAConfig
-from moa_core.engine import CONTEXT_MARGIN, RunInputError, fit_drafts, run_single, validate_question
+from moa_core.engine import RunInputError, run_single, validate_question
 from moa_core.events import CallRef, DraftDone, DraftStarted, Event, LayerDone, RunDone, RunStarted, TokenDelta, Totals
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER, aggregator_messages
 from moa_core.providers import llm
+from moa_core.providers.fit import fit_to_window
 from moa_core.streams import merge_streams
 from moa_core.vocab import Role, RunStatus
 
@@ -143,16 +144,9 @@ async def draft_events(
 def fit_for(agent: AgentSpec, question: str, template: str, drafts: list[str]) -> list[str]:
     """Drafts trimmed (fairly) so the prompt fits the aggregator's context window."""
     window = agent.context_window or llm.context_window(agent.model)
-    if window is None:
-        return drafts
-    fixed = aggregator_messages(question, [""] * len(drafts), template)
-    budget = (
-        window
-        - agent.max_tokens
-        - CONTEXT_MARGIN
-        - llm.count_tokens(agent.model, "\n".join(m["content"] for m in fixed))
-    )
-    return fit_drafts(agent.model, drafts, budget)
+    return fit_to_window(
+        agent.model, window, agent.max_tokens, drafts, lambda d: aggregator_messages(question, d, template)
+    ).drafts
 
 
 async def synthesis_events(
