@@ -51,9 +51,9 @@ class Contender:
     def name(self) -> str:
         """The name the leaderboard uses (`analysis.contenders`)."""
         if self.config is not None:
-            return contender_name("aggregator", None, None, self.config.name)
+            return contender_name(Role.AGGREGATOR, None, None, self.config.name)
         assert self.agent is not None
-        return contender_name("baseline", self.agent.label, self.agent.model, None)
+        return contender_name(Role.BASELINE, self.agent.label, self.agent.model, None)
 
     @property
     def final_call(self) -> str:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import pandas as pd
 
+from moa_core.vocab import Role
+
 MOA_PREFIX = "MoA · "
 
 
 def contender_name(role: str | None, label: str | None, model: str | None, preset: str | None) -> str:
     """The contender a stored generation stands for (see the module docstring)."""
-    if role == "aggregator" and preset:
+    if role == Role.AGGREGATOR and preset:
         return f"{MOA_PREFIX}{preset}"
     return label or model or "?"
 
@@ -29,7 +31,7 @@ def contender_names(df: pd.DataFrame, prefix: str = "") -> pd.Series:
     role, label, model, preset = (df[f"{prefix}{c}"] for c in ("role", "label", "model", "preset"))
     single = label.where(label.fillna("").astype(bool), model).fillna("?")
     moa = MOA_PREFIX + preset.fillna("").astype(str)
-    is_moa = (role == "aggregator") & preset.fillna("").astype(bool)
+    is_moa = (role == Role.AGGREGATOR) & preset.fillna("").astype(bool)
     return moa.where(is_moa, single).astype("object")
 
 
