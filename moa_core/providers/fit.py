@@ -61,10 +61,11 @@ def fit_to_window(
     model: str, window: int | None, max_tokens: int, drafts: list[str], build: Callable[[list[str]], Messages]
 ) -> Fitted:
     """The drafts, trimmed if `build(drafts)` (the messages around them) would not leave
-    `max_tokens` for the answer in a `window`-token context (None: unknown, nothing trimmed)."""
-    before = sum(llm.count_tokens(model, d) for d in drafts)
+    `max_tokens` for the answer in a `window`-token context. With no window known nothing
+    is counted (counting is not free on every call): the drafts come back whole, 0 tokens."""
     if window is None:
-        return Fitted(list(drafts), before, before)
+        return Fitted(list(drafts), 0, 0)
+    before = sum(llm.count_tokens(model, d) for d in drafts)
     fixed = build([""] * len(drafts))
     budget = window - max_tokens - llm.count_tokens(model, "\n".join(m["content"] for m in fixed)) - CONTEXT_MARGIN
     if before <= budget:
