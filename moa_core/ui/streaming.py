@@ -1,10 +1,13 @@
-"""Engine events -> live columns: every draft streams into its own column at once.
+"""Engine events -> live columns: every call streams into its own column at once.
 
-Screen updates are batched per column (at most one every FLUSH_SECONDS), so six fast
-columns do not flood the browser with websocket messages. The run is recorded as it
-goes; if the script is stopped (Stop button, rerun, closed tab), the `aclosing` block
-closes the event stream, which cancels every call and marks the run cancelled.
-A replay (`stream_replay`) goes through the same columns, without a recorder or a model.
+This is the app's one live renderer: the Playground, a replay, the Arena and the Daily
+challenge all show calls through `LiveRun.apply` (columns keyed by call id), so they share
+one batching rule: screen updates are batched per column (at most one every
+FLUSH_SECONDS), so six fast columns do not flood the browser with websocket messages.
+The run is recorded as it goes; if the script is stopped (Stop button, rerun, closed tab),
+the `aclosing` block closes the event stream, which cancels every call and marks the run
+cancelled. A replay (`stream_replay`) goes through the same columns, without a recorder
+or a model.
 """
 
 from __future__ import annotations
@@ -28,10 +31,14 @@ from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 
 FLUSH_SECONDS = 0.08
 CURSOR = " ▌"
+NO_TEXT = "_(no text)_"
 
 
 @dataclass
 class LiveColumn:
+    """One call's text on screen. `blind` (the arena): only the answer shows; no "thinking…"
+    and no meta line, which would name the model before the vote."""
+
     title: str
     box: Any
     meta: Any
@@ -39,12 +46,41 @@ class LiveColumn:
     last_flush: float = 0.0
     flushes: int = 0
     dirty: bool = False
+    blind: bool = False
 
     def flush(self, final: bool = False) -> None:
-        self.box.markdown(safe_markdown(self.text) + ("" if final else CURSOR))
+        shown = safe_markdown(self.text)
+        self.box.markdown(shown + ("" if final else CURSOR) if shown or not final else NO_TEXT)
         self.last_flush = time.monotonic()
         self.flushes += 1
         self.dirty = False
+
+    def started(self) -> None:
+        if not self.blind:
+            self.box.caption("thinking…")
+
+    def add(self, text: str) -> None:
+        """A token: on screen at once unless this column was updated less than FLUSH_SECONDS ago."""
+        self.text += text
+        self.dirty = True
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def trimmed(self, ev: ContextTrimmed) -> None:
+        if not self.blind:
+            self.meta.warning(
+                f"Drafts trimmed to fit {ev.context_window} tokens ({ev.tokens_before} → {ev.tokens_after})."
+            )
+
+    def finish(self, ev: DraftDone) -> None:
+        self.text = ev.text or self.text
+        self.flush(final=True)
+        if self.blind:
+            return
+        if ev.ok:
+            self.meta.caption(meta_line(ev))
+        else:
+            self.meta.error(md_escape(ev.error))
 
 
 @dataclass
@@ -54,6 +90,28 @@ class LiveRun:
     done_calls: int = 0
     run_id: str | None = None
     result: RunDone | None = None
+
+    def apply(self, ev: Event) -> LiveColumn | None:
+        """One event onto its call's column; returns the column (None: a call not laid out here)."""
+        if isinstance(ev, RunStarted):
+            self.run_id = ev.run_id
+        elif isinstance(ev, RunDone):
+            self.result = ev
+        elif isinstance(ev, (DraftStarted, TokenDelta, ContextTrimmed, DraftDone)):
+            col = self.columns.get(ev.ref.call_id)
+            if col is None:
+                return None
+            if isinstance(ev, DraftStarted):
+                col.started()
+            elif isinstance(ev, TokenDelta):
+                col.add(ev.text)
+            elif isinstance(ev, ContextTrimmed):
+                col.trimmed(ev)
+            else:
+                col.finish(ev)
+                self.done_calls += 1
+            return col
+        return None
 
 
 def meta_line(d: DraftDone) -> str:
@@ -72,10 +130,11 @@ def _column(title: str) -> LiveColumn:
 
 
 def layout_columns(stages: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> LiveRun:
-    """One row of live columns per stage: (stage title, [(call_id, column title), ...])."""
+    """One row of live columns per stage: (stage title or "", [(call_id, column title), ...])."""
     live = LiveRun()
     for title, calls in stages:
-        st.markdown(f"##### {md_escape(title)}")
+        if title:
+            st.markdown(f"##### {md_escape(title)}")
         for col, (call_id, name) in zip(st.columns(len(calls), border=True), calls, strict=False):
             with col:
                 live.columns[call_id] = _column(name)
@@ -123,44 +182,26 @@ async def stream_replay(stored: Mapping[str, Any], speed: float | None) -> LiveR
 
 
 async def show_events(
-    live: LiveRun, progress: Any, stream: AsyncGenerator[Event, None], on_start: Callable[[str], None] | None = None
+    live: LiveRun,
+    progress: Any,
+    stream: AsyncGenerator[Event, None],
+    on_start: Callable[[str], None] | None = None,
 ) -> LiveRun:
-    """Events -> the live columns. When the script stops (Stop, rerun), `aclosing` ends the stream."""
+    """Events -> the live columns (`progress`: a progress bar, or None). When the script
+    stops (Stop, rerun), `aclosing` ends the stream."""
     async with aclosing(stream) as events:
         async for ev in events:
+            col = live.apply(ev)
             if isinstance(ev, RunStarted):
-                live.run_id = ev.run_id
                 if on_start:
                     on_start(ev.run_id)
-            elif isinstance(ev, DraftStarted):
-                col = live.columns[ev.ref.call_id]
-                col.box.caption("thinking…")
-            elif isinstance(ev, TokenDelta):
-                col = live.columns[ev.ref.call_id]
-                col.text += ev.text
-                col.dirty = True
-                if time.monotonic() - col.last_flush >= FLUSH_SECONDS:
-                    col.flush()
-            elif isinstance(ev, ContextTrimmed):
-                live.columns[ev.ref.call_id].meta.warning(
-                    f"Drafts trimmed to fit {ev.context_window} tokens ({ev.tokens_before} → {ev.tokens_after})."
-                )
-            elif isinstance(ev, DraftDone):
-                col = live.columns[ev.ref.call_id]
-                col.text = ev.text
-                col.flush(final=True)
-                live.done_calls += 1
-                if ev.ok:
-                    col.meta.caption(meta_line(ev))
-                else:
-                    col.meta.error(md_escape(ev.error))
+            elif isinstance(ev, DraftDone) and col is not None and progress is not None:
                 progress.progress(
                     min(live.done_calls / live.total_calls, 1.0),
                     text=f"{live.done_calls}/{live.total_calls} calls done",
                 )
             elif isinstance(ev, LayerDone) and ev.failed:
                 st.toast(f"Layer {ev.layer + 1}: {ev.failed} proposer(s) failed, the run goes on.")
-            elif isinstance(ev, RunDone):
-                live.result = ev
-    progress.empty()
+    if progress is not None:
+        progress.empty()
     return live
