@@ -42,7 +42,13 @@ from moa_core.events import (
     Usage,
 )
 from moa_core.inputs import MAX_QUESTION_CHARS, surrogate_problem
-from moa_core.prompts import aggregator_messages, proposer_messages, review_messages, select_messages
+from moa_core.prompts import (
+    aggregator_messages,
+    proposer_messages,
+    review_for_chairman,
+    review_messages,
+    select_messages,
+)
 from moa_core.providers import llm
 from moa_core.providers.router import router_for
 from moa_core.providers.secrets import redact_secrets
@@ -403,15 +409,11 @@ _seed_rng = random.SystemRandom()
 
 
 def _review_notes(state: _State) -> tuple[list[str], list[str]]:
-    """The reviews and the aggregate ranking as a synthesizer reads them: each review says
-    which numbered answer its letters stood for (every reviewer saw its own order)."""
-    names = review_ranking.letters(len(state.answers))
-    reviews = [
-        "Key: " + ", ".join(f"Response {names[k]} = [{a + 1}]" for k, a in enumerate(order)) + f"\n{done.text.strip()}"
-        for done, order in state.reviews
-    ]
+    """The reviews and the aggregate ranking as a chairman reads them, keyed to the drafts'
+    [1], [2]… numbers (each reviewer saw its own order of letters)."""
+    reviews = [review_for_chairman(done.text, order) for done, order in state.reviews]
     ranking = [
-        f"[{row.answer + 1}] mean rank {row.mean_rank:.2f}, Borda {row.borda:g}, {row.votes} votes"
+        f"[{row.answer + 1}] mean rank {row.mean_rank:.2f} over {row.votes} reviewers, Borda {row.borda:g}"
         if row.mean_rank is not None
         else f"[{row.answer + 1}] not ranked"
         for row in state.ranking
@@ -659,10 +661,11 @@ async def run_single(
     timeout: float = 120.0,
     num_retries: int = 2,
     routing: MoAConfig | None = None,
+    role: Role = Role.BASELINE,
 ) -> AsyncGenerator[Event, None]:
     """One model answering alone, as a run of its own with the same events as run_moa.
 
-    The call has role `baseline`; the run's config is a one-proposer MoA config whose
+    The call has role `role` (layer -1, slot 0); the run's config is a one-proposer MoA config whose
     aggregator is the same agent, so stored runs keep one shape. `routing`: a config whose
     Router groups (deployments, fallbacks, strategy) the agent may name.
     """
@@ -693,7 +696,7 @@ async def run_single(
         ctx.run_id, question, history, payload, f"single-{config.stable_hash()}", agent.display_name, kind, started
     )
     llm.ensure_ready()
-    ref = CallRef(ctx.run_id, Role.BASELINE, -1, 0, agent.model, agent.display_name)
+    ref = CallRef(ctx.run_id, role, -1, 0, agent.model, agent.display_name)
     call = _call_stream(ctx, ref, agent, _ready(proposer_messages(question, history, agent.system_prompt)))
     done: DraftDone | None = None
     async with aclosing(call.events()) as events:

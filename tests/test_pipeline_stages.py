@@ -73,7 +73,15 @@ def review_prompts(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return seen
 
 
-async def test_review_stage_shuffles_per_reviewer_parses_and_aggregates(review_prompts):
+async def test_review_stage_shuffles_per_reviewer_parses_and_aggregates(review_prompts, monkeypatch):
+    chairman: list[dict[str, Any]] = []
+    real_aggregator = engine_module.aggregator_messages
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        chairman.append(kw)
+        return real_aggregator(*args, **kw)
+
+    monkeypatch.setattr(engine_module, "aggregator_messages", spy)
     reviewers = [
         mock("R1", ranking_text("A", "B", "C")),
         mock("R2", ranking_text("C", "A", "B")),
@@ -117,6 +125,14 @@ async def test_review_stage_shuffles_per_reviewer_parses_and_aggregates(review_p
     # The chairman (with_reviews) is the only final call; reviewers are not final.
     assert {e.ref.role for e in events if isinstance(e, DraftDone)} == {"proposer", "reviewer", "aggregator"}
     assert stage_done(events, 2).kind == StageKind.SYNTHESIZE
+    # with_reviews: the chairman got every answered review, keyed to the drafts' numbers, and the ranking
+    reviews, ranking = chairman[-1]["reviews"], chairman[-1]["ranking"]
+    assert len(reviews) == 3 and len(ranking) == 3
+    first_key = ", ".join(
+        f"Response {x} = [{ids.index(c) + 1}]" for x, c in zip("ABC", d["reviews"][0]["order"], strict=True)
+    )
+    assert reviews[0].startswith(f"({first_key})")
+    assert ranking[0].startswith(f"[{ids.index(agg[0]['call_id']) + 1}] mean rank")
 
 
 async def test_a_reviewer_ranking_its_own_answer_is_recorded_and_excluded_by_default():
