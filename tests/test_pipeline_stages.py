@@ -7,17 +7,29 @@ OpenAI server (tests/fake_openai.py) where a call must be slow, hang or stream f
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlmodel import SQLModel
 
 from moa_core import engine as engine_module
 from moa_core.analysis import review_ranking
 from moa_core.config import AgentSpec, LayerSpec, MoAConfig, QuorumSpec, StageSpec
 from moa_core.engine import NOT_USED, collect, run_moa
 from moa_core.events import DraftDone, DraftStarted, Event, LayerDone, RunDone, TokenDelta
+from moa_core.replay import replay_events
+from moa_core.store import Recorder, dispose_engines, get_engine, get_run, init_db, open_db
+from moa_core.store.db import current_revision, upgrade
 from moa_core.vocab import StageKind
 from tests.conftest import fake_agent
+from tests.test_store_db import head_revision
 
 QUESTION = "What is the capital of France?"
 ANSWERS = ["Paris is the capital.", "It is Lyon.", "Paris, on the Seine."]
@@ -433,3 +445,122 @@ async def test_stopping_cancels_stragglers_shown_after_a_quorum(fake_server):
     models = [a.model.removeprefix("openai/") for a in (straggler, agg)]
     await fake_server.wait_idle(models)
     assert all(fake_server.chunks_sent[m] < 300 for m in models), {m: fake_server.chunks_sent[m] for m in models}
+
+
+# ---------------------------------------------------------------------------------- store
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'moa.db'}"
+    yield url
+    dispose_engines(url)
+
+
+async def test_recorded_stages_round_trip_and_replay(sqlite_url):
+    engine = open_db(sqlite_url)
+    slow = mock("P4", "Marseille.", mock_delay=60)
+    cfg = pipeline(
+        stage("propose", [*proposers(), slow], quorum=QuorumSpec(k=3)),
+        stage("review", [mock("P1", ranking_text("A", "B", "C")), mock("R", ranking_text("C", "B", "A"))]),
+        stage("select", [mock("Judge", "CHOICE: Response B")]),
+    )
+    async with aclosing(Recorder(engine).record(run_moa(QUESTION, cfg))) as stream:
+        events = [ev async for ev in stream]
+    assert events[-1].status == "done" and events[-1].final_text == ANSWERS[1]
+    live = [e for e in events if isinstance(e, LayerDone)]
+    assert [e.kind for e in live] == ["propose", "review", "select"]
+
+    stored = get_run(engine, events[0].run_id)
+    assert stored is not None and stored["run"]["final_text"] == ANSWERS[1]
+    rows = stored["stages"]
+    assert [(r["layer"], r["kind"], r["ok"], r["failed"]) for r in rows] == [
+        (e.layer, e.kind, e.ok, e.failed) for e in live
+    ]
+    for r, e in zip(rows, live, strict=True):
+        assert (r["used"], r["cut"], r["details"], r["ended_at"]) == (list(e.used), list(e.cut), e.details, e.t)
+    assert rows[0]["cut"] == ["proposer-0-3"] and rows[2]["details"] == {"chosen": "proposer-0-1", "parsed": True}
+    assert rows[1]["details"]["reviews"][0]["own"] == "proposer-0-0"
+    cut = next(g for g in stored["generations"] if g["call_id"] == "proposer-0-3")
+    assert (cut["status"], cut["error"]) == ("cancelled", NOT_USED)
+
+    # A replay says what each stage decided, as recorded.
+    replayed = [ev async for ev in replay_events(stored, None)]
+    assert [e for e in replayed if isinstance(e, LayerDone)] == live
+    assert {e.ref.role for e in replayed if isinstance(e, DraftDone)} == {"proposer", "reviewer", "selector"}
+    assert replayed[-1].final_text == ANSWERS[1]
+
+    # Deleting the run deletes its stages.
+    with engine.begin() as c:
+        c.execute(text("DELETE FROM run WHERE id = :id"), {"id": events[0].run_id})
+        assert c.execute(text("SELECT count(*) FROM stage")).scalar() == 0
+
+
+async def test_a_database_at_0007_upgrades_without_losing_a_row(sqlite_url):
+    engine = get_engine(sqlite_url)
+    upgrade(engine, "0007")
+    t = time.time() - 60
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO run (id, created_at, kind, question, history, config, config_hash, preset, status, "
+                "prompt_tokens, completion_tokens, cost, wall_time, final_text) VALUES ('old', :t, 'playground', 'q', "
+                "'[]', '{}', 'h', 'p', 'done', 0, 0, 0, 2.0, 'final')"
+            ),
+            {"t": t},
+        )
+        for role, layer, slot, status in [
+            ("proposer", 0, 0, "done"),
+            ("proposer", 0, 1, "error"),
+            ("aggregator", 1, 0, "done"),
+        ]:
+            c.execute(
+                text(
+                    "INSERT INTO generation (run_id, call_id, role, layer, slot, model, label, params, system_prompt, "
+                    "text, prompt_tokens, completion_tokens, cost, started_at, ended_at, status) VALUES ('old', :cid, "
+                    ":role, :layer, :slot, 'm', '', '{}', '', 'text', 0, 0, 0, :t, :end, :st)"
+                ),
+                {
+                    "cid": f"{role}-{layer}-{slot}",
+                    "role": role,
+                    "layer": layer,
+                    "slot": slot,
+                    "t": t,
+                    "end": t + 1,
+                    "st": status,
+                },
+            )
+        g = [row[0] for row in c.execute(text("SELECT id FROM generation ORDER BY id"))]
+        c.execute(
+            text("INSERT INTO rating (generation_id, score, comment, rater, created_at) VALUES (:g, 4, '', 'a', :t)"),
+            {"g": g[0], "t": t},
+        )
+        c.execute(
+            text(
+                "INSERT INTO vote (left_generation_id, right_generation_id, outcome, blind, rater, created_at, run_id) "
+                "VALUES (:a, :b, 'left', :blind, 'a', :t, 'old')"
+            ),
+            {"a": g[0], "b": g[2], "blind": True, "t": t},
+        )
+        c.execute(
+            text(
+                "INSERT INTO campaign (id, name, created_at, target_votes, instructions, selection, double_rate, "
+                "repeat_rate, claim_seconds) VALUES ('c1', 'camp', :t, 1, '', 'uniform', 0.1, 0.0, 600)"
+            ),
+            {"t": t},
+        )
+    tables = ("run", "generation", "rating", "vote", "campaign")
+    with engine.connect() as c:
+        before = {tb: c.execute(text(f"SELECT * FROM {tb} ORDER BY 1")).all() for tb in tables}
+
+    init_db(engine)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as c:
+        assert {tb: c.execute(text(f"SELECT * FROM {tb} ORDER BY 1")).all() for tb in tables} == before
+        assert compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), SQLModel.metadata) == []
+    stored = get_run(engine, "old")
+    assert stored is not None and stored["stages"] == []
+    # An old run replays with the LayerDone it always had, read from its generations.
+    replayed = [ev async for ev in replay_events(stored, None)]
+    (layer,) = [e for e in replayed if isinstance(e, LayerDone)]
+    assert (layer.layer, layer.ok, layer.failed, layer.kind, layer.used) == (0, 1, 1, "propose", ("proposer-0-0",))
