@@ -74,11 +74,6 @@ def review_messages(  # STUB (h3engine) until h4rank lands
     return proposer_messages(question, history, f"{system_prompt}\n\n{system}".strip())
 
 
-def review_for_chairman(review: str, order: Sequence[int]) -> str:  # STUB (h3engine) until h4rank lands
-    key = ", ".join(f"Response {chr(65 + k)} = [{a + 1}]" for k, a in enumerate(order))
-    return f"({key})\n{review.strip()}"
-
-
 def select_messages(  # STUB (h3engine) until h4rank lands
     question: str, answers: Sequence[str], history: Sequence[Message] = (), system_prompt: str = ""
 ) -> list[Message]:
