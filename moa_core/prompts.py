@@ -47,8 +47,6 @@ def aggregator_messages(
     template: str,
     history: Sequence[Message] = (),
     system_prompt: str = "",
-    reviews: Sequence[str] = (),
-    ranking: Sequence[str] = (),
 ) -> list[Message]:
     """Messages for an agent that synthesizes the previous layer's drafts.
 
@@ -57,28 +55,8 @@ def aggregator_messages(
     shape for every model.
     """
     synthesis = render_template(template, question, drafts)
-    if reviews:  # STUB (h3engine) until h4rank lands
-        synthesis += "\n\nReviews:\n" + "\n\n".join(reviews) + "\n\nRanking: " + ", ".join(ranking)
     system = f"{system_prompt.strip()}\n\n{synthesis}" if system_prompt.strip() else synthesis
     return proposer_messages(question, history, system)
-
-
-def _labelled(answers: Sequence[str]) -> str:  # STUB (h3engine) until h4rank lands
-    return "\n\n".join(f"Response {chr(65 + i)}:\n{a.strip()}" for i, a in enumerate(answers))
-
-
-def review_messages(  # STUB (h3engine) until h4rank lands
-    question: str, answers: Sequence[str], history: Sequence[Message] = (), system_prompt: str = ""
-) -> list[Message]:
-    system = f"Rank these answers to: {question}\n\n{_labelled(answers)}\n\nEnd with FINAL RANKING:"
-    return proposer_messages(question, history, f"{system_prompt}\n\n{system}".strip())
-
-
-def select_messages(  # STUB (h3engine) until h4rank lands
-    question: str, answers: Sequence[str], history: Sequence[Message] = (), system_prompt: str = ""
-) -> list[Message]:
-    system = f"Pick the best answer to: {question}\n\n{_labelled(answers)}\n\nReply CHOICE: Response X"
-    return proposer_messages(question, history, f"{system_prompt}\n\n{system}".strip())
 
 
 # ---------------------------------------------------------------- completion-style prompts
