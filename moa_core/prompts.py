@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from moa_core.vocab import letters
+
 DRAFTS_PLACEHOLDER = "{drafts}"
 QUESTION_PLACEHOLDER = "{question}"
 
@@ -47,16 +49,101 @@ def aggregator_messages(
     template: str,
     history: Sequence[Message] = (),
     system_prompt: str = "",
+    reviews: Sequence[str] = (),
+    ranking: Sequence[str] = (),
 ) -> list[Message]:
     """Messages for an agent that synthesizes the previous layer's drafts.
 
     The rendered template goes in the system message, after the agent's own system
     prompt, and the conversation follows unchanged, so a multi-turn chat keeps its
-    shape for every model.
+    shape for every model. A chairman after a review stage also gets the reviews and
+    the aggregate ranking, after the template: `reviews` already keyed to the drafts' [1],
+    [2]… numbers (`review_for_chairman`), `ranking` one line per draft best first, such as
+    "[2] mean rank 1.5 over 3 reviewers" (numbered here). Without them the text is as before.
     """
-    synthesis = render_template(template, question, drafts)
+    synthesis = render_template(template, question, drafts) + _review_sections(reviews, ranking)
     system = f"{system_prompt.strip()}\n\n{synthesis}" if system_prompt.strip() else synthesis
     return proposer_messages(question, history, system)
+
+
+# ---------------------------------------------------------------- peer review and selection
+
+# llm-council's stage 2, shortened: anonymous labels so a reviewer cannot favour a model by
+# name, a brief critique first (ranking without reading is what small models do otherwise),
+# and a fixed closing block that analysis.review_ranking.parse_ranking reads.
+REVIEW_INSTRUCTIONS = """You are reviewing answers to the question below, written by different assistants. They are anonymised as {labels}.
+First write a short critique of each response: what it gets right and what it gets wrong.
+Then end your reply with a line "FINAL RANKING:" followed by every response, best first, one per line, numbered, and nothing after it. For example:
+FINAL RANKING:
+{example}"""
+
+SELECT_INSTRUCTIONS = """You are choosing the best of several answers to the question below, written by different assistants. They are anonymised as {labels}.
+Judge which response is the most correct, complete and useful. You may explain briefly.
+End your reply with one line "CHOICE: Response <letter>", with the letter of the best response, and nothing after it."""
+
+
+def format_responses(answers: Sequence[str]) -> str:
+    """The answers under their anonymous labels, in the order given."""
+    return "\n\n".join(f"Response {lab}:\n{a.strip()}" for lab, a in zip(letters(len(answers)), answers, strict=True))
+
+
+def _task(instructions: str, question: str, answers: Sequence[str]) -> str:
+    # Not "Question:": in a completion frame that word starts a new example (and is a stop).
+    return f"{instructions}\n\nThe question: {question}\n\n{format_responses(answers)}"
+
+
+def _labels(n: int) -> str:
+    if n == 0:
+        raise ValueError("there are no answers to show")
+    names = [f"Response {lab}" for lab in letters(n)]
+    return names[0] if n == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def review_messages(
+    question: str, answers: Sequence[str], history: Sequence[Message] = (), system_prompt: str = ""
+) -> list[Message]:
+    """Messages for a reviewer: critique the answers (given in this reviewer's shuffled order,
+    labelled Response A, B…) and end with a "FINAL RANKING:" block.
+
+    The task is the last user turn, not a system message: the question is what a model
+    answers, and here the question is the review. Earlier turns stay as context.
+    """
+    n = len(answers)
+    # Placeholders, not real letters: a model that copies the example verbatim then gives an
+    # unparsed ranking instead of a fake vote.
+    places = ["best", *["next"] * (n - 2), "worst"] if n > 1 else ["only"]
+    example = "\n".join(f"{i}. Response <letter of the {p}>" for i, p in enumerate(places, start=1))
+    instructions = REVIEW_INSTRUCTIONS.replace("{labels}", _labels(n)).replace("{example}", example)
+    return proposer_messages(_task(instructions, question, answers), history, system_prompt)
+
+
+def select_messages(
+    question: str, answers: Sequence[str], history: Sequence[Message] = (), system_prompt: str = ""
+) -> list[Message]:
+    """Messages for a selector: pick the best answer, naming it in a closing "CHOICE:" line."""
+    instructions = SELECT_INSTRUCTIONS.replace("{labels}", _labels(len(answers)))
+    return proposer_messages(_task(instructions, question, answers), history, system_prompt)
+
+
+def review_for_chairman(review: str, order: Sequence[int]) -> str:
+    """A reviewer's text with its letter key, so a chairman who sees the drafts as [1], [2]…
+    can tell which draft each "Response X" was (the letters differ between reviewers)."""
+    key = ", ".join(f"Response {lab} = [{answer + 1}]" for lab, answer in zip(letters(len(order)), order, strict=True))
+    return f"({key})\n{review.strip()}"
+
+
+def _review_sections(reviews: Sequence[str], ranking: Sequence[str]) -> str:
+    out = ""
+    if reviews:
+        body = "\n\n".join(f"Review {i}: {r.strip()}" for i, r in enumerate(reviews, start=1))
+        out += (
+            "\n\nThe candidate answers were reviewed by other assistants."
+            f" Weigh these critiques; they may be wrong too:\n{body}"
+        )
+    if ranking:
+        body = "\n".join(f"{i}. {r.strip()}" for i, r in enumerate(ranking, start=1))
+        out += f"\n\nThe reviewers' aggregate ranking of the candidate answers, best first:\n{body}"
+    return out
 
 
 # ---------------------------------------------------------------- completion-style prompts

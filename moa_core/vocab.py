@@ -85,3 +85,14 @@ def digest(obj: Any, length: int = 16) -> str:
     """
     blob = obj if isinstance(obj, str) else json.dumps(obj, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+def letters(n: int) -> list[str]:
+    """The anonymous labels of n answers shown side by side ("Response A", "Response B", ...).
+
+    Here, not in prompts or analysis, because both write and read them. One letter each keeps
+    a reviewer's ranking easy to parse; past 26 answers there is no honest label, so refuse.
+    """
+    if not 0 <= n <= 26:
+        raise ValueError(f"can label 0 to 26 answers, not {n}")
+    return [chr(ord("A") + i) for i in range(n)]
