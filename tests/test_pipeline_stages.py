@@ -24,7 +24,7 @@ from moa_core.analysis import review_ranking
 from moa_core.config import AgentSpec, LayerSpec, MoAConfig, QuorumSpec, StageSpec
 from moa_core.engine import NOT_USED, collect, run_moa
 from moa_core.events import DraftDone, DraftStarted, Event, LayerDone, RunDone, TokenDelta
-from moa_core.replay import replay_events
+from moa_core.replay import replay_events, stage_columns
 from moa_core.store import Recorder, dispose_engines, get_engine, get_run, init_db, open_db
 from moa_core.store.db import current_revision, upgrade
 from moa_core.vocab import StageKind
@@ -489,6 +489,14 @@ async def test_recorded_stages_round_trip_and_replay(sqlite_url):
     assert [e for e in replayed if isinstance(e, LayerDone)] == live
     assert {e.ref.role for e in replayed if isinstance(e, DraftDone)} == {"proposer", "reviewer", "selector"}
     assert replayed[-1].final_text == ANSWERS[1]
+    columns = stage_columns(stored)
+    assert [title for title, _ in columns] == [
+        "Layer 1 · 4 proposers",
+        "Stage 2 · 2 reviewers",
+        "Aggregated answer and single models",
+    ]
+    assert columns[1][1] == [("reviewer-1-0", "P1"), ("reviewer-1-1", "R")]
+    assert columns[2][1] == [("selector-2-0", "Select · Judge")]
 
     # Deleting the run deletes its stages.
     with engine.begin() as c:
