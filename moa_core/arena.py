@@ -21,9 +21,10 @@ from typing import Any
 
 import pandas as pd
 
+from moa_core.analysis.contenders import MOA_PREFIX, contender_name
 from moa_core.config import AgentSpec, ConfigError, MoAConfig, load_preset
 from moa_core.saved_configs import load_saved
-from moa_core.store.analysis_queries import MOA_PREFIX, contender_name
+from moa_core.vocab import STAGE_ROLE, Role, call_id
 
 SIDES = ("A", "B")
 # What each vote button means for the stored vote (A is stored on the left).
@@ -48,16 +49,19 @@ class Contender:
 
     @property
     def name(self) -> str:
-        """The name the leaderboard uses (same rule as ``store.analysis_queries``)."""
+        """The name the leaderboard uses (`analysis.contenders`)."""
         if self.config is not None:
-            return contender_name("aggregator", None, None, self.config.name)
+            return contender_name(Role.AGGREGATOR, None, None, self.config.name)
         assert self.agent is not None
-        return contender_name("baseline", self.agent.label, self.agent.model, None)
+        return contender_name(Role.BASELINE, self.agent.label, self.agent.model, None)
 
     @property
-    def final_role(self) -> str:
-        """The role of the call whose text is this contender's answer."""
-        return "aggregator" if self.is_moa else "baseline"
+    def final_call(self) -> str:
+        """The call id of the call whose text is this contender's answer."""
+        if self.config is None:
+            return call_id(Role.BASELINE, -1, 0)  # engine.run_single's one call
+        stages = self.config.pipeline()
+        return call_id(STAGE_ROLE[stages[-1].kind], len(stages) - 1, 0)
 
 
 def contender_key(kind: str, ref: str) -> str:

@@ -10,21 +10,22 @@ ends with a RunDone carrying the final text and the totals so far. Feed the even
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
 from moa_core.config import AgentSpec, LayerSpec, MoAConfig
-from moa_core.engine import CONTEXT_MARGIN, RunInputError, fit_drafts, run_single, validate_question
+from moa_core.engine import RunInputError, run_single, validate_question
 from moa_core.events import CallRef, DraftDone, DraftStarted, Event, LayerDone, RunDone, RunStarted, TokenDelta, Totals
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER, aggregator_messages
 from moa_core.providers import llm
+from moa_core.providers.fit import fit_to_window
+from moa_core.streams import merge_streams
 from moa_core.vocab import Role, RunStatus
 
 KIND = "challenge"
@@ -95,39 +96,6 @@ def _totals(calls: Sequence[DraftDone], base: Totals | None, wall: float) -> Tot
     )
 
 
-async def _merge(streams: Sequence[AsyncIterator[Event]]) -> AsyncGenerator[tuple[int, Event], None]:
-    """Events of several runs as they come, tagged with the stream's index; closing this
-    generator cancels and closes every stream (so their model calls stop)."""
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-    end = object()
-
-    async def pump(i: int, stream: AsyncIterator[Event]) -> None:
-        try:
-            async with aclosing(stream) as events:  # type: ignore[type-var]  # engine streams are async generators (aclose), typed as AsyncIterator
-                async for ev in events:
-                    await queue.put((i, ev))
-        except Exception as exc:
-            await queue.put((i, exc))
-        finally:
-            queue.put_nowait((i, end))
-
-    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            i, ev = await queue.get()
-            if ev is end:
-                remaining -= 1
-            elif isinstance(ev, Exception):
-                raise ev
-            else:
-                yield i, ev
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 async def draft_events(
     run_id: str, question: str, agents: Sequence[AgentSpec], *, timeout: float = CALL_TIMEOUT, num_retries: int = 1
 ) -> AsyncGenerator[Event, None]:
@@ -154,7 +122,7 @@ async def draft_events(
     )
     done: list[DraftDone] = []
     streams = [run_single(question, a, kind=KIND, timeout=timeout, num_retries=num_retries) for a in agents]
-    async with aclosing(_merge(streams)) as merged:
+    async with aclosing(merge_streams(dict(enumerate(streams)))) as merged:
         async for slot, ev in merged:
             if isinstance(ev, (DraftStarted, TokenDelta, DraftDone)):
                 ev = replace(ev, ref=CallRef(run_id, Role.PROPOSER, 0, slot, ev.ref.model, ev.ref.label))
@@ -176,16 +144,9 @@ async def draft_events(
 def fit_for(agent: AgentSpec, question: str, template: str, drafts: list[str]) -> list[str]:
     """Drafts trimmed (fairly) so the prompt fits the aggregator's context window."""
     window = agent.context_window or llm.context_window(agent.model)
-    if window is None:
-        return drafts
-    fixed = aggregator_messages(question, [""] * len(drafts), template)
-    budget = (
-        window
-        - agent.max_tokens
-        - CONTEXT_MARGIN
-        - llm.count_tokens(agent.model, "\n".join(m["content"] for m in fixed))
-    )
-    return fit_drafts(agent.model, drafts, budget)
+    return fit_to_window(
+        agent.model, window, agent.max_tokens, drafts, lambda d: aggregator_messages(question, d, template)
+    ).drafts
 
 
 async def synthesis_events(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the commands import these lazily, to keep `moa --help` fast
     from rich.table import Table
     from sqlalchemy import Engine
 
+    from moa_core.analysis.objective import ObjectiveReport
     from moa_core.evaluation.plan import EvalPlan
     from moa_core.evaluation.records import EvalReport
     from moa_core.evaluation.runner import EvalProgress
@@ -683,6 +684,7 @@ def _problems(plan: EvalPlan) -> list[str]:
 
 def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from moa_core.evaluation.report import pairwise_display
     from moa_core.evaluation.runner import format_duration
@@ -692,7 +694,8 @@ def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
         for col in df.columns:
             t.add_column(str(col), overflow="fold")
         for row in df.itertuples(index=False):
-            t.add_row(*[(fmt or {}).get(c, str)(v) for c, v in zip(df.columns, row, strict=True)])
+            # Cells hold contender names and other user text: plain Text, never markup.
+            t.add_row(*[Text((fmt or {}).get(c, str)(v)) for c, v in zip(df.columns, row, strict=True)])
         console.print(t)
 
     if report.judged:
@@ -725,6 +728,8 @@ def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
             ref[["contender", "n", "correct", "accuracy", "CI"]],
             {"accuracy": pct},
         )
+    if report.objective is not None:
+        _print_objective(console, report.objective, table)
     if not report.costs.empty:
         c = report.costs
         money = lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")  # noqa: E731
@@ -757,6 +762,25 @@ def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
             "[yellow]The judge is a tiny local model: its verdicts are weak evidence (position bias, "
             "shallow reading). Use a strong judge before drawing conclusions.[/yellow]"
         )
+
+
+def _print_objective(console: Console, obj: ObjectiveReport, table: Callable[[str, pd.DataFrame], None]) -> None:
+    """The "does it help?" section: accuracy with CIs, the paired comparisons, their words."""
+    from moa_core.analysis.objective import display_paired, display_table
+
+    table(
+        f"Does it help? Right against the reference, {obj.questions} question(s) (95% Wilson CI)",
+        display_table(obj.table),
+    )
+    if not obj.paired.empty:
+        table(f"Per question against the best single model, {obj.best} (exact sign test)", display_paired(obj.paired))
+    # Contender names are user text: printed as is, never as markup.
+    console.print(obj.headline, markup=False, highlight=False, soft_wrap=True)
+    for line in obj.lines:
+        if line != obj.headline:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for note in obj.notes:
+        console.print(note, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -32,12 +32,13 @@ from moa_core.events import (
     Totals,
     Usage,
 )
+from moa_core.vocab import StageKind
 
 SPEEDS: dict[str, float | None] = {"1×": 1.0, "2×": 2.0, "5×": 5.0, "instant": None}
 # Derived timing for old runs: one piece of text per this many seconds (at most DERIVED_MAX pieces).
 DERIVED_STEP = 0.1
 DERIVED_MAX = 200
-_REPLAYED_ROLES = ("proposer", "aggregator", "baseline")
+_REPLAYED_ROLES = ("proposer", "reviewer", "aggregator", "selector", "baseline")
 
 
 @dataclass(frozen=True, order=True)
@@ -146,14 +147,8 @@ def _schedule(stored: Mapping[str, Any]) -> list[_Scheduled]:
                 add(t, TokenDelta(ref, text[shown:n], t))
                 shown = n
         add(max(_end(g), t), _draft_done(ref, g))
-    layers: dict[int, list[Mapping[str, Any]]] = {}
-    for g in gens:
-        if g["role"] == "proposer":
-            layers.setdefault(int(g["layer"]), []).append(g)
-    for k, row in sorted(layers.items()):
-        ok = sum(1 for g in row if g["status"] == "done")
-        end = max(_end(g) for g in row)
-        add(end, LayerDone(run_id, k, ok, len(row) - ok, end))
+    for stage in _stages(stored, gens):
+        add(stage.t, stage)
     last = max([t0, *(s.t for s in out)])
     wall = run.get("wall_time")
     end = max(last, t0 + float(wall)) if wall is not None else last
@@ -168,6 +163,40 @@ def _schedule(stored: Mapping[str, Any]) -> list[_Scheduled]:
     )
     add(end, RunDone(run_id, cast(RunStatus, status), run.get("final_text") or "", totals, end, run.get("error")))
     return sorted(out)
+
+
+def _stages(stored: Mapping[str, Any], gens: Sequence[Mapping[str, Any]]) -> list[LayerDone]:
+    """The LayerDone of every stage as recorded (get_run's "stages"); runs recorded before
+    stages were stored get one per proposer layer, read from its generations, as they had."""
+    run_id = stored["run"]["id"]
+    rows = stored.get("stages") or []
+    if rows:
+        return [
+            LayerDone(
+                run_id,
+                int(r["layer"]),
+                int(r["ok"]),
+                int(r["failed"]),
+                float(r["ended_at"]),
+                StageKind(r["kind"]),
+                tuple(r.get("used") or ()),
+                tuple(r.get("cut") or ()),
+                dict(r.get("details") or {}),
+            )
+            for r in rows
+        ]
+    layers: dict[int, list[Mapping[str, Any]]] = {}
+    for g in gens:
+        if g["role"] == "proposer":
+            layers.setdefault(int(g["layer"]), []).append(g)
+    out = []
+    for k, row in sorted(layers.items()):
+        ok = sum(1 for g in row if g["status"] == "done")
+        end = max(_end(g) for g in row)
+        out.append(
+            LayerDone(run_id, k, ok, len(row) - ok, end, used=tuple(g["call_id"] for g in row if g["status"] == "done"))
+        )
+    return out
 
 
 async def replay_events(stored: Mapping[str, Any], speed: float | None = 1.0) -> AsyncGenerator[Event, None]:
@@ -189,34 +218,31 @@ async def replay_events(stored: Mapping[str, Any], speed: float | None = 1.0) ->
 
 def stage_columns(stored: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
     """The live columns of a stored run, as (stage title, [(call_id, column title)]) rows:
-    each layer of proposers, then the final answer beside the baselines."""
+    each stage of proposers or reviewers, then the final answer beside the baselines."""
     gens: Sequence[Mapping[str, Any]] = _generations(stored)
     layers: dict[int, list[Mapping[str, Any]]] = {}
     finals: list[Mapping[str, Any]] = []
     for g in sorted(gens, key=lambda g: (g["layer"], g["slot"])):
-        if g["role"] == "proposer":
+        if g["role"] in ("proposer", "reviewer"):
             layers.setdefault(int(g["layer"]), []).append(g)
         else:
             finals.append(g)
     rows = [
         (
-            f"Layer {k + 1} · {len(row)} proposers",
-            [(f"proposer-{k}-{g['slot']}", g["label"] or g["model"]) for g in row],
+            f"Layer {k + 1} · {len(row)} proposers"
+            if row[0]["role"] == "proposer"
+            else f"Stage {k + 1} · {len(row)} reviewers",
+            [(_ref("", g).call_id, g["label"] or g["model"]) for g in row],
         )
         for k, row in sorted(layers.items())
     ]
-    finals.sort(key=lambda g: (g["role"] != "aggregator", g["slot"]))
+    finals.sort(key=lambda g: (g["role"] == "baseline", g["slot"]))
+    prefix = {"aggregator": "MoA · ", "selector": "Select · "}
     if finals:
         rows.append(
             (
                 "Aggregated answer and single models",
-                [
-                    (
-                        _ref("", g).call_id,
-                        ("MoA · " if g["role"] == "aggregator" else "Alone · ") + (g["label"] or g["model"]),
-                    )
-                    for g in finals
-                ],
+                [(_ref("", g).call_id, prefix.get(g["role"], "Alone · ") + (g["label"] or g["model"])) for g in finals],
             )
         )
     return rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable, Mapping
 from contextlib import aclosing
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -20,11 +20,36 @@ T = TypeVar("T")
 _END = object()
 
 
-async def merge_streams(streams: Mapping[K, AsyncIterator[T]]) -> AsyncGenerator[tuple[K, T], None]:
+class Idle:
+    """What `merge_streams(..., idle=s)` yields when no stream has said anything for `s` seconds."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "IDLE"
+
+
+IDLE: Final = Idle()
+
+
+@overload
+def merge_streams(streams: Mapping[K, AsyncIterator[T]]) -> AsyncGenerator[tuple[K, T], None]: ...
+@overload
+def merge_streams(
+    streams: Mapping[K, AsyncIterator[T]], *, idle: float
+) -> AsyncGenerator[tuple[K, T] | Idle, None]: ...
+
+
+async def merge_streams(
+    streams: Mapping[K, AsyncIterator[T]], *, idle: float | None = None
+) -> AsyncGenerator[tuple[K, T] | Idle, None]:
     """Items of every stream as they arrive, each tagged with its stream's key.
 
     Ends when every stream has ended. An exception in a stream is raised here (after the
-    other streams are cancelled); closing this generator early cancels the rest.
+    other streams are cancelled); closing this generator early cancels the rest. With
+    `idle`, `IDLE` is yielded whenever nothing has arrived for that many seconds, so a
+    consumer waiting on silent streams (a model still thinking) can look at the clock, a
+    stop request or the screen without a second loop of its own.
     """
     queue: asyncio.Queue[tuple[K, Any]] = asyncio.Queue()
 
@@ -46,7 +71,15 @@ async def merge_streams(streams: Mapping[K, AsyncIterator[T]]) -> AsyncGenerator
     try:
         remaining = len(tasks)
         while remaining:
-            key, item = await queue.get()
+            if idle is None:
+                key, item = await queue.get()
+            else:
+                try:
+                    # Cancelling a Queue.get loses no item: what is not taken stays queued.
+                    key, item = await asyncio.wait_for(queue.get(), idle)
+                except TimeoutError:
+                    yield IDLE
+                    continue
             if item is _END:
                 remaining -= 1
             elif isinstance(item, _Failed):

@@ -11,13 +11,13 @@ import pytest
 
 from moa_core import arena
 from moa_core.analysis import leaderboard
+from moa_core.analysis.contenders import contender_name
 from moa_core.arena import ArenaError, Contender, SideState
 from moa_core.config import AgentSpec, LayerSpec, MoAConfig, load_preset
 from moa_core.engine import run_moa, run_single
 from moa_core.store import Recorder, add_rating, add_vote, get_run, open_db
 from moa_core.store.analysis_queries import (
     contender_costs,
-    contender_name,
     contender_ratings,
     review_candidates,
     vote_counts,
@@ -44,7 +44,8 @@ def test_contender_names_match_the_leaderboard_rule():
     assert single("local/smollm2-135m").name == "local/smollm2-135m"
     assert single("openai/gpt-4o", label="GPT").name == "GPT"
     assert moa("local-moa").name == "MoA · local-moa"
-    assert moa("local-moa").final_role == "aggregator" and single("m").final_role == "baseline"
+    # the call whose text is the answer: the last stage's (one agent), or run_single's one call
+    assert moa("local-moa").final_call == "aggregator-1-0" and single("m").final_call == "baseline--1-0"
     # what the stored generations of those runs are named after
     assert contender_name("aggregator", "Qwen 0.5B (aggregator)", "local/qwen", "local-moa") == "MoA · local-moa"
     assert contender_name("baseline", "", "local/smollm2-135m", "local/smollm2-135m") == "local/smollm2-135m"

@@ -192,7 +192,7 @@ def engine(tmp_path) -> Engine:
 
 def test_challenge_is_recorded_as_one_run(engine: Engine, fake_server) -> None:
     from moa_core.challenge import draft_events, synthesis_events
-    from moa_core.ui.diversity_view import ensure_run_diversity
+    from moa_core.evaluation.diversity import ensure_run_diversity
 
     agents = [
         fake_agent(fake_server, f"d{i}", tokens=6).model_copy(update={"label": f"Draft {i + 1}"}) for i in range(3)

@@ -122,3 +122,58 @@ def test_report_of_a_judged_evaluation(db_url, server):
     names = " ".join(map(str, board["contender"]))
     assert "fake-moa" in names and "solo" in names
     assert load_results(engine, "judged").judgements["outcome"].eq("left").all()
+
+
+def test_does_it_help_section(db_url):
+    """Proposers, majority and MoA scored against references, with the paired comparison in words.
+
+    Mock answers (litellm mock_response): P1 "4", P2 "7", P3 "Answer: 4 km", the aggregator "(B), or 7";
+    references 4, 4, 7, "4 km", B. By hand: P1 2/5, P2 1/5, P3 3/5, majority 2/5, MoA 2/5; MoA vs P3 wins 2
+    (q3, q5), loses 3, p = 1.0. The config's name is hostile markdown: it must reach the page as text.
+    """
+    from moa_core.config import MoAConfig
+    from moa_core.evaluation.contenders import moa_contender
+    from moa_core.evaluation.questions import Question, QuestionSet
+    from moa_core.evaluation.runner import EvalPlan
+
+    def agent(label: str, text: str) -> dict[str, object]:
+        return {"model": "openai/mock", "label": label, "max_tokens": 16, "extra": {"mock_response": text}}
+
+    name = "**bold** [x](javascript:alert(1))"
+    cfg = MoAConfig.model_validate(
+        {
+            "name": name,
+            "layers": [{"proposers": [agent("P1", "4"), agent("P2", "7"), agent("P3", "Answer: 4 km")]}],
+            "aggregator": agent("agg", "(B), or 7"),
+            "num_retries": 0,
+        }
+    )
+    refs = ["4", "4", "7", "4 km", "B"]
+    qs = QuestionSet(
+        name="refs",
+        format="plain",
+        questions=[Question(id=f"q{i}", turns=[f"Question {i}?"], reference=r) for i, r in enumerate(refs, 1)],
+    )
+    engine = open_db(db_url)
+    asyncio.run(run_evaluation(engine, EvalPlan("objective", qs, [moa_contender(cfg)], None), concurrency=2))
+    at = page().run()
+    assert not at.exception
+    out = texts(at)
+    assert "Does it help?" in out and "5 question(s) with a reference" in out
+    tables = [d.value for d in at.dataframe]
+    acc = next(t for t in tables if "accuracy (95% CI)" in t.columns).set_index("contender")
+    assert (
+        acc.loc["P3 (proposer)", "right"] == "3/5" and acc.loc["P3 (proposer)", "accuracy (95% CI)"] == "60% (23–88%)"
+    )
+    assert acc.loc["majority vote", "right"] == "2/5" and acc.loc[name, "right"] == "2/5"
+    assert acc.loc[name, "kind"] == "MoA"
+    paired = next(t for t in tables if "wins/losses/ties" in t.columns).set_index("contender")
+    assert paired.loc[name, "wins/losses/ties"] == "2/3/0" and paired.loc[name, "sign test"] == "p = 1.00"
+    headline = f"No evidence of a gain for {name} (MoA) over the best single proposer, P3 (proposer)"
+    assert headline in out
+    # Escaped: no bold, no link made from the contender's name.
+    raw = "\n".join(m.value for m in at.markdown)
+    assert "**bold**" not in raw and "](javascript:" not in raw
+    html = eval_report_html(eval_report(engine, "objective"), "refs")
+    assert_inert(html, None)
+    assert "Does it help?" in html and "2/3/0" in html and "No evidence of a gain" in html

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import norm
+from statsmodels.stats.proportion import proportion_confint
 
 
 def wilson_interval(
@@ -12,7 +14,7 @@ def wilson_interval(
 ) -> tuple[float, float] | tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Wilson score interval for a proportion wins/n (scalars or arrays).
 
-    Preferred over the normal approximation because it stays inside [0, 1] and is
+    Computed by statsmodels; preferred over the normal approximation because it stays inside [0, 1] and is
     sensible at 0/n and n/n, which small evaluation sets hit all the time. ``wins`` may
     be fractional (ties counted as half). n == 0 gives NaN bounds: there is no estimate.
     """
@@ -20,14 +22,12 @@ def wilson_interval(
     m = np.asarray(n, dtype=float)
     if np.any(m < 0) or np.any(w < 0) or np.any(w > m):
         raise ValueError("need 0 <= wins <= n")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = w / m
-        z2 = z * z
-        denom = 1.0 + z2 / m
-        centre = (p + z2 / (2.0 * m)) / denom
-        half = z * np.sqrt(p * (1.0 - p) / m + z2 / (4.0 * m * m)) / denom
-        low = np.where(m > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-        high = np.where(m > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    alpha = 2.0 * float(norm.sf(z))
+    safe = np.where(m > 0, m, 1.0)  # statsmodels divides by n; n == 0 is masked to NaN below
+    low, high = proportion_confint(w, safe, alpha=alpha, method="wilson")
+    # At 0/n and n/n the bound is exactly 0 or 1; floating error would show as 2.8e-17.
+    low = np.where(m > 0, np.where(w == 0, 0.0, np.clip(low, 0.0, 1.0)), np.nan)
+    high = np.where(m > 0, np.where(w == m, 1.0, np.clip(high, 0.0, 1.0)), np.nan)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from moa_core.analysis.objective import Role as Shape
+from moa_core.analysis.objective import pipeline_shape
 from moa_core.config import (
     AgentSpec,
     ConfigError,
@@ -75,13 +77,26 @@ class Contender:
     def kind(self) -> Literal["moa", "single"]:
         return "moa" if self.config is not None else "single"
 
+    @property
+    def shape(self) -> Shape:
+        """What the objective report calls it: a model alone, or a pipeline by its stages
+        (see :func:`moa_core.analysis.objective.pipeline_shape`)."""
+        if self.config is None:
+            return "single"
+        return pipeline_shape([str(s.kind) for s in self.config.pipeline()])
+
     def run_config(self) -> MoAConfig:
-        """The MoA config as it runs: named after the contender, the aggregator labelled
-        with the contender's name (so votes on its answer carry that name), no baselines
-        (an evaluation runs baselines as contenders of their own)."""
-        assert self.config is not None
-        agg = self.config.aggregator.model_copy(update={"label": self.name})
-        return self.config.model_copy(update={"name": self.name, "aggregator": agg, "baselines": []})
+        """The MoA config as it runs: named after the contender, the final agent (the
+        aggregator, or a pipeline's last stage) labelled with the contender's name (so votes
+        on its answer carry that name), no baselines (an evaluation runs baselines as
+        contenders of their own)."""
+        cfg = self.config
+        assert cfg is not None
+        final = cfg.aggregator.model_copy(update={"label": self.name})
+        update: dict[str, Any] = {"name": self.name, "aggregator": final, "baselines": []}
+        if cfg.stages:
+            update["stages"] = [*cfg.stages[:-1], cfg.stages[-1].model_copy(update={"agents": [final]})]
+        return cfg.model_copy(update=update)
 
     def run_agent(self) -> AgentSpec:
         assert self.agent is not None
@@ -110,18 +125,20 @@ class Contender:
         cfg = self.config
         assert cfg is not None
         layers = [LayerSpec(proposers=[_cap(a, cap) for a in layer.proposers]) for layer in cfg.layers]
-        new = cfg.model_copy(
-            update={
-                "layers": layers,
-                "aggregator": _cap(cfg.aggregator, cap),
-                "baselines": [_cap(a, cap) for a in cfg.baselines],
-            }
-        )
-        return replace(self, config=new)
+        update: dict[str, Any] = {
+            "layers": layers,
+            "aggregator": _cap(cfg.aggregator, cap),
+            "baselines": [_cap(a, cap) for a in cfg.baselines],
+        }
+        if cfg.stages:
+            update["stages"] = [s.model_copy(update={"agents": [_cap(a, cap) for a in s.agents]}) for s in cfg.stages]
+        return replace(self, config=cfg.model_copy(update=update))
 
     def describe(self) -> str:
         if self.config is not None:
             cfg = self.run_config()
+            if cfg.stages:
+                return " → ".join(f"{s.kind} {len(s.agents)}" for s in cfg.stages) + f" ({cfg.aggregator.model})"
             sizes = " → ".join(str(len(layer.proposers)) for layer in cfg.layers)
             return f"MoA {sizes} proposers → {cfg.aggregator.model}"
         return f"{self.agent.model} alone"  # type: ignore[union-attr]  # no config means an agent (checked at construction)

@@ -14,6 +14,16 @@ import re
 import unicodedata
 from typing import Any, Literal
 
+from moa_core.evaluation.short_answer import (
+    NUMBER_WORDS,
+    THOUSANDS,
+    number_check,
+    reference_choice,
+    reference_quantity,
+    stated_choice,
+    stated_quantity,
+)
+
 Verdict = Literal["A", "B", "tie", "unparseable"]
 Outcome = Literal["left", "right", "tie", "unparseable"]
 Message = dict[str, Any]
@@ -221,36 +231,7 @@ def combine_verdicts(v_ab: Verdict, v_ba: Verdict) -> Outcome:
 # ---------------------------------------------------------------- reference check
 
 SHORT_ANSWER_MAX_WORDS = 50
-_NUMBER_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
-}
 _ARTICLES = frozenset({"a", "an", "the"})
-_THOUSANDS = re.compile(r"(?<=\d)[,_](?=\d{3}(?!\d))")
 # A minus sign only counts at the start of a token, so the range "3-4" stays 3 and 4.
 _TOKEN = re.compile(r"(?:(?<![\w.])-)?\d+(?:\.\d+)?|[^\W\d_]+")
 
@@ -265,7 +246,7 @@ def _canon_number(tok: str) -> str:
 def normalize_answer(text: str) -> list[str]:
     """Tokens for :func:`reference_check`: NFKC, lower case, markdown and punctuation
     dropped, articles dropped, "1,000" -> "1000", "3.50" -> "3.5", "four" -> "4"."""
-    t = _THOUSANDS.sub("", unicodedata.normalize("NFKC", text).lower())
+    t = THOUSANDS.sub("", unicodedata.normalize("NFKC", text).lower())
     tokens: list[str] = []
     for tok in _TOKEN.findall(t):
         if tok in _ARTICLES:
@@ -273,34 +254,66 @@ def normalize_answer(text: str) -> list[str]:
         if tok[0].isdigit() or tok[0] == "-":
             tokens.append(_canon_number(tok))
         else:
-            tokens.append(_NUMBER_WORDS.get(tok, tok))
+            tokens.append(NUMBER_WORDS.get(tok, tok))
     return tokens
 
 
 def reference_check(answer: str, reference: str, max_words: int = SHORT_ANSWER_MAX_WORDS) -> bool:
     """True when a short answer states the reference.
 
-    The rule: both texts are normalised with :func:`normalize_answer` (case, punctuation,
-    markdown, articles, whitespace, thousands separators, trailing decimal zeros and the
-    number words zero..twenty do not matter). The answer passes if its tokens equal the
-    reference's, or if it has at most ``max_words`` tokens and contains the reference's
-    tokens as a contiguous run of whole tokens ("It is Canberra." passes for "Canberra";
-    "Canberran" and "10" for "1" do not).
+    A reference that is a single letter A-J is a multiple-choice answer and one that is a
+    number (with an optional unit) is read as a quantity: see
+    :mod:`moa_core.evaluation.short_answer` for what counts as stating them. Any other
+    reference is text. In every case the answer is "short" when it has at most
+    ``max_words`` tokens; a longer answer passes only on an explicit "answer ..."
+    statement (letters, numbers) or an exact match (text).
+
+    The text rule: both texts are normalised with :func:`normalize_answer` (case,
+    punctuation, markdown, articles, whitespace, thousands separators, trailing decimal
+    zeros and the number words zero..twenty do not matter). The answer passes if its
+    tokens equal the reference's, or if it is short and contains the reference's tokens as
+    a contiguous run of whole tokens ("It is Canberra." passes for "Canberra";
+    "Canberran" does not).
 
     It is a cheap check, not a grade: it cannot see negation ("not Canberra") or an
-    answer that lists several candidates, which is why long answers only pass on an
-    exact match.
+    answer that lists several candidates, which is why long answers need an explicit
+    statement.
     """
-    ref = normalize_answer(reference)
     ans = normalize_answer(answer)
+    short = len(ans) <= max_words
+    if (letter := reference_choice(reference)) is not None:
+        return stated_choice(answer, short) == letter
+    if (quantity := reference_quantity(reference)) is not None:
+        return number_check(answer, quantity, short)
+    ref = normalize_answer(reference)
     if not ref or not ans:
         return False
     if ans == ref:
         return True
-    if len(ans) > max_words:
+    if not short:
         return False
     n = len(ref)
     return any(ans[i : i + n] == ref for i in range(len(ans) - n + 1))
+
+
+def answer_key(answer: str, reference: str, max_words: int = SHORT_ANSWER_MAX_WORDS) -> str | None:
+    """What the answer says, in the reference's terms, so that answers can be counted as
+    votes: the reference's own form when :func:`reference_check` passes, else the letter
+    or number it states (with unit), else its first line's tokens; None when it states
+    nothing."""
+    letter = reference_choice(reference)
+    quantity = None if letter is not None else reference_quantity(reference)
+    if reference_check(answer, reference, max_words):
+        if letter is not None:
+            return letter
+        return quantity.key() if quantity is not None else " ".join(normalize_answer(reference))
+    if letter is not None:
+        return stated_choice(answer, len(normalize_answer(answer)) <= max_words)
+    if quantity is not None:
+        stated = stated_quantity(answer)
+        return stated.key() if stated is not None else None
+    first = next((line for line in answer.splitlines() if line.strip()), "")
+    return " ".join(normalize_answer(first)) or None
 
 
 ECHO_RUN_WORDS = 5

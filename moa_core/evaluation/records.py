@@ -25,16 +25,20 @@ import pandas as pd
 from sqlalchemy import Engine, String, cast, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from moa_core.analysis.objective import ObjectiveReport
 from moa_core.evaluation import report as rep
 from moa_core.evaluation.judge import reference_check
+from moa_core.evaluation.objective import build_objective, proposer_source
 from moa_core.store.db import StoreError, safe_url
 from moa_core.store.models import Generation, Run, Vote, table_of
 from moa_core.store.util import one_line
+from moa_core.vocab import GenerationStatus, Role
 
 RUN, GEN, VOTE = table_of(Run), table_of(Generation), table_of(Vote)
 EVAL_TAG = "eval"
 KIND = "eval"
-FINAL_ROLES = ("aggregator", "baseline")
+# The call that writes an answer's final text: a pipeline's last stage, or a model alone.
+FINAL_ROLES = (Role.AGGREGATOR, Role.SELECTOR, Role.BASELINE)
 
 ANSWER_COLUMNS = [
     "run_id",
@@ -43,6 +47,7 @@ ANSWER_COLUMNS = [
     "contender",
     "contender_kind",
     "contender_hash",
+    "shape",
     "question_id",
     "category",
     "question",
@@ -140,6 +145,25 @@ def final_generation_ids(engine: Engine, run_ids: Sequence[str]) -> dict[str, in
     return {r["run_id"]: int(r["id"]) for r in _rows(engine, stmt)}
 
 
+def proposer_drafts(engine: Engine, run_ids: Sequence[str]) -> pd.DataFrame:
+    """The finished first-stage drafts of these runs: run_id, slot, name (label or model), text."""
+    cols = ["run_id", "slot", "name", "text"]
+    if not run_ids:
+        return pd.DataFrame(columns=cols)
+    stmt = (
+        select(GEN.c.run_id, GEN.c.slot, GEN.c.label, GEN.c.model, GEN.c.text)
+        .where(
+            GEN.c.run_id.in_(list(run_ids)),
+            GEN.c.role == Role.PROPOSER,
+            GEN.c.layer == 0,
+            GEN.c.status == GenerationStatus.DONE,
+        )
+        .order_by(GEN.c.id)
+    )
+    rows = [{**r, "name": r["label"] or r["model"]} for r in _rows(engine, stmt)]
+    return pd.DataFrame(rows, columns=cols)
+
+
 def runs_with_votes(engine: Engine, run_ids: Sequence[str]) -> dict[str, int]:
     """run id -> id of a vote recorded for it (judgement runs)."""
     if not run_ids:
@@ -169,6 +193,7 @@ def _answer_row(row: dict[str, Any]) -> dict[str, Any]:
         "contender": m.get("contender"),
         "contender_kind": m.get("contender_kind"),
         "contender_hash": m.get("contender_hash"),
+        "shape": m.get("shape"),
         "question_id": str(m.get("question_id")),
         "category": m.get("category") or "general",
         "question": row["question"],
@@ -301,6 +326,7 @@ class EvalReport:
     judged: int = 0
     unparseable: int = 0
     same_position: int = 0  # judgements where the judge picked the same slot in both orders
+    objective: ObjectiveReport | None = None  # "does it help?": None when no question has a reference
 
     @property
     def contenders(self) -> list[str]:
@@ -349,6 +375,9 @@ def eval_report(engine: Engine, name: str, judge: str | None = None) -> EvalRepo
     )
     collab_rows = rep.collaborativeness_rows(res.judgements, res.answers)
     collab = rep.collaborativeness(collab_rows) if not collab_rows.empty else pd.DataFrame()
+    source = proposer_source(res.answers)
+    source_runs = res.answers.loc[res.answers["contender"] == source, "run_id"].tolist() if source else []
+    objective = build_objective(res.answers, proposer_drafts(engine, source_runs))
     return EvalReport(
         res,
         judge_used,
@@ -360,6 +389,7 @@ def eval_report(engine: Engine, name: str, judge: str | None = None) -> EvalRepo
         len(outcomes),
         int((outcomes["outcome"] == "unparseable").sum()) if not outcomes.empty else 0,
         rep.position_bias(res.judgements),
+        objective,
     )
 
 
@@ -416,5 +446,6 @@ __all__ = [
     "judgements_df",
     "list_evaluations",
     "load_results",
+    "proposer_drafts",
     "runs_with_votes",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from moa_core.analysis.objective import display_paired, display_table
 from moa_core.evaluation.records import EvalReport
 from moa_core.evaluation.report import OVERALL, pairwise_display
 from moa_core.store.html_page import document, esc, frame_table, interval_chart, markdown_html
@@ -63,6 +64,24 @@ def _reference(rep: EvalReport) -> str:
         }
     )
     return "<h2>Reference check</h2>" + frame_table(view)
+
+
+def _objective(rep: EvalReport) -> str:
+    obj = rep.objective
+    if obj is None:
+        return ""
+    out = [
+        "<h2>Does it help?</h2>",
+        f'<p class="note">{obj.questions} question(s) with a reference, checked without a judge; 95% Wilson '
+        "intervals; each combination against the best single model with an exact sign test.</p>",
+        frame_table(display_table(obj.table)),
+    ]
+    if not obj.paired.empty:
+        out.append(frame_table(display_paired(obj.paired)))
+    out.append(f"<p><b>{esc(obj.headline)}</b></p>")
+    out += [f"<p>{esc(line)}</p>" for line in obj.lines if line != obj.headline]
+    out += [f'<p class="note">{esc(note)}</p>' for note in obj.notes]
+    return "".join(out)
 
 
 def _costs(rep: EvalReport) -> str:
@@ -140,7 +159,7 @@ def eval_report_html(rep: EvalReport, question_set: str = "") -> str:
         f"{len(res.answers)} answers · {rep.judged} judged pairs · "
         f"{res.failed_answers + res.failed_judgements} failed or stopped item(s)</p>"
     )
-    body = head + _pairwise(rep) + _reference(rep) + _costs(rep) + _collab(rep) + _answers(rep)
+    body = head + _pairwise(rep) + _reference(rep) + _objective(rep) + _costs(rep) + _collab(rep) + _answers(rep)
     return document(f"MoA evaluation · {res.name}", body)
 
 

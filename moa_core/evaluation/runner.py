@@ -55,6 +55,7 @@ from moa_core.evaluation.records import (
 from moa_core.events import DraftDone, RunDone, RunStarted
 from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
+from moa_core.vocab import Role
 
 DEFAULT_CONCURRENCY = 2
 
@@ -160,6 +161,7 @@ def _answer_meta(plan: EvalPlan, c: Contender, q: Question) -> dict[str, Any]:
         "question_hash": question_hash(q),
         "contender": c.name,
         "contender_kind": c.kind,
+        "shape": c.shape,
         "contender_hash": c.fingerprint(),
         "contender_index": plan.contenders.index(c),
         "timeout": c.timeout,
@@ -198,11 +200,15 @@ async def _run_answer(engine: Engine, plan: EvalPlan, item: _Answer) -> tuple[An
                 # Before RunDone marks the run finished: a finished run always has these.
                 gen = final_generation_ids(engine, [ev.ref.run_id]).get(ev.ref.run_id)
                 extra: dict[str, Any] = {"final_generation_id": gen}
-                if q.reference:
+                # A selector's own text only names its choice; its answer (the chosen draft)
+                # arrives with RunDone, so that check waits (load_results redoes a missed one).
+                if q.reference and ev.ref.role != Role.SELECTOR:
                     extra["reference_ok"] = reference_check(ev.text, q.reference)
                 annotate_run(engine, ev.ref.run_id, meta=extra)
             elif isinstance(ev, RunDone):
                 end = ev
+                if final is not None and final.ref.role == Role.SELECTOR and q.reference and ev.status == "done":
+                    annotate_run(engine, ev.run_id, meta={"reference_ok": reference_check(ev.final_text, q.reference)})
     if end is None or run_id is None:
         return None, f"{c.name} on {q.id}: the run did not finish"
     if end.status != "done" or final is None:
@@ -210,7 +216,7 @@ async def _run_answer(engine: Engine, plan: EvalPlan, item: _Answer) -> tuple[An
     gen_id = final_generation_ids(engine, [run_id]).get(run_id)
     if gen_id is None:
         return None, f"{c.name} on {q.id}: the final answer was not stored"
-    return AnswerRecord(run_id, gen_id, final.text, c.name, q.id), None
+    return AnswerRecord(run_id, gen_id, end.final_text or final.text, c.name, q.id), None
 
 
 async def _run_judge(engine: Engine, plan: EvalPlan, item: _Judge, a: AnswerRecord, b: AnswerRecord) -> Judgement:

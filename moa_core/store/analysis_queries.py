@@ -1,10 +1,7 @@
 """Read side of the Arena and Analysis pages: contenders, vote counts, scores, cost, latency.
 
-A *contender* is what a vote compares. A single model answering alone is named by its
-label or model string (as in ``votes_df``); the final answer of a MoA run (its
-aggregator generation) is named after the config, ``"MoA · <config name>"``, because the
-aggregator's own model says little about the pipeline that wrote the answer. The same
-rule names the contenders on the Arena page, so its votes and this leaderboard agree.
+A *contender* is what a vote compares, named by `analysis.contenders` (the rule the
+Arena page uses too, so its votes and this leaderboard agree).
 
 Votes are counted in SQL, one row per (left, right, outcome) cell, so the leaderboard
 is fitted on counts whatever the number of votes.
@@ -19,6 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, Select, func, select
 
+from moa_core.analysis.contenders import contender_names
 from moa_core.store.models import JUDGE_PREFIX
 from moa_core.store.queries import (
     GEN,
@@ -39,27 +37,8 @@ from moa_core.store.queries import (
 )
 from moa_core.store.util import TimeLike
 
-MOA_PREFIX = "MoA · "
 COUNT_COLUMNS = ["left", "right", "outcome", "count"]
 COST_COLUMNS = ["contender", "cost", "latency", "answers"]
-
-
-def contender_name(role: str | None, label: str | None, model: str | None, preset: str | None) -> str:
-    """The contender a stored generation stands for (see the module docstring)."""
-    if role == "aggregator" and preset:
-        return f"{MOA_PREFIX}{preset}"
-    return label or model or "?"
-
-
-def contender_names(df: pd.DataFrame, prefix: str = "") -> pd.Series:
-    """Vectorised ``contender_name`` over columns ``{prefix}role``, ``label``, ``model``, ``preset``."""
-    if df.empty:
-        return pd.Series([], index=df.index, dtype="object")
-    role, label, model, preset = (df[f"{prefix}{c}"] for c in ("role", "label", "model", "preset"))
-    single = label.where(label.fillna("").astype(bool), model).fillna("?")
-    moa = MOA_PREFIX + preset.fillna("").astype(str)
-    is_moa = (role == "aggregator") & preset.fillna("").astype(bool)
-    return moa.where(is_moa, single).astype("object")
 
 
 @dataclass(frozen=True)
@@ -374,13 +353,10 @@ def voted_pairs(engine: Engine, rater: str) -> set[frozenset[int]]:
 __all__ = [
     "COST_COLUMNS",
     "COUNT_COLUMNS",
-    "MOA_PREFIX",
     "RATER_KINDS",
     "RATING_DETAIL_COLUMNS",
     "VOTE_DETAIL_COLUMNS",
     "contender_costs",
-    "contender_name",
-    "contender_names",
     "contender_ratings",
     "generation_texts",
     "rating_details",

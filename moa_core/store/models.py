@@ -158,6 +158,30 @@ class Vote(SQLModel, table=True):
     campaign_id: str | None = Field(default=None, max_length=64)
 
 
+class Stage(SQLModel, table=True):
+    """Revision 0008: what one pipeline stage of a run decided (the engine's LayerDone):
+    which calls' answers the next stage used, which a quorum cut, and the stage's details
+    (a review's orders, rankings and aggregate; a select's choice). Runs recorded before
+    have no rows; their stages are read from the generations."""
+
+    __tablename__ = "stage"
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id"], ["run.id"], name="fk_stage_run_id", ondelete="CASCADE"),
+        UniqueConstraint("run_id", "layer", name="uq_stage_run_layer"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64)
+    layer: int
+    kind: str = Field(max_length=16)
+    ok: int = 0
+    failed: int = 0
+    used: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    cut: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    ended_at: float
+
+
 CAMPAIGN_SELECTIONS = ("informative", "uniform")
 ASSIGNMENT_STATUSES = ("open", "voted", "skipped", "expired")
 
@@ -272,6 +296,7 @@ __all__ = [
     "Generation",
     "Rating",
     "Run",
+    "Stage",
     "Vote",
     "table_of",
 ]

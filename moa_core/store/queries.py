@@ -17,10 +17,11 @@ from sqlalchemy import ColumnElement, Engine, Select, and_, exists, func, not_, 
 from sqlalchemy.exc import SQLAlchemyError
 
 from moa_core.store.db import StoreError, safe_url
-from moa_core.store.models import JUDGE_PREFIX, Generation, Rating, Run, Vote, table_of
+from moa_core.store.models import JUDGE_PREFIX, Generation, Rating, Run, Stage, Vote, table_of
 from moa_core.store.util import TimeLike, one_line, to_unix
 
 RUN, GEN, RAT, VOTE = table_of(Run), table_of(Generation), table_of(Rating), table_of(Vote)
+STAGE = table_of(Stage)
 Many = str | Sequence[str] | None
 
 RUN_COLUMNS = [c for c in RUN.c if c.name not in ("config", "history")]
@@ -291,9 +292,11 @@ def _rows(engine: Engine, stmt: Select) -> list[dict[str, Any]]:
 
 
 def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
-    """Everything to re-display a run: {"run", "generations", "ratings", "votes"}; None if unknown.
+    """Everything to re-display a run: {"run", "generations", "stages", "ratings", "votes"}; None if unknown.
 
     Generations are ordered by layer then slot (baselines, layer -1, first; the aggregator last).
+    `stages`: what each pipeline stage decided (layer, kind, ok, failed, used, cut, details,
+    ended_at), by layer; empty for runs recorded before stages were stored.
     """
     runs = _rows(engine, select(RUN).where(RUN.c.id == run_id))
     if not runs:
@@ -301,6 +304,7 @@ def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
     gens = _rows(
         engine, select(GEN).where(GEN.c.run_id == run_id).order_by(GEN.c.layer, GEN.c.slot, GEN.c.role, GEN.c.id)
     )
+    stages = _rows(engine, select(STAGE).where(STAGE.c.run_id == run_id).order_by(STAGE.c.layer))
     gen_ids = [g["id"] for g in gens]
     ratings = _rows(engine, select(RAT).where(RAT.c.generation_id.in_(gen_ids)).order_by(RAT.c.created_at, RAT.c.id))
     votes = _rows(
@@ -313,7 +317,7 @@ def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
         )
         .order_by(VOTE.c.created_at, VOTE.c.id),
     )
-    return {"run": runs[0], "generations": gens, "ratings": ratings, "votes": votes}
+    return {"run": runs[0], "generations": gens, "stages": stages, "ratings": ratings, "votes": votes}
 
 
 def filter_options(engine: Engine) -> dict[str, list[str]]:

@@ -28,19 +28,21 @@ from moa_core.events import (
     DraftDone,
     DraftStarted,
     Event,
+    LayerDone,
     RunDone,
     RunStarted,
     TokenDelta,
 )
 from moa_core.store import lease
 from moa_core.store.db import StoreError, safe_url, write_transaction
-from moa_core.store.models import Generation, Run, table_of
+from moa_core.store.models import Generation, Run, Stage, table_of
 from moa_core.store.util import inserted_id, one_line, strip_secrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RUN = table_of(Run)
 GEN = table_of(Generation)
+STAGE = table_of(Stage)
 # One timing point per this many seconds of streaming at most: about a screen flush of the
 # live columns (ui.streaming.FLUSH_SECONDS), so a replay looks the same at a fraction of the
 # size of one point per token.
@@ -136,9 +138,10 @@ class Recorder:
                     "tokens_after": ev.tokens_after,
                 }
             )
+        elif isinstance(ev, LayerDone):
+            self._stage_done(ev)
         elif isinstance(ev, RunDone):
             self._run_done(ev)
-        # LayerDone carries nothing the generation rows do not already hold.
 
     def _state(self, run_id: str) -> _OpenRun:
         with self._lock:
@@ -238,7 +241,9 @@ class Recorder:
     def _draft_done(self, ev: DraftDone) -> None:
         draft = self._get_draft(ev.ref, ev.started_at)
         err = ev.error
-        status = "done" if err is None else ("cancelled" if err.lower().startswith("cancel") else "error")
+        # A quorum's cut straggler ends "not used: quorum reached", cancelled like a stopped call.
+        cancelled = err is not None and (err.lower().startswith("cancel") or ev.finish_reason == "cancelled")
+        status = "done" if err is None else ("cancelled" if cancelled else "error")
         values = {
             "text": ev.text or draft.text,
             "error": err,
@@ -259,6 +264,20 @@ class Recorder:
             lambda c: c.execute(update(GEN).where(GEN.c.id == draft.gen_id).values(**values)),
         )
         self._state(ev.ref.run_id).drafts.pop(ev.ref.call_id, None)
+
+    def _stage_done(self, ev: LayerDone) -> None:
+        row = {
+            "run_id": ev.run_id,
+            "layer": ev.layer,
+            "kind": ev.kind,
+            "ok": ev.ok,
+            "failed": ev.failed,
+            "used": list(ev.used),
+            "cut": list(ev.cut),
+            "details": strip_secrets(dict(ev.details)),
+            "ended_at": ev.t,
+        }
+        self._write(f"stage {ev.layer} of run {ev.run_id}", lambda c: c.execute(insert(STAGE).values(**row)))
 
     def _run_done(self, ev: RunDone) -> None:
         tot = ev.totals

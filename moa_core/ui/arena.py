@@ -14,10 +14,10 @@ a valid vote).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import time
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -29,13 +29,14 @@ from moa_core.arena import CHOICE_LABELS, SIDES, ArenaError, Battle, Contender
 from moa_core.config import list_presets
 from moa_core.engine import RunInputError, run_moa, run_single, validate_question
 from moa_core.evaluation.questions import QuestionSetError, list_bundled_sets, load_bundled_set
-from moa_core.events import DraftDone, Event, RunDone, TokenDelta
+from moa_core.events import Event, RunDone
 from moa_core.providers.catalog import config_problems, model_available
 from moa_core.saved_configs import list_saved
 from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run
 from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
+from moa_core.streams import Idle, merge_streams
 from moa_core.ui.blind_review import blind_review
 from moa_core.ui.config_editor import model_choices, unavailable_reason, with_availability
 from moa_core.ui.layout import rater_name, run_async, store
@@ -43,7 +44,8 @@ from moa_core.ui.present import exit_button, present_mode
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.run_view import metrics
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
-from moa_core.ui.streaming import FLUSH_SECONDS, LiveColumn
+from moa_core.ui.streaming import LiveColumn, LiveRun
+from moa_core.vocab import RunStatus
 
 KEY = "arena_battle"
 STOP_POLL_SECONDS = 0.1
@@ -318,75 +320,51 @@ async def _stream_battle(engine: Engine, battle: Battle, boxes: dict[str, LiveCo
 
     Returns each side's RunDone. A failed side stops the other one (the battle can no
     longer produce a vote), and so does `battle.stop` (a vote, a new battle). If the
-    script itself is stopped (Streamlit raises at the next screen update), the `finally`
-    still cancels both streams; their recorders mark the runs cancelled with their
+    script itself is stopped (Streamlit raises at the next screen update), closing the
+    merged streams still cancels both; their recorders mark the runs cancelled with their
     partial text. `battle.closed` is set once that is written.
     """
     recorder = Recorder(engine, question_set=battle.question_set)
-    queue: asyncio.Queue[tuple[str, Event | BaseException | None]] = asyncio.Queue()
 
-    def events(side: str) -> Any:
+    def events(side: str) -> AsyncIterator[Event]:
         c = battle.sides[side]
         if c.config is not None:
-            return run_moa(battle.question, c.config, baselines=[], kind="arena", run_id=battle.run_ids[side])
-        return run_single(battle.question, c.agent, kind="arena", run_id=battle.run_ids[side])  # type: ignore[arg-type]  # a contender without a config always has an agent
+            run = run_moa(battle.question, c.config, baselines=[], kind="arena", run_id=battle.run_ids[side])
+        else:
+            assert c.agent is not None  # a contender without a config always has an agent
+            run = run_single(battle.question, c.agent, kind="arena", run_id=battle.run_ids[side])
+        return recorder.record(run)
 
-    async def pump(side: str) -> None:
-        try:
-            async with aclosing(recorder.record(events(side))) as stream:
-                async for ev in stream:
-                    queue.put_nowait((side, ev))
-        except Exception as exc:
-            queue.put_nowait((side, exc))
-        finally:
-            queue.put_nowait((side, None))
-
+    # Each side is a run of its own: only its final call has a column (the drafts stay hidden).
+    lives = {s: LiveRun(columns={battle.sides[s].final_call: boxes[s]}) for s in SIDES}
+    for col in boxes.values():
+        col.blind = True
     results: dict[str, RunDone] = {}
-    tasks = [asyncio.create_task(pump(s)) for s in SIDES]
-    running = set(SIDES)
-    get: asyncio.Future[Any] | None = None
     started = last_beat = time.monotonic()
     try:
-        while running and not battle.stop.is_set():
-            # Poll, so a stop request is seen even while no tokens arrive (MoA drafting).
-            get = get or asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({get}, timeout=STOP_POLL_SECONDS)
-            if not done:
-                now = time.monotonic()
-                if now - last_beat >= HEARTBEAT_SECONDS:
-                    # A screen update is also where Streamlit stops a script whose user has
-                    # moved on (another page, a rerun): without tokens there would be none.
-                    last_beat = now
-                    for col in boxes.values():
-                        if not col.text:
-                            col.box.caption(f"waiting for the answer… {now - started:.0f}s")
-                continue
-            side, ev = get.result()
-            get = None
-            if ev is None:
-                running.discard(side)
-                continue
-            if isinstance(ev, BaseException):
-                raise ev
-            col, final = boxes[side], battle.sides[side].final_role
-            if isinstance(ev, TokenDelta) and ev.ref.role == final:
-                col.text += ev.text
-                col.dirty = True
-                if time.monotonic() - col.last_flush >= FLUSH_SECONDS:
-                    col.flush()
-            elif isinstance(ev, DraftDone) and ev.ref.role == final:
-                col.text = ev.text or col.text
-                col.flush(final=True)
-            elif isinstance(ev, RunDone):
-                results[side] = ev
-                if ev.status == "failed":
+        # `idle`: a stop request is seen even while no tokens arrive (MoA drafting).
+        merged = merge_streams({s: events(s) for s in SIDES}, idle=STOP_POLL_SECONDS)
+        async with aclosing(merged):
+            async for got in merged:
+                if battle.stop.is_set():
                     break
+                if isinstance(got, Idle):
+                    now = time.monotonic()
+                    if now - last_beat >= HEARTBEAT_SECONDS:
+                        # A screen update is also where Streamlit stops a script whose user has
+                        # moved on (another page, a rerun): without tokens there would be none.
+                        last_beat = now
+                        for col in boxes.values():
+                            if not col.text:
+                                col.box.caption(f"waiting for the answer… {now - started:.0f}s")
+                    continue
+                side, ev = got
+                lives[side].apply(ev)
+                if isinstance(ev, RunDone):
+                    results[side] = ev
+                    if ev.status == RunStatus.FAILED:
+                        break
     finally:
-        if get is not None:
-            get.cancel()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         battle.closed.set()
     return results
 

@@ -20,7 +20,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import streamlit as st
@@ -32,18 +31,21 @@ from moa_core.analysis.embeddings import get_embedder
 from moa_core.challenge import draft_events, synthesis_events, todays_suggestion
 from moa_core.config import AgentSpec
 from moa_core.engine import RunInputError, validate_question
-from moa_core.events import DraftDone, DraftStarted, Event, RunDone, TokenDelta, Totals
+from moa_core.evaluation.diversity import ensure_run_diversity
+from moa_core.events import Event, RunDone, Totals
 from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER, QUESTION_PLACEHOLDER, render_template
 from moa_core.providers.catalog import model_available
 from moa_core.store.db import StoreError
 from moa_core.store.queries import get_run
 from moa_core.store.recorder import Recorder, annotate_run
 from moa_core.ui.config_editor import model_choices
-from moa_core.ui.diversity_view import aggregator_section, badge, draft_color, ensure_run_diversity
-from moa_core.ui.layout import fmt_cost, fmt_seconds, rater_name, run_async, store
+from moa_core.ui.diversity_view import aggregator_section, badge, draft_color
+from moa_core.ui.layout import rater_name, run_async, store
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.run_view import gen_meta, run_link
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
+from moa_core.ui.streaming import LiveRun, layout_columns, show_events
+from moa_core.vocab import Role, call_id
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,6 @@ STATE = "challenge"
 MAX_RUNS = 6
 DEFAULT_RUNS = 3
 DEFAULT_TEMPERATURES = [0.7, 1.0, 1.2, 0.9, 1.1, 1.3]
-FLUSH_SECONDS = 0.1
-CURSOR = " ▌"
 STATUS_BADGE = {
     "shared": ("in every draft", "green"),
     "partial": ("in some drafts", "blue"),
@@ -127,56 +127,22 @@ def _step_setup(models: list[str]) -> list[AgentSpec]:
     return agents
 
 
-def _live_column(title: str) -> dict[str, Any]:
-    st.markdown(f"**{md_escape(title)}**")
-    box = st.empty()
-    box.caption("waiting…")
-    return {"box": box, "meta": st.empty(), "text": "", "flushed": 0.0}
-
-
-async def _stream(engine: Engine, events: AsyncIterator[Event], columns: dict[str, dict[str, Any]]) -> RunDone | None:
+async def _stream(engine: Engine, events: AsyncIterator[Event], live: LiveRun) -> RunDone | None:
     """Record the events and show each call's text streaming into its column.
 
     If the script stops mid-stream (Stop, rerun, closed tab), `aclosing` closes the events,
     which cancels the model calls; calls still streaming are then saved as cancelled with
     the text they had."""
-    results: list[RunDone] = []
     recorder = Recorder(engine)
     try:
-        await _show(recorder, events, columns, results)
+        await show_events(live, None, recorder.record(events))
     finally:
         for run_id in recorder.open_runs():  # a synthesis has no RunStarted: record() does not close it
             try:
                 recorder.close_unfinished(run_id)
             except StoreError:
                 log.exception("could not close run %s", run_id)
-    return results[-1] if results else None
-
-
-async def _show(
-    recorder: Recorder, events: AsyncIterator[Event], columns: dict[str, dict[str, Any]], result: list[RunDone]
-) -> None:
-    async with aclosing(recorder.record(events)) as stream:
-        async for ev in stream:
-            if isinstance(ev, DraftStarted):
-                columns[ev.ref.call_id]["box"].caption("thinking…")
-            elif isinstance(ev, TokenDelta):
-                col = columns[ev.ref.call_id]
-                col["text"] += ev.text
-                if time.monotonic() - col["flushed"] >= FLUSH_SECONDS:
-                    col["box"].markdown(safe_markdown(col["text"]) + CURSOR)
-                    col["flushed"] = time.monotonic()
-            elif isinstance(ev, DraftDone):
-                col = columns[ev.ref.call_id]
-                col["box"].markdown(safe_markdown(ev.text) or "_(no text)_")
-                if ev.ok:
-                    col["meta"].caption(
-                        f"{ev.usage.completion_tokens} tok · {fmt_seconds(ev.latency)} · {fmt_cost(ev.cost)}"
-                    )
-                else:
-                    col["meta"].error(md_escape(ev.error))
-            elif isinstance(ev, RunDone):
-                result.append(ev)
+    return live.result
 
 
 def _run_drafts(engine: Engine, question: str, agents: list[AgentSpec]) -> None:
@@ -188,12 +154,11 @@ def _run_drafts(engine: Engine, question: str, agents: list[AgentSpec]) -> None:
         key="chal_stop",
         help="Cancel the runs; what was produced so far is kept.",
     )
-    cols = {}
-    for i, col in enumerate(st.columns(len(agents), border=True)):
-        with col:
-            cols[f"proposer-0-{i}"] = _live_column(f"Draft {i + 1} · {agents[i].model}")
+    live = layout_columns(
+        [("", [(call_id(Role.PROPOSER, 0, i), f"Draft {i + 1} · {a.model}") for i, a in enumerate(agents)])]
+    )
     try:
-        run_async(_stream(engine, draft_events(run_id, question, agents), cols))
+        run_async(_stream(engine, draft_events(run_id, question, agents), live))
     except StoreError as err:
         st.error(f"The challenge could not be recorded: {md_escape(str(err))}")
         return
@@ -354,10 +319,9 @@ def _step_synthesize(engine: Engine, data: dict[str, Any], usable: list[dict[str
     except (StoreError, ValueError) as err:
         st.error(f"Not saved: {md_escape(str(err))}")
         return
-    with st.container(border=True):
-        cols = {f"aggregator-1-{slot}": _live_column(f"Synthesis {slot + 1} · {model}")}
+    live = layout_columns([("", [(call_id(Role.AGGREGATOR, 1, slot), f"Synthesis {slot + 1} · {model}")])])
     try:
-        run_async(_stream(engine, synthesis_events(run["id"], question, drafts, template, agent, slot, base), cols))
+        run_async(_stream(engine, synthesis_events(run["id"], question, drafts, template, agent, slot, base), live))
     except StoreError as err:
         st.error(f"The synthesis could not be recorded: {md_escape(str(err))}")
         return

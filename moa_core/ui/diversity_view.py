@@ -1,24 +1,24 @@
 """Draft diversity of a stored run, and where its final answer came from (Streamlit view).
 
-`diversity_view(run_data, engine)` draws it inside an expander; the metrics are computed
-once, stored in run.meta["diversity"] (when `engine` is given and the run has ended) and
-read back from there afterwards. Model text and draft names are shown through `md_escape`.
+`diversity_view(run_data, engine)` draws it inside an expander; the metrics come from
+`evaluation.diversity.ensure_run_diversity` (computed once, stored in run.meta["diversity"]
+when `engine` is given and the run has ended, read back from there afterwards). Model
+text and draft names are shown through `md_escape`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from moa_core.analysis.diversity import run_diversity, stored_diversity
+from moa_core.analysis.diversity import fingerprint, run_diversity
 from moa_core.analysis.diversity_charts import attribution_bar, similarity_heatmap
-from moa_core.store.db import StoreError
-from moa_core.store.queries import get_run, runs_df
-from moa_core.store.recorder import annotate_run
+from moa_core.evaluation.diversity import ensure_run_diversity
 from moa_core.ui.safe_text import md_escape
 
 log = logging.getLogger(__name__)
@@ -43,49 +43,16 @@ def _num(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}"
 
 
-def ensure_run_diversity(engine: Engine | None, data: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's diversity: stored if current, else computed (and stored once the run has ended)."""
-    run, gens = data["run"], data["generations"]
-    found = stored_diversity(run, gens)
-    if found is not None:
-        return found
-    computed = _compute(run["id"], gens)
-    if engine is not None and run.get("status") != "running":
-        try:
-            annotate_run(engine, run["id"], meta={"diversity": computed})
-        except (StoreError, ValueError):
-            log.exception("could not store the diversity of run %s", run["id"])
-    return computed
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def _cached(run_id: str, fingerprint_key: str, gens: list[dict[str, Any]]) -> dict[str, Any]:
     return run_diversity(gens)
 
 
-def _compute(run_id: str, gens: list[dict[str, Any]]) -> dict[str, Any]:
-    from moa_core.analysis.diversity import fingerprint
-
+def _compute(run_id: str, gens: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """run_diversity, cached per run and generations: a view without a store (or of a run
+    not yet stored) does not recompute the embeddings on every rerun."""
     slim = [{k: g.get(k) for k in ("id", "role", "layer", "slot", "status", "text", "label", "model")} for g in gens]
     return _cached(run_id, fingerprint(gens), slim)
-
-
-def backfill_diversity(engine: Engine, limit: int = 200, **filters: Any) -> int:
-    """Compute and store diversity for ended runs that lack it (newest first); returns how many.
-
-    For the Analysis page before `diversity_quality_frame`: filters go to `runs_df`.
-    """
-    runs = runs_df(engine, limit=limit, **filters)
-    done = 0
-    for _, r in runs.iterrows():
-        meta = r.get("meta")
-        if r["status"] == "running" or (isinstance(meta, dict) and "diversity" in meta):
-            continue
-        data = get_run(engine, r["id"])
-        if data is not None and any(g["role"] == "proposer" for g in data["generations"]):
-            ensure_run_diversity(engine, data)
-            done += 1
-    return done
 
 
 def _layer_section(layer: dict[str, Any], key: str) -> None:
@@ -170,12 +137,10 @@ def diversity_view(
         return
     with st.expander("Draft diversity and where the answer came from", expanded=expanded):
         try:
-            d = ensure_run_diversity(engine, run_data)
+            d = ensure_run_diversity(engine, run_data, _compute)
         except Exception as exc:
             log.exception("diversity of run %s", run["id"])
             st.warning(f"Diversity could not be computed: {md_escape(str(exc))}")
-            return
-        if d is None:
             return
         if d["embedding_model"] is None:
             st.caption("The sentence-embedding model is not installed: lexical measures only.")
@@ -189,9 +154,7 @@ def diversity_view(
 
 __all__ = [
     "aggregator_section",
-    "backfill_diversity",
     "badge",
     "diversity_view",
     "draft_color",
-    "ensure_run_diversity",
 ]

@@ -1,5 +1,6 @@
 """The Evaluate page: set up an evaluation, run or resume it with a progress bar, read
-its report (judged win rates with intervals, reference check, cost, collaborativeness).
+its report (judged win rates with intervals, reference check, "does it help?", cost,
+collaborativeness).
 
 Running happens in the script thread like the Playground's runs: the progress callback
 updates the bar at least once a second, which is also where a Stop click (or leaving
@@ -16,6 +17,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from moa_core.analysis.objective import display_paired, display_table
 from moa_core.config import ConfigError, list_presets, load_preset
 from moa_core.evaluation.contenders import (
     Contender,
@@ -362,6 +364,29 @@ def _reference(rep: EvalReport) -> None:
     )
 
 
+def _objective(rep: EvalReport) -> None:
+    obj = rep.objective
+    if obj is None:
+        return
+    st.markdown("##### Does it help?")
+    st.caption(
+        f"{obj.questions} question(s) with a reference, checked without a judge (numbers with units, "
+        "multiple-choice letters, short text). Each proposer alone, the majority vote over their short "
+        "answers, and every pipeline; 95% Wilson intervals. Then each combination against the best single "
+        "model, question by question: wins, losses, ties and an exact sign test."
+    )
+    st.dataframe(display_table(obj.table), hide_index=True)
+    csv_download(obj.table, "does_it_help", "ev_dl_objective")
+    if not obj.paired.empty:
+        st.dataframe(display_paired(obj.paired), hide_index=True)
+    st.markdown(f"**{md_escape(obj.headline)}**")
+    others = [line for line in obj.lines if line != obj.headline]
+    if others:
+        st.markdown("\n".join(f"- {md_escape(line)}" for line in others))
+    for note in obj.notes:
+        st.caption(md_escape(note))
+
+
 def _costs(rep: EvalReport) -> None:
     if rep.costs.empty:
         return
@@ -473,6 +498,7 @@ def _results(engine: Any) -> None:
         st.warning(WEAK_JUDGE, icon=":material/warning:")
     _pairwise(rep)
     _reference(rep)
+    _objective(rep)
     _costs(rep)
     _collab(rep)
     _answers(rep)

@@ -1,10 +1,13 @@
-"""Engine events -> live columns: every draft streams into its own column at once.
+"""Engine events -> live columns: every call streams into its own column at once.
 
-Screen updates are batched per column (at most one every FLUSH_SECONDS), so six fast
-columns do not flood the browser with websocket messages. The run is recorded as it
-goes; if the script is stopped (Stop button, rerun, closed tab), the `aclosing` block
-closes the event stream, which cancels every call and marks the run cancelled.
-A replay (`stream_replay`) goes through the same columns, without a recorder or a model.
+This is the app's one live renderer: the Playground, a replay, the Arena and the Daily
+challenge all show calls through `LiveRun.apply` (columns keyed by call id), so they share
+one batching rule: screen updates are batched per column (at most one every
+FLUSH_SECONDS), so six fast columns do not flood the browser with websocket messages.
+The run is recorded as it goes; if the script is stopped (Stop button, rerun, closed tab),
+the `aclosing` block closes the event stream, which cancels every call and marks the run
+cancelled. A replay (`stream_replay`) goes through the same columns, without a recorder
+or a model.
 """
 
 from __future__ import annotations
@@ -38,10 +41,14 @@ from moa_core.vocab import StageKind
 
 FLUSH_SECONDS = 0.08
 CURSOR = " ▌"
+NO_TEXT = "_(no text)_"
 
 
 @dataclass
 class LiveColumn:
+    """One call's text on screen. `blind` (the arena): only the answer shows; no "thinking…"
+    and no meta line, which would name the model before the vote."""
+
     title: str
     box: Any
     meta: Any
@@ -49,13 +56,45 @@ class LiveColumn:
     last_flush: float = 0.0
     flushes: int = 0
     dirty: bool = False
+    blind: bool = False
     mark: Any = None  # quorum "used"/"not used", select's "chosen"
+    cut: bool = False  # left out by a quorum: its cancellation is not a failure
 
     def flush(self, final: bool = False) -> None:
-        self.box.markdown(safe_markdown(self.text) + ("" if final else CURSOR))
+        shown = safe_markdown(self.text)
+        self.box.markdown(shown + ("" if final else CURSOR) if shown or not final else NO_TEXT)
         self.last_flush = time.monotonic()
         self.flushes += 1
         self.dirty = False
+
+    def started(self) -> None:
+        if not self.blind:
+            self.box.caption("thinking…")
+
+    def add(self, text: str) -> None:
+        """A token: on screen at once unless this column was updated less than FLUSH_SECONDS ago."""
+        self.text += text
+        self.dirty = True
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def trimmed(self, ev: ContextTrimmed) -> None:
+        if not self.blind:
+            self.meta.warning(
+                f"Drafts trimmed to fit {ev.context_window} tokens ({ev.tokens_before} → {ev.tokens_after})."
+            )
+
+    def finish(self, ev: DraftDone) -> None:
+        self.text = ev.text or self.text
+        self.flush(final=True)
+        if self.blind:
+            return
+        if ev.ok:
+            self.meta.caption(meta_line(ev))
+        elif self.cut:
+            self.meta.caption(md_escape(ev.error))
+        else:
+            self.meta.error(md_escape(ev.error))
 
 
 @dataclass
@@ -67,7 +106,28 @@ class LiveRun:
     result: RunDone | None = None
     names: dict[str, str] = field(default_factory=dict)  # call id -> agent name, for stage results
     slots: dict[int, Any] = field(default_factory=dict)  # stage layer -> the place below its row
-    cut: set[str] = field(default_factory=set)
+
+    def apply(self, ev: Event) -> LiveColumn | None:
+        """One event onto its call's column; returns the column (None: a call not laid out here)."""
+        if isinstance(ev, RunStarted):
+            self.run_id = ev.run_id
+        elif isinstance(ev, RunDone):
+            self.result = ev
+        elif isinstance(ev, (DraftStarted, TokenDelta, ContextTrimmed, DraftDone)):
+            col = self.columns.get(ev.ref.call_id)
+            if col is None:
+                return None
+            if isinstance(ev, DraftStarted):
+                col.started()
+            elif isinstance(ev, TokenDelta):
+                col.add(ev.text)
+            elif isinstance(ev, ContextTrimmed):
+                col.trimmed(ev)
+            else:
+                col.finish(ev)
+                self.done_calls += 1
+            return col
+        return None
 
 
 def meta_line(d: DraftDone) -> str:
@@ -87,11 +147,12 @@ def _column(title: str) -> LiveColumn:
 
 
 def layout_columns(stages: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> LiveRun:
-    """One row of live columns per stage: (stage title, [(call_id, column title), ...]), each
-    followed by a place for what the stage decided (a review's ranking, a select's choice)."""
+    """One row of live columns per stage: (stage title or "", [(call_id, column title), ...]),
+    each followed by a place for what the stage decided (a review's ranking, a select's choice)."""
     live = LiveRun()
     for title, calls in stages:
-        st.markdown(f"##### {md_escape(title)}")
+        if title:
+            st.markdown(f"##### {md_escape(title)}")
         for col, (call_id, name) in zip(st.columns(len(calls), border=True), calls, strict=False):
             with col:
                 live.columns[call_id] = _column(name)
@@ -118,7 +179,9 @@ def stage_done(live: LiveRun, ev: LayerDone) -> None:
     """A stage ended: mark the drafts a quorum used or cut (and select's choice) in their
     columns, and show a review's aggregate ranking below its row, above the final answer."""
     result = StageResult.from_event(ev)
-    live.cut.update(result.cut)
+    for call_id in result.cut:
+        if call_id in live.columns:
+            live.columns[call_id].cut = True
     for call_id, text in marks(result).items():
         col = live.columns.get(call_id)
         if col is not None and col.mark is not None:
@@ -161,46 +224,26 @@ async def stream_replay(stored: Mapping[str, Any], speed: float | None) -> LiveR
 
 
 async def show_events(
-    live: LiveRun, progress: Any, stream: AsyncGenerator[Event, None], on_start: Callable[[str], None] | None = None
+    live: LiveRun,
+    progress: Any,
+    stream: AsyncGenerator[Event, None],
+    on_start: Callable[[str], None] | None = None,
 ) -> LiveRun:
-    """Events -> the live columns. When the script stops (Stop, rerun), `aclosing` ends the stream."""
+    """Events -> the live columns (`progress`: a progress bar, or None). When the script
+    stops (Stop, rerun), `aclosing` ends the stream."""
     async with aclosing(stream) as events:
         async for ev in events:
+            col = live.apply(ev)
             if isinstance(ev, RunStarted):
-                live.run_id = ev.run_id
                 if on_start:
                     on_start(ev.run_id)
-            elif isinstance(ev, DraftStarted):
-                col = live.columns[ev.ref.call_id]
-                col.box.caption("thinking…")
-            elif isinstance(ev, TokenDelta):
-                col = live.columns[ev.ref.call_id]
-                col.text += ev.text
-                col.dirty = True
-                if time.monotonic() - col.last_flush >= FLUSH_SECONDS:
-                    col.flush()
-            elif isinstance(ev, ContextTrimmed):
-                live.columns[ev.ref.call_id].meta.warning(
-                    f"Drafts trimmed to fit {ev.context_window} tokens ({ev.tokens_before} → {ev.tokens_after})."
-                )
-            elif isinstance(ev, DraftDone):
-                col = live.columns[ev.ref.call_id]
-                col.text = ev.text
-                col.flush(final=True)
-                live.done_calls += 1
-                if ev.ok:
-                    col.meta.caption(meta_line(ev))
-                elif ev.ref.call_id in live.cut:  # cancelled by the quorum: not a failure
-                    col.meta.caption(md_escape(ev.error))
-                else:
-                    col.meta.error(md_escape(ev.error))
+            elif isinstance(ev, DraftDone) and col is not None and progress is not None:
                 progress.progress(
                     min(live.done_calls / live.total_calls, 1.0),
                     text=f"{live.done_calls}/{live.total_calls} calls done",
                 )
             elif isinstance(ev, LayerDone):
                 stage_done(live, ev)
-            elif isinstance(ev, RunDone):
-                live.result = ev
-    progress.empty()
+    if progress is not None:
+        progress.empty()
     return live
