@@ -491,12 +491,12 @@ async def test_recorded_stages_round_trip_and_replay(sqlite_url):
     assert replayed[-1].final_text == ANSWERS[1]
     columns = stage_columns(stored)
     assert [title for title, _ in columns] == [
-        "Layer 1 · 4 proposers",
-        "Stage 2 · 2 reviewers",
-        "Aggregated answer and single models",
+        "Layer 1 · 4 proposers · quorum 3 of 4",
+        "Layer 2 · peer review by 2 reviewers (answers anonymised)",
+        "Selected answer and single models",
     ]
-    assert columns[1][1] == [("reviewer-1-0", "P1"), ("reviewer-1-1", "R")]
-    assert columns[2][1] == [("selector-2-0", "Select · Judge")]
+    assert columns[1][1] == [("reviewer-1-0", "Review by P1"), ("reviewer-1-1", "Review by R")]
+    assert columns[2][1] == [("selector-2-0", "Selector · Judge")]
 
     # Deleting the run deletes its stages.
     with engine.begin() as c:

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from moa_core.config import load_preset
 from moa_core.events import CallRef, DraftDone, DraftStarted, LayerDone, RunDone, RunStarted, Totals, Usage
+from moa_core.replay import pipeline_columns, stage_columns
 from moa_core.store import open_db
 from moa_core.store.queries import get_run
 from moa_core.store.recorder import Recorder
@@ -23,10 +24,8 @@ from moa_core.ui.pipeline_view import (
     StageResult,
     call_names,
     marks,
-    pipeline_rows,
     ranking_rows,
     reviewer_rows,
-    stored_rows,
     stored_stage_results,
 )
 from moa_core.vocab import Role, StageKind
@@ -62,7 +61,7 @@ REVIEW_DETAILS: dict[str, Any] = {
 
 def test_legacy_config_keeps_the_columns_it_always_had():
     config = load_preset("local-moa")
-    assert pipeline_rows(config, config.baselines) == [
+    assert pipeline_columns(config, config.baselines) == [
         (
             "Layer 1 · 3 proposers",
             [
@@ -80,7 +79,7 @@ def test_legacy_config_keeps_the_columns_it_always_had():
 
 def test_council_rows_give_each_reviewer_its_own_column():
     config = load_preset("council-local")
-    rows = pipeline_rows(config, config.baselines)
+    rows = pipeline_columns(config, config.baselines)
     assert [title for title, _ in rows] == [
         "Layer 1 · 3 proposers",
         "Layer 2 · peer review by 3 reviewers (answers anonymised)",
@@ -98,12 +97,12 @@ def test_council_rows_give_each_reviewer_its_own_column():
 
 def test_ranker_and_quorum_rows():
     ranker = load_preset("ranker-local")
-    assert pipeline_rows(ranker, [])[-1] == (
+    assert pipeline_columns(ranker, [])[-1] == (
         "Selected answer and single models",
         [("selector-1-0", "Selector · Qwen 0.5B (selector)")],
     )
     quorum = load_preset("quorum-local")
-    assert pipeline_rows(quorum, [])[0][0] == "Layer 1 · 3 proposers · quorum 2 of 3"
+    assert pipeline_columns(quorum, [])[0][0] == "Layer 1 · 3 proposers · quorum 2 of 3"
 
 
 def test_quorum_marks_used_and_cut_and_select_marks_its_choice():
@@ -171,7 +170,7 @@ def test_a_stored_pipeline_has_the_rows_it_ran_with(tmp_path):
     _, data = seed_council_run(f"sqlite:///{tmp_path / 'moa.db'}")
     cfg = load_preset("council-local")
     # The stored run has no baselines (the seed records none): the rows are the pipeline's.
-    assert stored_rows(data) == pipeline_rows(cfg, [])
+    assert stage_columns(data) == pipeline_columns(cfg, [])
 
 
 def _history(url: str, run_id: str, stages: list[dict[str, Any]]) -> AppTest:

@@ -14,14 +14,12 @@ from typing import Any
 
 import streamlit as st
 
-from moa_core.config import AgentSpec, MoAConfig
+from moa_core.config import MoAConfig
 from moa_core.events import LayerDone
+from moa_core.replay import Row
 from moa_core.ui.safe_text import md_escape
-from moa_core.vocab import STAGE_ROLE, Role, StageKind, call_id
+from moa_core.vocab import STAGE_ROLE, StageKind, call_id
 
-Row = tuple[str, list[tuple[str, str]]]
-
-KIND_OF_ROLE: dict[str, StageKind] = {str(role): kind for kind, role in STAGE_ROLE.items()}
 NOT_USED = "not used · the quorum was reached without it"
 USED = "used"
 CHOSEN = "chosen: this draft is the final answer"
@@ -60,88 +58,6 @@ def stored_stage_results(data: Mapping[str, Any]) -> dict[int, StageResult]:
             continue  # a row this version cannot read is left out, not an error on the page
         out[result.layer] = result
     return out
-
-
-# -- rows of columns -------------------------------------------------------------------
-
-
-def stage_title(kind: StageKind, index: int, n: int, quorum_k: int | None = None) -> str:
-    """A stage row's heading; a propose stage keeps the name old runs were shown with."""
-    if kind == StageKind.PROPOSE:
-        title = f"Layer {index + 1} · {n} proposers"
-    elif kind == StageKind.REVIEW:
-        title = f"Layer {index + 1} · peer review by {n} reviewers (answers anonymised)"
-    elif kind == StageKind.SELECT:
-        title = "Selected answer and single models"
-    else:
-        title = "Aggregated answer and single models"
-    return title + (f" · quorum {quorum_k} of {n}" if quorum_k else "")
-
-
-def column_title(kind: StageKind, name: str) -> str:
-    if kind == StageKind.REVIEW:
-        return f"Review by {name}"
-    if kind == StageKind.SYNTHESIZE:
-        return f"MoA · {name}"
-    if kind == StageKind.SELECT:
-        return f"Selector · {name}"
-    return name
-
-
-def baseline_title(name: str) -> str:
-    return f"Alone · {name}"
-
-
-def _rows(
-    stages: Sequence[tuple[int, StageKind, Sequence[tuple[int, str]], int | None]], baselines: Sequence[tuple[int, str]]
-) -> list[Row]:
-    """(index, kind, [(slot, name)], quorum k) per stage -> rows; the baselines join the final row."""
-    rows: list[Row] = []
-    for i, kind, agents, k in stages:
-        role = STAGE_ROLE[kind]
-        calls = [(call_id(role, i, slot), column_title(kind, name)) for slot, name in agents]
-        rows.append((stage_title(kind, i, len(agents), k), calls))
-    extra = [(call_id(Role.BASELINE, -1, slot), baseline_title(name)) for slot, name in baselines]
-    if stages and stages[-1][1] in (StageKind.SYNTHESIZE, StageKind.SELECT):
-        rows[-1] = (rows[-1][0], rows[-1][1] + extra)
-    elif extra:  # a run that ended before its final stage
-        rows.append(("Single models", extra))
-    return rows
-
-
-def pipeline_rows(config: MoAConfig, baselines: Sequence[AgentSpec]) -> list[Row]:
-    """The live columns of a run of `config`: one row per stage, the baselines beside the final answer."""
-    stages = [
-        (i, s.kind, list(enumerate(a.display_name for a in s.agents)), s.quorum.k if s.quorum else None)
-        for i, s in enumerate(config.pipeline())
-    ]
-    return _rows(stages, list(enumerate(a.display_name for a in baselines)))
-
-
-def _stored_quorums(stored: Mapping[str, Any]) -> dict[int, int]:
-    stages = ((stored.get("run") or {}).get("config") or {}).get("stages") or []
-    out = {}
-    for i, s in enumerate(stages):
-        k = (s.get("quorum") or {}).get("k") if isinstance(s, dict) else None
-        if isinstance(k, int):
-            out[i] = k
-    return out
-
-
-def stored_rows(stored: Mapping[str, Any]) -> list[Row]:
-    """The columns of a stored run, from its generations (role and layer say the stage), so
-    any pipeline shows as it ran; roles this view does not know (a judge) are left out."""
-    by_layer: dict[int, tuple[StageKind, list[tuple[int, str]]]] = {}
-    baselines: list[tuple[int, str]] = []
-    for g in sorted(stored["generations"], key=lambda g: (g["layer"], g["slot"])):
-        name = g.get("label") or g.get("model") or ""
-        if g["role"] == Role.BASELINE:
-            baselines.append((int(g["slot"]), name))
-        elif g["role"] in KIND_OF_ROLE:
-            by_layer.setdefault(int(g["layer"]), (KIND_OF_ROLE[g["role"]], []))[1].append((int(g["slot"]), name))
-    quorums = _stored_quorums(stored)
-    stages = [(i, kind, agents, quorums.get(i)) for i, (kind, agents) in sorted(by_layer.items())]
-    return _rows(stages, baselines)
 
 
 def call_names(rows: Sequence[Row], stored_or_config: MoAConfig | Mapping[str, Any]) -> dict[str, str]:
@@ -271,11 +187,8 @@ __all__ = [
     "call_names",
     "chosen_line",
     "marks",
-    "pipeline_rows",
     "ranking_rows",
     "reviewer_rows",
     "show_stage_result",
-    "stage_title",
-    "stored_rows",
     "stored_stage_results",
 ]

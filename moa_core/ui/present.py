@@ -14,13 +14,10 @@ from typing import Any
 
 import streamlit as st
 
+from moa_core.replay import KIND_OF_ROLE, baseline_title, column_title, stage_columns
 from moa_core.ui.pipeline_view import (
-    KIND_OF_ROLE,
-    baseline_title,
     call_names,
-    column_title,
     show_stage_result,
-    stored_rows,
     stored_stage_results,
 )
 from moa_core.ui.run_view import metrics
@@ -88,7 +85,7 @@ def stages(gens: list[dict[str, Any]]) -> list[Stage]:
     """A run in the order it happened: each stage (proposers, reviewers), then the final
     answer(s) beside the baselines."""
     by_call = {call_id(g["role"], int(g["layer"]), int(g["slot"])): g for g in gens}
-    return [Stage(title, [by_call[cid] for cid, _ in calls]) for title, calls in stored_rows({"generations": gens})]
+    return [Stage(title, [by_call[cid] for cid, _ in calls]) for title, calls in stage_columns({"generations": gens})]
 
 
 def _title(g: dict[str, Any]) -> str:
@@ -155,4 +152,4 @@ def present_run(data: dict[str, Any], *, start_at_end: bool = False) -> None:
             _column(g, gens)
     result = stored_stage_results(data).get(int(row[0]["layer"]))
     if result is not None:
-        show_stage_result(result, call_names(stored_rows(data), data))
+        show_stage_result(result, call_names(stage_columns(data), data))

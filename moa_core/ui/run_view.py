@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from moa_core.analysis.charts import run_timeline
 from moa_core.providers import llm
+from moa_core.replay import stage_columns
 from moa_core.ui.diversity_view import diversity_view
 from moa_core.ui.layout import fmt_cost, fmt_seconds
 from moa_core.ui.pipeline_view import (
@@ -20,7 +21,6 @@ from moa_core.ui.pipeline_view import (
     call_names,
     marks,
     show_stage_result,
-    stored_rows,
     stored_stage_results,
 )
 from moa_core.ui.rating import rating_widget
@@ -180,7 +180,7 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
         (st.warning if run["status"] == "interrupted" else st.error)(md_escape(run["error"]))
     # One row per stage as it ran (any pipeline), then what the stage decided below it.
     by_call = {call_id(g["role"], int(g["layer"]), int(g["slot"])): g for g in gens}
-    rows = stored_rows(data)
+    rows = stage_columns(data)
     names = call_names(rows, data)
     results = stored_stage_results(data)
     shown: set[int] = set()

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from moa_core.config import AgentSpec, MoAConfig
 from moa_core.engine import run_moa
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, LayerDone, RunDone, RunStarted, TokenDelta
-from moa_core.replay import replay_events
+from moa_core.replay import pipeline_columns, replay_events, stage_columns
 from moa_core.store.recorder import Recorder
 from moa_core.ui.layout import fmt_cost, fmt_seconds
 from moa_core.ui.pipeline_view import (
@@ -32,9 +32,7 @@ from moa_core.ui.pipeline_view import (
     StageResult,
     call_names,
     marks,
-    pipeline_rows,
     show_stage_result,
-    stored_rows,
 )
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 from moa_core.vocab import StageKind
@@ -169,7 +167,7 @@ def _layer_of(call_id: str) -> int:
 
 
 def layout_live(config: MoAConfig, baselines: Sequence[AgentSpec]) -> LiveRun:
-    rows = pipeline_rows(config, baselines)
+    rows = pipeline_columns(config, baselines)
     live = layout_columns(rows)
     live.names = call_names(rows, config)
     return live
@@ -217,7 +215,7 @@ async def stream_run(
 async def stream_replay(stored: Mapping[str, Any], speed: float | None) -> LiveRun:
     """Stream a stored run (`store.get_run`'s dict) again into live columns; no model, no recorder."""
     progress = st.progress(0.0, text="Replaying…")
-    rows = stored_rows(stored)
+    rows = stage_columns(stored)
     live = layout_columns(rows)
     live.names = call_names(rows, stored)
     return await show_events(live, progress, replay_events(stored, speed))
