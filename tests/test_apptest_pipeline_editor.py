@@ -16,17 +16,11 @@ from moa_core.config import load_preset
 from moa_core.saved_configs import load_saved
 from moa_core.vocab import StageKind
 from tests.conftest import md_text
-from tests.test_apptest_playground import caption_text, playground
+from tests.test_apptest_playground import caption_text, db_url, playground  # noqa: F401  (db_url is a fixture)
 
 KINDS = StageKind
-
-
-@pytest.fixture
-def db_url(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'moa.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("MOA_SAVED_CONFIGS_DIR", str(tmp_path / "configs"))
-    return url
+# Each test on its own database and saved-configs folder.
+pytestmark = pytest.mark.usefixtures("db_url")
 
 
 def widget(at: AppTest, kind: str, name: str) -> Any:
@@ -56,7 +50,7 @@ def as_stages(at: AppTest) -> AppTest:
     return at
 
 
-def test_a_legacy_config_edited_without_stages_stays_legacy(db_url):
+def test_a_legacy_config_edited_without_stages_stays_legacy():
     at = playground().run()
     config = saved(at, "untouched")
     assert not config.stages
@@ -69,16 +63,16 @@ def test_a_legacy_config_edited_without_stages_stays_legacy(db_url):
     assert config.stable_hash() == type(config).model_validate(expected).stable_hash()
 
 
-def test_council_preset_opens_in_the_stage_editor(db_url):
+def test_council_preset_opens_in_the_stage_editor():
     at = pick(playground().run(), "council-local")
     assert "propose → review → synthesize" in caption_text(at)
     labels = [e.label for e in at.expander]
     assert "Stage 2: review · 3 agent(s)" in labels and "Stage 3: synthesize · 1 agent(s)" in labels
-    assert widget(at, "checkbox", "s2_wr").value is True
+    assert widget(at, "checkbox", "s2_with_reviews").value is True
     assert saved(at).stable_hash() == load_preset("council-local").stable_hash()
 
 
-def test_build_a_council_from_the_default_config(db_url):
+def test_build_a_council_from_the_default_config():
     at = as_stages(playground().run())
     # The same pipeline, now written as stages.
     assert [s.kind for s in saved(at, "same").pipeline()] == [KINDS.PROPOSE, KINDS.SYNTHESIZE]
@@ -86,7 +80,7 @@ def test_build_a_council_from_the_default_config(db_url):
     widget(at, "selectbox", "new_kind").set_value("review")
     widget(at, "button", "add_stage").click().run()
     assert not at.exception
-    widget(at, "checkbox", "s2_wr").check().run()
+    widget(at, "checkbox", "s2_with_reviews").check().run()
     config = saved(at)
     stages = config.pipeline()
     assert [s.kind for s in stages] == [KINDS.PROPOSE, KINDS.REVIEW, KINDS.SYNTHESIZE]
@@ -95,18 +89,18 @@ def test_build_a_council_from_the_default_config(db_url):
     assert stages[2].with_reviews and not stages[1].include_own
 
 
-def test_quorum_and_include_own(db_url):
+def test_quorum_and_include_own():
     at = pick(playground().run(), "council-local")
     widget(at, "checkbox", "s0_q").check().run()
     widget(at, "number_input", "s0_qk").set_value(2)
     widget(at, "radio", "s0_qs").set_value("show")
-    widget(at, "checkbox", "s1_own").check().run()
+    widget(at, "checkbox", "s1_include_own").check().run()
     stages = saved(at).pipeline()
     assert stages[0].quorum is not None and stages[0].quorum.k == 2 and stages[0].quorum.stragglers == "show"
     assert stages[1].include_own and stages[1].quorum is None
 
 
-def test_select_stage_and_remove(db_url):
+def test_select_stage_and_remove():
     at = pick(playground().run(), "council-local")
     widget(at, "button", "s2_rm").click().run()  # drop the chairman
     widget(at, "button", "s1_rm").click().run()  # and the review
@@ -116,7 +110,7 @@ def test_select_stage_and_remove(db_url):
     assert [s.kind for s in stages] == [KINDS.PROPOSE, KINDS.SELECT] and len(stages[1].agents) == 1
 
 
-def test_an_invalid_pipeline_shows_one_line_and_blocks_the_run(db_url):
+def test_an_invalid_pipeline_shows_one_line_and_blocks_the_run():
     at = pick(playground().run(), "council-local")
     widget(at, "button", "s1_up").click().run()  # review before anyone answered
     assert not at.exception

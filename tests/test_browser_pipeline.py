@@ -17,7 +17,7 @@ from moa_core.config import PRESETS_DIR
 from moa_core.ui.run_view import run_link
 from tests.browser_support import ask, open_app, wait_idle, wait_run_done
 from tests.conftest import requires_local
-from tests.test_browser_playground import artifact, db_rows, import_config
+from tests.test_browser_playground import WATCH_JS, artifact, db_rows, import_config
 
 pytestmark = pytest.mark.browser
 
@@ -26,11 +26,13 @@ REVIEWERS = [f"Review by {n}" for n in NAMES]
 RANKING_HEADING = "Aggregate ranking by the reviewers"
 
 
-def fake_council(url: str) -> dict:
-    def agent(name: str, label: str, **opts: object) -> dict:
-        suffix = ",".join(f"{k}={v}" for k, v in opts.items())
-        return {"model": f"openai/fake-{name}@{suffix}", "label": label, "api_base": url, "max_tokens": 64}
+def agent(url: str, name: str, label: str, **opts: object) -> dict:
+    """A fake-server agent (tests/fake_openai.py: the options ride in the model name)."""
+    suffix = ",".join(f"{k}={v}" for k, v in opts.items())
+    return {"model": f"openai/fake-{name}@{suffix}", "label": label, "api_base": url, "max_tokens": 64}
 
+
+def fake_council(url: str) -> dict:
     # Reviewers stream ~1.5 s each, so streaming "at once" shows as overlap; each ends with a
     # ranking (letters are per reviewer: the engine shuffles the answers for each).
     return {
@@ -38,33 +40,21 @@ def fake_council(url: str) -> dict:
         "num_retries": 0,
         "timeout": 30,
         "stages": [
-            {"kind": "propose", "agents": [agent(f"p{i}", n, tokens=6, delay=0.02) for i, n in enumerate(NAMES)]},
+            {"kind": "propose", "agents": [agent(url, f"p{i}", n, tokens=6, delay=0.02) for i, n in enumerate(NAMES)]},
             {
                 "kind": "review",
                 "agents": [
-                    agent(f"r{i}", n, tokens=30, delay=0.05, rank=rank)
+                    agent(url, f"r{i}", n, tokens=30, delay=0.05, rank=rank)
                     for i, (n, rank) in enumerate(zip(NAMES, ["ABC", "CAB", "BCA"], strict=True))
                 ],
             },
-            {"kind": "synthesize", "with_reviews": True, "agents": [agent("chair", "Chair", tokens=8, delay=0.02)]},
+            {
+                "kind": "synthesize",
+                "with_reviews": True,
+                "agents": [agent(url, "chair", "Chair", tokens=8, delay=0.02)],
+            },
         ],
     }
-
-
-# Every 15 ms, for each reviewer column (found by its bold title): when its call started
-# ("thinking…"), when text first showed (the streaming cursor) and when the cursor went away.
-WATCH_JS = """(titles) => { window.__cols = titles.map(() => ({started: null, first: null, done: null}));
-  window.__watch = setInterval(() => {
-    const cols = [...document.querySelectorAll('[data-testid="stColumn"]')];
-    const now = performance.now();
-    titles.forEach((title, i) => {
-      const c = cols.find(c => [...c.querySelectorAll('strong')].some(s => s.innerText.trim() === title));
-      if (!c) return;
-      const s = window.__cols[i], t = c.innerText;
-      if (s.started === null && (t.includes('thinking') || t.includes('\u258c'))) s.started = now;
-      if (s.first === null && t.includes('\u258c')) s.first = now;
-      if (s.first !== null && s.done === null && !t.includes('\u258c')) s.done = now;
-    }); }, 15); }"""
 
 
 def watch(page, titles: list[str]) -> None:
@@ -72,7 +62,7 @@ def watch(page, titles: list[str]) -> None:
 
 
 def streamed(page) -> list[dict]:
-    seen = page.evaluate("window.__cols")
+    seen = page.evaluate("window.__proposers")
     assert len(seen) == 3 and all(None not in s.values() for s in seen), seen
     return seen
 
@@ -156,10 +146,7 @@ def test_council_local_end_to_end(page, app_server, tmp_path):
 
 
 def test_quorum_marks_drafts_live_and_select_names_its_choice(page, app_server, fake_server, tmp_path):
-    def agent(name: str, label: str, **opts: object) -> dict:
-        suffix = ",".join(f"{k}={v}" for k, v in opts.items())
-        return {"model": f"openai/fake-{name}@{suffix}", "label": label, "api_base": fake_server.url, "max_tokens": 64}
-
+    url = fake_server.url
     config = {
         "name": "fake-quorum-select",
         "num_retries": 0,
@@ -169,13 +156,13 @@ def test_quorum_marks_drafts_live_and_select_names_its_choice(page, app_server, 
                 "kind": "propose",
                 "quorum": {"k": 2, "stragglers": "show"},
                 "agents": [
-                    agent("q0", "Quick", tokens=4, delay=0.01),
-                    agent("q1", "Nimble", tokens=4, delay=0.01),
+                    agent(url, "q0", "Quick", tokens=4, delay=0.01),
+                    agent(url, "q1", "Nimble", tokens=4, delay=0.01),
                     # Still streaming long after the quorum: it must be marked while it streams.
-                    agent("q2", "Slow", tokens=60, delay=0.1),
+                    agent(url, "q2", "Slow", tokens=60, delay=0.1),
                 ],
             },
-            {"kind": "select", "agents": [agent("sel", "Picker", tokens=2, choice="B")]},
+            {"kind": "select", "agents": [agent(url, "sel", "Picker", tokens=2, choice="B")]},
         ],
     }
     open_app(page, app_server)

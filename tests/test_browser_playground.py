@@ -31,9 +31,9 @@ FAST_CONFIG = {
 }
 
 PROPOSERS = ["Qwen 0.5B", "SmolLM2 135M", "Gemma 3 270M (base)"]
-# Every 15 ms: for each proposer column (found by its bold title), when text first showed
-# and when the streaming cursor went away (the draft finished).
-WATCH_JS = """(titles) => { window.__proposers = titles.map(() => ({first: null, done: null}));
+# Every 15 ms: for each column (found by its bold title), when its call started ("thinking…"),
+# when text first showed and when the streaming cursor went away (the draft finished).
+WATCH_JS = """(titles) => { window.__proposers = titles.map(() => ({started: null, first: null, done: null}));
   window.__watch = setInterval(() => {
     const cols = [...document.querySelectorAll('[data-testid="stColumn"]')];
     const now = performance.now();
@@ -41,6 +41,7 @@ WATCH_JS = """(titles) => { window.__proposers = titles.map(() => ({first: null,
       const c = cols.find(c => [...c.querySelectorAll('strong')].some(s => s.innerText.trim() === title));
       if (!c) return;
       const s = window.__proposers[i], t = c.innerText;
+      if (s.started === null && (t.includes('thinking') || t.includes('\u258c'))) s.started = now;
       if (s.first === null && t.includes('\u258c')) s.first = now;
       if (s.first !== null && s.done === null && !t.includes('\u258c')) s.done = now;
     }); }, 15); }"""

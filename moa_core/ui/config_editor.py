@@ -259,6 +259,19 @@ KIND_HELP = (
 )
 STRAGGLERS = {"cancel": "cancel them", "show": "let them finish on screen, marked not used"}
 FINAL_KINDS = (StageKind.SYNTHESIZE, StageKind.SELECT)
+# The on/off option of a stage kind: (field, checkbox label, help).
+STAGE_FLAGS = {
+    StageKind.REVIEW: (
+        "include_own",
+        "Count a reviewer's ranking of its own answer",
+        "Off: recorded, but left out of the aggregate ranking (an answer's author is matched by name).",
+    ),
+    StageKind.SYNTHESIZE: (
+        "with_reviews",
+        "Give the reviews and the ranking too",
+        "For a synthesize stage right after a review stage (the council's chairman).",
+    ),
+}
 
 
 def as_stages(data: dict[str, Any]) -> dict[str, Any]:
@@ -327,20 +340,9 @@ def _stage_editor(stage: dict[str, Any], i: int, n_stages: int) -> tuple[dict[st
             quorum = _quorum_editor(stage, n, f"s{i}")
             if quorum is not None:
                 out["quorum"] = quorum
-        if kind == StageKind.REVIEW:
-            out["include_own"] = st.checkbox(
-                "Count a reviewer's ranking of its own answer",
-                value=bool(stage.get("include_own")),
-                key=_k(f"s{i}_own"),
-                help="Off: recorded, but left out of the aggregate ranking (an answer's author is matched by name).",
-            )
-        if kind == StageKind.SYNTHESIZE:
-            out["with_reviews"] = st.checkbox(
-                "Give the reviews and the ranking too",
-                value=bool(stage.get("with_reviews")),
-                key=_k(f"s{i}_wr"),
-                help="For a synthesize stage right after a review stage (the council's chairman).",
-            )
+        if kind in STAGE_FLAGS:
+            name, label, help_text = STAGE_FLAGS[kind]
+            out[name] = st.checkbox(label, value=bool(stage.get(name)), key=_k(f"s{i}_{name}"), help=help_text)
     return out, action
 
 
