@@ -553,11 +553,23 @@ async def _run_pipeline(
             last = i == len(stages) - 1
             out = _Gathered()
             calls = _stage_calls(ctx, i, stage, question, history, state)
+            held: DraftDone | None = None
             async with aclosing(_gather(stage, calls, carried, out, last=last)) as events:
                 async for ev in events:
+                    if stage.kind == StageKind.SELECT and isinstance(ev, DraftDone) and ev.ref.layer == i:
+                        held = ev  # its text becomes the chosen draft once the choice is read
+                        continue
                     yield ev
             carried = [out.rest] if out.rest is not None else []
             done = _conclude(ctx, i, stage, out, state)
+            if held is not None:
+                # The selector's answer is the draft it chose, word for word, so every reader of
+                # final answers (votes, leaderboards, evaluation) sees the answer, not "CHOICE: B";
+                # what it wrote stays in the stage's details.
+                if held.ok and "chosen" in done.details:
+                    done.details["selector_text"] = held.text
+                    held = replace(held, text=state.final)
+                yield held
             if not last or announce_last:
                 yield done
             if state.error:
