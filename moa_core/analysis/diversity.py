@@ -18,7 +18,6 @@ stored diversity with ratings for the Analysis page.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ import pandas as pd
 from rapidfuzz import fuzz, process, utils
 
 from moa_core.analysis.alignment import EmbedFn, Similarity, compare, dot_rows, rouge_l, split_sentences
+from moa_core.vocab import digest
 
 DIVERSITY_VERSION = 1
 LEXICAL_MEASURE = "rapidfuzz token_sort_ratio"
@@ -163,7 +163,8 @@ def fingerprint(gens: Sequence[dict[str, Any]]) -> str:
         for g in gens
         if g.get("role") in ("proposer", "aggregator")
     )
-    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
+    # Spaced separators: the bytes stored fingerprints were made from.
+    return digest(json.dumps(rows, default=str))
 
 
 def _default_embedder() -> EmbedFn | None:

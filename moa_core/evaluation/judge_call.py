@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -31,7 +29,11 @@ from moa_core.evaluation.judge import (
 from moa_core.events import CallRef, DraftDone, DraftStarted, RunDone, RunStarted, Totals, Usage
 from moa_core.providers import llm
 from moa_core.store.recorder import Recorder
-from moa_core.vocab import Role, RunStatus
+from moa_core.vocab import (
+    Role,
+    RunStatus,
+    digest,
+)
 
 JUDGE_LABEL = "judge"
 DEFAULT_JUDGE_MODEL = "local/qwen2.5-coder-0.5b"
@@ -55,8 +57,7 @@ def judge_agent(model: str = DEFAULT_JUDGE_MODEL, **overrides: Any) -> AgentSpec
 def judge_fingerprint(judge: AgentSpec) -> str:
     """Identity of a judge for resuming: model, parameters and the prompt version."""
     payload = judge.model_dump(mode="json", exclude={"label"}) | {"prompt": JUDGE_SYSTEM_PROMPT}
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest(payload)
 
 
 def rater_name(judge: AgentSpec) -> str:
