@@ -339,10 +339,11 @@ async def run_single(
     timeout: float = 120.0,
     num_retries: int = 2,
     routing: MoAConfig | None = None,
+    role: Role = Role.BASELINE,
 ) -> AsyncGenerator[Event, None]:
     """One model answering alone, as a run of its own with the same events as run_moa.
 
-    The call has role `baseline`; the run's config is a one-proposer MoA config whose
+    The call has role `role` (layer -1, slot 0); the run's config is a one-proposer MoA config whose
     aggregator is the same agent, so stored runs keep one shape. `routing`: a config whose
     Router groups (deployments, fallbacks, strategy) the agent may name.
     """
@@ -373,7 +374,7 @@ async def run_single(
         ctx.run_id, question, history, payload, f"single-{config.stable_hash()}", agent.display_name, kind, started
     )
     llm.ensure_ready()
-    ref = CallRef(ctx.run_id, Role.BASELINE, -1, 0, agent.model, agent.display_name)
+    ref = CallRef(ctx.run_id, role, -1, 0, agent.model, agent.display_name)
     task = asyncio.create_task(_call(ctx, ref, agent, proposer_messages(question, history, agent.system_prompt)))
     try:
         while not (task.done() and ctx.queue.empty()):
