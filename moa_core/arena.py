@@ -24,10 +24,16 @@ import pandas as pd
 from moa_core.config import AgentSpec, ConfigError, MoAConfig, load_preset
 from moa_core.saved_configs import load_saved
 from moa_core.store.analysis_queries import MOA_PREFIX, contender_name
+from moa_core.vocab import GenerationStatus, Role, RunStatus, VoteOutcome
 
 SIDES = ("A", "B")
 # What each vote button means for the stored vote (A is stored on the left).
-CHOICES: dict[str, str] = {"A": "left", "B": "right", "tie": "tie", "both_bad": "both_bad"}
+CHOICES: dict[str, VoteOutcome] = {
+    "A": VoteOutcome.LEFT,
+    "B": VoteOutcome.RIGHT,
+    "tie": VoteOutcome.TIE,
+    "both_bad": VoteOutcome.BOTH_BAD,
+}
 CHOICE_LABELS: dict[str, str] = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 KINDS = ("model", "preset", "saved")
 
@@ -50,14 +56,14 @@ class Contender:
     def name(self) -> str:
         """The name the leaderboard uses (same rule as ``store.analysis_queries``)."""
         if self.config is not None:
-            return contender_name("aggregator", None, None, self.config.name)
+            return contender_name(Role.AGGREGATOR, None, None, self.config.name)
         assert self.agent is not None
-        return contender_name("baseline", self.agent.label, self.agent.model, None)
+        return contender_name(Role.BASELINE, self.agent.label, self.agent.model, None)
 
     @property
-    def final_role(self) -> str:
+    def final_role(self) -> Role:
         """The role of the call whose text is this contender's answer."""
-        return "aggregator" if self.is_moa else "baseline"
+        return Role.AGGREGATOR if self.is_moa else Role.BASELINE
 
 
 def contender_key(kind: str, ref: str) -> str:
@@ -205,10 +211,10 @@ def new_battle(
 
 def final_generation(generations: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The generation holding a run's answer: the aggregator's, else the first baseline's."""
-    aggs = [g for g in generations if g["role"] == "aggregator"]
+    aggs = [g for g in generations if g["role"] == Role.AGGREGATOR]
     if aggs:
         return max(aggs, key=lambda g: (g["layer"], g["id"]))
-    bases = sorted((g for g in generations if g["role"] == "baseline"), key=lambda g: (g["slot"], g["id"]))
+    bases = sorted((g for g in generations if g["role"] == Role.BASELINE), key=lambda g: (g["slot"], g["id"]))
     return bases[0] if bases else None
 
 
@@ -229,11 +235,11 @@ def side_state(run_data: dict[str, Any] | None) -> SideState:
         return SideState(None, "had not started yet")
     run = run_data["run"]
     gen = final_generation(run_data["generations"])
-    if run["status"] == "failed":
+    if run["status"] == RunStatus.FAILED:
         return SideState(gen, run.get("error") or "failed", True)
     if gen is None:
         return SideState(None, "had not started its answer yet")
-    if gen["status"] == "error":
+    if gen["status"] == GenerationStatus.ERROR:
         return SideState(gen, gen.get("error") or "failed", True)
     if not (gen.get("text") or "").strip():
         return SideState(gen, "had not written anything yet")
@@ -307,8 +313,8 @@ def blind_review_pairs(
         return pairs
     usable = candidates[candidates["text"].fillna("").str.strip().astype(bool)]
     for run_id, gens in usable.groupby("run_id", sort=True):
-        finals = gens[gens["role"] == "aggregator"]
-        bases = gens[gens["role"] == "baseline"].sort_values("id")
+        finals = gens[gens["role"] == Role.AGGREGATOR]
+        bases = gens[gens["role"] == Role.BASELINE].sort_values("id")
         if finals.empty or bases.empty:
             continue
         moa = finals.sort_values("id").iloc[-1]

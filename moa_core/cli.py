@@ -14,6 +14,7 @@ from moa_core.config import DEFAULT_PRESET, AgentSpec, ConfigError, MoAConfig, l
 from moa_core.engine import RunInputError, run_moa, validate_question
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, RunStarted, TokenDelta
 from moa_core.inputs import printable, surrogate_problem, user_path
+from moa_core.vocab import Role, RunStatus, values
 
 if TYPE_CHECKING:  # the commands import these lazily, to keep `moa --help` fast
     import pandas as pd
@@ -52,7 +53,7 @@ def _summary_table(dones: Sequence[DraftDone]) -> Table:
     for d in dones:
         table.add_row(
             d.ref.role,
-            str(d.ref.layer + 1) if d.ref.role == "proposer" else "-",
+            str(d.ref.layer + 1) if d.ref.role == Role.PROPOSER else "-",
             escape(d.ref.name),
             f"{d.usage.prompt_tokens}/{d.usage.completion_tokens}",
             _fmt_s(d.ttft),
@@ -120,7 +121,7 @@ def _run_json(
         "run_id": run_id,
         "config": config.name,
         "question": question,
-        "status": final.status if final else "failed",
+        "status": final.status if final else RunStatus.FAILED,
         "final_text": final.final_text if final else "",
         "error": final.error if final else "the run ended without a result",
         "totals": vars(final.totals) if final else None,
@@ -161,7 +162,7 @@ async def _ask(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     if args.json:
         print(_run_json(run_id, config, question, dones, final))
-        return 0 if final is not None and final.status == "done" else 1
+        return 0 if final is not None and final.status == RunStatus.DONE else 1
     return _print_summary(console, dones, final)
 
 
@@ -215,10 +216,10 @@ async def _print_events(
                 if json_mode:
                     continue
                 title = f"{ev.ref.role} · {escape(ev.ref.name)}" + (
-                    f" · layer {ev.ref.layer + 1}" if ev.ref.role == "proposer" else ""
+                    f" · layer {ev.ref.layer + 1}" if ev.ref.role == Role.PROPOSER else ""
                 )
                 body = ev.text if ev.ok else f"[error] {ev.error}\n{ev.text}"
-                style = {"aggregator": "green", "baseline": "blue"}.get(ev.ref.role, "white") if ev.ok else "red"
+                style = {Role.AGGREGATOR: "green", Role.BASELINE: "blue"}.get(ev.ref.role, "white") if ev.ok else "red"
                 # Names are rich markup-escaped, answers shown under the web UI's link policy.
                 shown = Markdown(safe_markdown(body)) if ev.ok else Text(body)
                 console.print(Panel(shown, title=title, border_style=style))
@@ -537,12 +538,12 @@ def _print_preferences(console: Any, report: Any, n_boot: int) -> None:
         console.print(_rich_table("Judge–human agreement on the same items", ag.judge_human, {"agreement": pct}))
 
 
-STATUS_STYLE = {
-    "done": "green",
-    "failed": "red",
-    "cancelled": "yellow",
-    "interrupted": "bold magenta",
-    "running": "cyan",
+STATUS_STYLE: dict[str, str] = {
+    RunStatus.DONE: "green",
+    RunStatus.FAILED: "red",
+    RunStatus.CANCELLED: "yellow",
+    RunStatus.INTERRUPTED: "bold magenta",
+    RunStatus.RUNNING: "cyan",
 }
 
 
@@ -554,13 +555,12 @@ def _history(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from moa_core.store.db import open_db
-    from moa_core.store.models import RUN_STATUSES
     from moa_core.store.queries import runs_df
 
     if args.limit < 1:
         raise CliError("--limit must be at least 1")
-    if args.status is not None and args.status not in RUN_STATUSES:
-        raise CliError(f"unknown status {args.status!r}: one of {', '.join(RUN_STATUSES)}")
+    if args.status is not None and args.status not in values(RunStatus):
+        raise CliError(f"unknown status {args.status!r}: one of {', '.join(values(RunStatus))}")
     engine = open_db(args.database)  # first open in this process: runs whose process is gone become interrupted
     df = runs_df(engine, status=args.status, limit=args.limit)
     console = Console()
@@ -590,13 +590,13 @@ def _history(args: argparse.Namespace) -> int:
             line(r["error"], 100),
         )
     console.print(table)
-    interrupted = int((df["status"] == "interrupted").sum())
+    interrupted = int((df["status"] == RunStatus.INTERRUPTED).sum())
     if interrupted:
         console.print(
             Text(
                 f"{interrupted} run(s) interrupted: their process stopped mid-run; the drafts they finished and "
                 "the text streamed so far are kept (moa export, or History in the app).",
-                style=STATUS_STYLE["interrupted"],
+                style=STATUS_STYLE[RunStatus.INTERRUPTED],
             )
         )
     return 0

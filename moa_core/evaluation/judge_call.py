@@ -180,7 +180,7 @@ async def judge_pair(
         )
     except BaseException:
         with contextlib.suppress(Exception):
-            recorder.close_unfinished(run_id, "cancelled")
+            recorder.close_unfinished(run_id, RunStatus.CANCELLED)
         raise
     return result
 

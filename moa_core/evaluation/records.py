@@ -30,11 +30,13 @@ from moa_core.evaluation.judge import reference_check
 from moa_core.store.db import StoreError, safe_url
 from moa_core.store.models import Generation, Run, Vote, table_of
 from moa_core.store.util import one_line
+from moa_core.vocab import GenerationStatus, Role, RunStatus
 
 RUN, GEN, VOTE = table_of(Run), table_of(Generation), table_of(Vote)
 EVAL_TAG = "eval"
 KIND = "eval"
-FINAL_ROLES = ("aggregator", "baseline")
+# Where a contender's answer is: a MoA run's aggregator, or the single model's call.
+FINAL_ROLES = (Role.AGGREGATOR, Role.BASELINE)
 
 ANSWER_COLUMNS = [
     "run_id",
@@ -134,7 +136,7 @@ def final_generation_ids(engine: Engine, run_ids: Sequence[str]) -> dict[str, in
         return {}
     stmt = (
         select(GEN.c.run_id, GEN.c.id)
-        .where(GEN.c.run_id.in_(list(run_ids)), GEN.c.role.in_(FINAL_ROLES), GEN.c.status == "done")
+        .where(GEN.c.run_id.in_(list(run_ids)), GEN.c.role.in_(FINAL_ROLES), GEN.c.status == GenerationStatus.DONE)
         .order_by(GEN.c.id)
     )
     return {r["run_id"]: int(r["id"]) for r in _rows(engine, stmt)}
@@ -241,7 +243,7 @@ class EvalResults:
 
 
 def current_answers(answers: pd.DataFrame) -> pd.DataFrame:
-    done = answers[answers["status"] == "done"]
+    done = answers[answers["status"] == RunStatus.DONE]
     return done.sort_values("created_at", kind="stable").drop_duplicates(["contender", "question_id"], keep="last")
 
 
@@ -272,7 +274,7 @@ def load_results(engine: Engine, name: str, judge: str | None = None) -> EvalRes
             judge = all_j["judge"].dropna().iloc[-1] if all_j["judge"].notna().any() else None
     current_ids = set(answers["run_id"])
     j = all_j[
-        (all_j["status"] == "done")
+        (all_j["status"] == RunStatus.DONE)
         & (all_j["judge"] == judge)
         & all_j["answer_a"].isin(current_ids)
         & all_j["answer_b"].isin(current_ids)
@@ -282,8 +284,8 @@ def load_results(engine: Engine, name: str, judge: str | None = None) -> EvalRes
         .drop_duplicates(["question_id", "contender_a", "contender_b"], keep="last")
         .reset_index(drop=True)
     )
-    failed_a = int((all_answers["status"] != "done").sum()) if not all_answers.empty else 0
-    failed_j = int((all_j["status"] != "done").sum()) if not all_j.empty else 0
+    failed_a = int((all_answers["status"] != RunStatus.DONE).sum()) if not all_answers.empty else 0
+    failed_j = int((all_j["status"] != RunStatus.DONE).sum()) if not all_j.empty else 0
     return EvalResults(name, answers, j, plan, failed_a, failed_j)
 
 
@@ -386,11 +388,11 @@ def list_evaluations(engine: Engine) -> pd.DataFrame:
         if m.get("eval_item") == "answer":
             if m.get("contender") not in e["contenders"]:
                 e["contenders"].append(m.get("contender"))
-            e["answers"] += r["status"] == "done"
+            e["answers"] += r["status"] == RunStatus.DONE
             plan = m.get("plan") or {}
             e["judge"] = (plan.get("judge") or {}).get("model") or e["judge"]
         elif m.get("eval_item") == "judge":
-            e["judgements"] += r["status"] == "done"
+            e["judgements"] += r["status"] == RunStatus.DONE
     df = pd.DataFrame(
         list(rows.values()),
         columns=["name", "question_set", "contenders", "judge", "answers", "judgements", "started", "last"],

@@ -55,6 +55,7 @@ from moa_core.evaluation.records import (
 from moa_core.events import DraftDone, RunDone, RunStarted
 from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
+from moa_core.vocab import RunStatus, VoteOutcome
 
 DEFAULT_CONCURRENCY = 2
 
@@ -205,7 +206,7 @@ async def _run_answer(engine: Engine, plan: EvalPlan, item: _Answer) -> tuple[An
                 end = ev
     if end is None or run_id is None:
         return None, f"{c.name} on {q.id}: the run did not finish"
-    if end.status != "done" or final is None:
+    if end.status != RunStatus.DONE or final is None:
         return None, f"{c.name} on {q.id}: {end.error or end.status}"
     gen_id = final_generation_ids(engine, [run_id]).get(run_id)
     if gen_id is None:
@@ -288,7 +289,7 @@ class _Finished:
 def _scan(engine: Engine, plan: EvalPlan, repair: bool = True) -> _Finished:
     """What this plan already has: finished answers and judgements of those answers.
     With ``repair``, a finished judgement whose vote was never saved gets it now."""
-    runs = [r for r in eval_runs(engine, plan.name) if r["status"] == "done"]
+    runs = [r for r in eval_runs(engine, plan.name) if r["status"] == RunStatus.DONE]
     by_name = {c.name: c for c in plan.contenders}
     qhash = {q.id: question_hash(q) for q in plan.questions.questions}
     answers: dict[tuple[str, str], dict[str, Any]] = {}
@@ -325,7 +326,7 @@ def _scan(engine: Engine, plan: EvalPlan, repair: bool = True) -> _Finished:
             if ra is None or rb is None or [ra.run_id, rb.run_id] != m.get("answers"):
                 continue
             judged[(qid, a_name, b_name)] = m.get("outcome")
-            if m.get("outcome") in ("left", "right", "tie") and not m.get("vote_id"):
+            if m.get("outcome") in (VoteOutcome.LEFT, VoteOutcome.RIGHT, VoteOutcome.TIE) and not m.get("vote_id"):
                 need_vote.append((r, ra, rb))
     repaired = 0
     if need_vote and repair:
@@ -347,8 +348,10 @@ def close_abandoned(engine: Engine, name: str, older_than: float) -> int:
     closer = Recorder(engine)
     n = 0
     for r in eval_runs(engine, name):
-        if r["status"] == "running" and r["created_at"] < cutoff:
-            n += closer.close_unfinished(r["id"], "cancelled", "abandoned: the evaluation stopped without closing it")
+        if r["status"] == RunStatus.RUNNING and r["created_at"] < cutoff:
+            n += closer.close_unfinished(
+                r["id"], RunStatus.CANCELLED, "abandoned: the evaluation stopped without closing it"
+            )
     return n
 
 

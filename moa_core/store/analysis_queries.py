@@ -38,6 +38,7 @@ from moa_core.store.queries import (
     ratings_df,
 )
 from moa_core.store.util import TimeLike
+from moa_core.vocab import GenerationStatus, Role
 
 MOA_PREFIX = "MoA · "
 COUNT_COLUMNS = ["left", "right", "outcome", "count"]
@@ -46,7 +47,7 @@ COST_COLUMNS = ["contender", "cost", "latency", "answers"]
 
 def contender_name(role: str | None, label: str | None, model: str | None, preset: str | None) -> str:
     """The contender a stored generation stands for (see the module docstring)."""
-    if role == "aggregator" and preset:
+    if role == Role.AGGREGATOR and preset:
         return f"{MOA_PREFIX}{preset}"
     return label or model or "?"
 
@@ -58,7 +59,7 @@ def contender_names(df: pd.DataFrame, prefix: str = "") -> pd.Series:
     role, label, model, preset = (df[f"{prefix}{c}"] for c in ("role", "label", "model", "preset"))
     single = label.where(label.fillna("").astype(bool), model).fillna("?")
     moa = MOA_PREFIX + preset.fillna("").astype(str)
-    is_moa = (role == "aggregator") & preset.fillna("").astype(bool)
+    is_moa = (role == Role.AGGREGATOR) & preset.fillna("").astype(bool)
     return moa.where(is_moa, single).astype("object")
 
 
@@ -331,10 +332,10 @@ def contender_costs(
             gens = gens[gens["question_set"].isin(sets)]
     if gens.empty:
         return pd.DataFrame({c: pd.Series(dtype="object" if c == "contender" else "float64") for c in COST_COLUMNS})
-    done = gens[gens["status"] == "done"]
-    single = done[done["role"] == "baseline"]
-    finals = done[done["role"] == "aggregator"]
-    pipeline = gens[gens["role"].isin(["proposer", "aggregator"])]
+    done = gens[gens["status"] == GenerationStatus.DONE]
+    single = done[done["role"] == Role.BASELINE]
+    finals = done[done["role"] == Role.AGGREGATOR]
+    pipeline = gens[gens["role"].isin([Role.PROPOSER, Role.AGGREGATOR])]
     per_run = pipeline.groupby("run_id").agg(run_cost=("cost", "sum"), first_start=("started_at", "min"))
     finals = finals.join(per_run, on="run_id")
     answers = pd.concat([
@@ -357,7 +358,7 @@ def review_candidates(engine: Engine, kind: Many = "playground") -> pd.DataFrame
     The raw material of the blind review: pairs are built from it by
     ``moa_core.arena.blind_review_pairs``.
     """
-    gens = generations_df(engine, kind=kind, role=["aggregator", "baseline"], status="done")
+    gens = generations_df(engine, kind=kind, role=[Role.AGGREGATOR, Role.BASELINE], status=GenerationStatus.DONE)
     gens = gens.copy()
     gens["contender"] = contender_names(gens) if not gens.empty else pd.Series(dtype="object")
     return gens

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 
 from moa_core.store.models import Generation, table_of
 from moa_core.store.queries import _rows
+from moa_core.vocab import GenerationStatus
 
 GEN = table_of(Generation)
 RECENT_CALLS = 30  # per model: recent enough to follow a change of machine or load
@@ -82,7 +83,7 @@ def model_timings(engine: Engine, models: Sequence[str], recent: int = RECENT_CA
         rows = _rows(
             engine,
             select(GEN.c.role, GEN.c.prompt_tokens, GEN.c.completion_tokens, GEN.c.ttft, GEN.c.latency, GEN.c.params)
-            .where(GEN.c.model == model, GEN.c.status == "done", GEN.c.ttft.is_not(None))
+            .where(GEN.c.model == model, GEN.c.status == GenerationStatus.DONE, GEN.c.ttft.is_not(None))
             .order_by(GEN.c.started_at.desc())
             .limit(recent),
         )
