@@ -684,8 +684,7 @@ def _problems(plan: EvalPlan) -> list[str]:
 def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
     from rich.table import Table
 
-    from moa_core.evaluation.report import pairwise_display
-    from moa_core.evaluation.runner import format_duration
+    from moa_core.evaluation.report import collab_display, cost_display, pairwise_display, reference_display
 
     def table(title: str, df: pd.DataFrame, fmt: dict[str, Callable[[Any], str]] | None = None) -> None:
         t = Table(title=title, title_justify="left")
@@ -713,43 +712,13 @@ def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
     elif plan.judge is not None:
         console.print("No judged pairs yet.")
     if not report.reference.empty:
-        pct = lambda x: f"{100 * x:.0f}%" if x == x else "–"  # noqa: E731
-        ref = report.reference.assign(
-            CI=[
-                f"{pct(lo)}–{pct(hi)}"
-                for lo, hi in zip(report.reference["ci_low"], report.reference["ci_high"], strict=True)
-            ]
-        )
-        table(
-            "Reference check (short answers against the reference, no judge)",
-            ref[["contender", "n", "correct", "accuracy", "CI"]],
-            {"accuracy": pct},
-        )
+        table("Reference check (short answers against the reference, no judge)", reference_display(report.reference))
     if not report.costs.empty:
-        c = report.costs
-        money = lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")  # noqa: E731
-        secs = lambda x: format_duration(x) if x == x else "–"  # noqa: E731
-        costs = c.assign(
-            calls=(c["calls"] / c["questions"]).map(lambda x: f"{x:.1f}"),
-            cost=c["cost_per_question"].map(money),
-            tokens=c["tokens_per_question"].map(lambda x: f"{x:.0f}" if x == x else "–"),
-            latency=[f"{secs(m)} / {secs(md)}" for m, md in zip(c["latency_mean"], c["latency_median"], strict=True)],
-        )
-        table(
-            "Per question, on average (latency: mean / median)",
-            costs[["contender", "questions", "calls", "tokens", "cost", "latency"]],
-        )
+        table("Per question, on average", cost_display(report.costs))
     if not report.collaborativeness.empty:
-        c = report.collaborativeness
-        pct = lambda x: f"{100 * x:.0f}%" if x == x else "–"  # noqa: E731
         table(
             "Collaborativeness (win rate against the full config: alone vs aggregating the others)",
-            c[["model", "alone_n", "alone_win_rate", "aggregator_n", "aggregator_win_rate", "delta", "clear_gain"]],
-            {
-                "alone_win_rate": pct,
-                "aggregator_win_rate": pct,
-                "delta": lambda x: f"{100 * x:+.0f} pts" if x == x else "–",
-            },
+            collab_display(report.collaborativeness),
         )
     judge = plan.judge.model if plan.judge else ""
     if judge.startswith("local/"):
@@ -764,7 +733,8 @@ def _eval(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from moa_core.evaluation.records import eval_report
-    from moa_core.evaluation.runner import finished_items, format_duration, run_evaluation
+    from moa_core.evaluation.report import format_duration
+    from moa_core.evaluation.runner import finished_items, run_evaluation
     from moa_core.store.db import StoreError, open_db
 
     console = Console()

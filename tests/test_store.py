@@ -275,7 +275,7 @@ def test_queries_with_filters(engine: Engine) -> None:
     # Ratings take the same filters as votes (one builder): the run's question set, people/judges.
     assert ratings_df(engine, question_set="math")["rater"].tolist() == ["bob"]
     assert ratings_df(engine, rater_kind="judges").empty and len(ratings_df(engine, rater_kind="people")) == 2
-    with pytest.raises(TypeError, match="unknown filter.*question_sets"):
+    with pytest.raises(TypeError, match=r"unknown filter.*question_sets"):
         ratings_df(engine, question_sets="math")  # type: ignore[call-arg]  # the misspelling under test
 
     add_vote(engine, arena[0]["id"], arena[1]["id"], "left", "alice", run_id=ids["arena"], question_set="qs")

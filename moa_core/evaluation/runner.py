@@ -52,6 +52,7 @@ from moa_core.evaluation.records import (
     final_generation_ids,
     runs_with_votes,
 )
+from moa_core.evaluation.report import format_duration
 from moa_core.events import DraftDone, RunDone, RunStarted
 from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
@@ -101,19 +102,6 @@ class EvalProgress:
             parts.append(f"{self.unparseable} unparseable")
         parts.append(f"ETA {format_duration(self.eta)}" if self.eta is not None else "ETA –")
         return " · ".join(parts)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds < 10:
-        return f"{max(seconds, 0.0):.1f}s"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
 @dataclass
