@@ -23,13 +23,11 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, String, cast, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from moa_core.evaluation import report as rep
 from moa_core.evaluation.judge import reference_check
-from moa_core.store.db import StoreError, safe_url
 from moa_core.store.models import Generation, Run, Vote, table_of
-from moa_core.store.util import one_line
+from moa_core.store.queries import read_rows
 from moa_core.vocab import GenerationStatus, Role, RunStatus
 
 RUN, GEN, VOTE = table_of(Run), table_of(Generation), table_of(Vote)
@@ -82,14 +80,6 @@ def eval_tag(name: str) -> str:
     return f"{EVAL_TAG}:{name}"
 
 
-def _rows(engine: Engine, stmt: Any) -> list[dict[str, Any]]:
-    try:
-        with engine.connect() as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read {safe_url(engine)}: {one_line(exc)}") from exc
-
-
 def eval_runs(engine: Engine, name: str | None = None, *, with_config: bool = False) -> list[dict[str, Any]]:
     """Every run of evaluation ``name`` (all evaluations when None), oldest first."""
     cols = [
@@ -120,7 +110,7 @@ def eval_runs(engine: Engine, name: str | None = None, *, with_config: bool = Fa
         needle = f'"{eval_tag(name)}"'
     stmt = stmt.where(cast(RUN.c.tags, String).contains(needle, autoescape=True))
     out = []
-    for row in _rows(engine, stmt):
+    for row in read_rows(engine, stmt):
         meta = row.get("meta") or {}
         if not isinstance(meta, dict) or "eval" not in meta:
             continue
@@ -139,7 +129,7 @@ def final_generation_ids(engine: Engine, run_ids: Sequence[str]) -> dict[str, in
         .where(GEN.c.run_id.in_(list(run_ids)), GEN.c.role.in_(FINAL_ROLES), GEN.c.status == GenerationStatus.DONE)
         .order_by(GEN.c.id)
     )
-    return {r["run_id"]: int(r["id"]) for r in _rows(engine, stmt)}
+    return {r["run_id"]: int(r["id"]) for r in read_rows(engine, stmt)}
 
 
 def runs_with_votes(engine: Engine, run_ids: Sequence[str]) -> dict[str, int]:
@@ -147,7 +137,7 @@ def runs_with_votes(engine: Engine, run_ids: Sequence[str]) -> dict[str, int]:
     if not run_ids:
         return {}
     stmt = select(VOTE.c.run_id, VOTE.c.id).where(VOTE.c.run_id.in_(list(run_ids)))
-    return {r["run_id"]: int(r["id"]) for r in _rows(engine, stmt)}
+    return {r["run_id"]: int(r["id"]) for r in read_rows(engine, stmt)}
 
 
 @dataclass(frozen=True)
@@ -314,7 +304,7 @@ def _cost_rows(engine: Engine, answers: pd.DataFrame) -> pd.DataFrame:
     end-to-end latency (so cost_summary's per-question latency is exact)."""
     ids = answers["run_id"].tolist()
     stmt = select(GEN.c.run_id, GEN.c.cost, GEN.c.prompt_tokens, GEN.c.completion_tokens).where(GEN.c.run_id.in_(ids))
-    gens = pd.DataFrame(_rows(engine, stmt), columns=["run_id", "cost", "prompt_tokens", "completion_tokens"])
+    gens = pd.DataFrame(read_rows(engine, stmt), columns=["run_id", "cost", "prompt_tokens", "completion_tokens"])
     runs = answers.loc[:, ["run_id", "contender", "question_id", "wall_time"]].rename(columns={"wall_time": "latency"})
     return gens.merge(runs, on="run_id", how="inner")
 

@@ -19,6 +19,7 @@ from typing import Any, Unpack
 import pandas as pd
 from sqlalchemy import Engine, Select, func, select
 
+from moa_core.analysis.leaderboard import COUNT_COLUMNS  # the frame vote_counts returns is what it fits
 from moa_core.store.models import JUDGE_PREFIX
 from moa_core.store.queries import (
     GEN,
@@ -40,7 +41,6 @@ from moa_core.store.util import TimeLike
 from moa_core.vocab import GenerationStatus, Role
 
 MOA_PREFIX = "MoA · "
-COUNT_COLUMNS = ["left", "right", "outcome", "count"]
 COST_COLUMNS = ["contender", "cost", "latency", "answers"]
 
 

@@ -298,7 +298,8 @@ def vote_conditions(filters: VoteFilters, kind: Any) -> list[Any]:
     )
 
 
-def _rows(engine: Engine, stmt: Select) -> list[dict[str, Any]]:
+def read_rows(engine: Engine, stmt: Select) -> list[dict[str, Any]]:
+    """The rows of `stmt` as dicts; a database error is a StoreError naming the database."""
     try:
         with engine.connect() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
@@ -311,15 +312,17 @@ def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
 
     Generations are ordered by layer then slot (baselines, layer -1, first; the aggregator last).
     """
-    runs = _rows(engine, select(RUN).where(RUN.c.id == run_id))
+    runs = read_rows(engine, select(RUN).where(RUN.c.id == run_id))
     if not runs:
         return None
-    gens = _rows(
+    gens = read_rows(
         engine, select(GEN).where(GEN.c.run_id == run_id).order_by(GEN.c.layer, GEN.c.slot, GEN.c.role, GEN.c.id)
     )
     gen_ids = [g["id"] for g in gens]
-    ratings = _rows(engine, select(RAT).where(RAT.c.generation_id.in_(gen_ids)).order_by(RAT.c.created_at, RAT.c.id))
-    votes = _rows(
+    ratings = read_rows(
+        engine, select(RAT).where(RAT.c.generation_id.in_(gen_ids)).order_by(RAT.c.created_at, RAT.c.id)
+    )
+    votes = read_rows(
         engine,
         select(VOTE)
         .where(
