@@ -476,3 +476,16 @@ async def test_a_judgement_is_one_run_of_two_judge_calls(server, engine):
     assert all({k: v for k, v in g["params"].items() if k != "seed"} == j.public_params() for g in gens)
     assert [g["text"].strip().splitlines()[-1] for g in gens] == ["Verdict: B", "Verdict: A"]
     assert run["prompt_tokens"] == sum(g["prompt_tokens"] for g in gens) > 0
+    # Streamed through the engine like any call: the Recorder kept each reply's token timing
+    # (the hand-driven judge of before recorded only the finished text).
+    assert all(g["timing"] and g["timing"][-1][1] == len(g["text"]) for g in gens)
+
+
+async def test_a_pair_too_long_to_send_is_a_failed_judgement_not_a_crash(server, engine):
+    server.reset()
+    huge = "word " * 25_000  # the pair makes a prompt over the engine's input limit
+    result = await judge_pair(Recorder(engine), judge(server), "Which?", huge, huge)
+    assert not result.ok and result.error is not None and result.error.startswith("judge call 1 failed: ")
+    assert "characters long" in result.error and server.judge_calls == 0
+    stored = get_run(engine, result.run_id)
+    assert stored is not None and stored["run"]["status"] == "failed" and stored["generations"] == []
