@@ -20,8 +20,8 @@ from typing import Literal, Protocol, cast
 import pandas as pd
 
 from moa_core.analysis.stats import wilson_interval as _wilson
+from moa_core.evaluation.judge import OUTCOMES
 
-OUTCOMES = ("left", "right", "tie", "unparseable")
 OVERALL = "(overall)"
 SETTINGS = ("alone", "aggregator")
 # Two-sided 95% normal quantile, Φ⁻¹(0.975), written out to avoid a scipy dependency.
