@@ -261,6 +261,7 @@ def test_queries_with_filters(engine: Engine) -> None:
     assert len(g) == 3 and set(g["kind"]) == {"arena"} and "params" in g.columns
     assert len(generations_df(engine, role="aggregator")) == 3
     assert len(generations_df(engine, model="local/b", kind="eval")) == 1
+    assert set(generations_df(engine, question_set="math")["run_id"]) == {ids["old"]}
 
     arena = get_run(engine, ids["arena"])["generations"]
     old = get_run(engine, ids["old"])["generations"]
