@@ -24,11 +24,16 @@ import pandas as pd
 from moa_core.analysis.contenders import MOA_PREFIX, contender_name
 from moa_core.config import AgentSpec, ConfigError, MoAConfig, load_preset
 from moa_core.saved_configs import load_saved
-from moa_core.vocab import STAGE_ROLE, Role, call_id
+from moa_core.vocab import STAGE_ROLE, GenerationStatus, Role, RunStatus, VoteOutcome, call_id
 
 SIDES = ("A", "B")
 # What each vote button means for the stored vote (A is stored on the left).
-CHOICES: dict[str, str] = {"A": "left", "B": "right", "tie": "tie", "both_bad": "both_bad"}
+CHOICES: dict[str, VoteOutcome] = {
+    "A": VoteOutcome.LEFT,
+    "B": VoteOutcome.RIGHT,
+    "tie": VoteOutcome.TIE,
+    "both_bad": VoteOutcome.BOTH_BAD,
+}
 CHOICE_LABELS: dict[str, str] = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 KINDS = ("model", "preset", "saved")
 
@@ -209,10 +214,10 @@ def new_battle(
 
 def final_generation(generations: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The generation holding a run's answer: the aggregator's, else the first baseline's."""
-    aggs = [g for g in generations if g["role"] == "aggregator"]
+    aggs = [g for g in generations if g["role"] == Role.AGGREGATOR]
     if aggs:
         return max(aggs, key=lambda g: (g["layer"], g["id"]))
-    bases = sorted((g for g in generations if g["role"] == "baseline"), key=lambda g: (g["slot"], g["id"]))
+    bases = sorted((g for g in generations if g["role"] == Role.BASELINE), key=lambda g: (g["slot"], g["id"]))
     return bases[0] if bases else None
 
 
@@ -233,11 +238,11 @@ def side_state(run_data: dict[str, Any] | None) -> SideState:
         return SideState(None, "had not started yet")
     run = run_data["run"]
     gen = final_generation(run_data["generations"])
-    if run["status"] == "failed":
+    if run["status"] == RunStatus.FAILED:
         return SideState(gen, run.get("error") or "failed", True)
     if gen is None:
         return SideState(None, "had not started its answer yet")
-    if gen["status"] == "error":
+    if gen["status"] == GenerationStatus.ERROR:
         return SideState(gen, gen.get("error") or "failed", True)
     if not (gen.get("text") or "").strip():
         return SideState(gen, "had not written anything yet")
@@ -311,8 +316,8 @@ def blind_review_pairs(
         return pairs
     usable = candidates[candidates["text"].fillna("").str.strip().astype(bool)]
     for run_id, gens in usable.groupby("run_id", sort=True):
-        finals = gens[gens["role"] == "aggregator"]
-        bases = gens[gens["role"] == "baseline"].sort_values("id")
+        finals = gens[gens["role"] == Role.AGGREGATOR]
+        bases = gens[gens["role"] == Role.BASELINE].sort_values("id")
         if finals.empty or bases.empty:
             continue
         moa = finals.sort_values("id").iloc[-1]

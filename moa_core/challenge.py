@@ -11,7 +11,6 @@ ends with a RunDone carrying the final text and the totals so far. Feed the even
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -26,7 +25,7 @@ from moa_core.prompts import DEFAULT_AGGREGATOR_TEMPLATE, DRAFTS_PLACEHOLDER, ag
 from moa_core.providers import llm
 from moa_core.providers.fit import fit_to_window
 from moa_core.streams import merge_streams
-from moa_core.vocab import Role, RunStatus
+from moa_core.vocab import Role, RunStatus, digest
 
 KIND = "challenge"
 PRESET = "daily challenge"
@@ -112,10 +111,8 @@ async def draft_events(
         question,
         [],
         challenge_config(agents),
-        "challenge-"
-        + hashlib.sha256(json.dumps([a.model_dump(mode="json") for a in agents], sort_keys=True).encode()).hexdigest()[
-            :16
-        ],
+        # Spaced separators, as stored since the first challenge runs: the hash must not change.
+        "challenge-" + digest(json.dumps([a.model_dump(mode="json") for a in agents], sort_keys=True)),
         PRESET,
         KIND,
         started,

@@ -14,6 +14,7 @@ from moa_core.config import DEFAULT_PRESET, AgentSpec, ConfigError, MoAConfig, l
 from moa_core.engine import RunInputError, run_moa, validate_question
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, RunDone, RunStarted, TokenDelta
 from moa_core.inputs import printable, surrogate_problem, user_path
+from moa_core.vocab import Role, RunStatus, values
 
 if TYPE_CHECKING:  # the commands import these lazily, to keep `moa --help` fast
     import pandas as pd
@@ -53,7 +54,7 @@ def _summary_table(dones: Sequence[DraftDone]) -> Table:
     for d in dones:
         table.add_row(
             d.ref.role,
-            str(d.ref.layer + 1) if d.ref.role == "proposer" else "-",
+            str(d.ref.layer + 1) if d.ref.role == Role.PROPOSER else "-",
             escape(d.ref.name),
             f"{d.usage.prompt_tokens}/{d.usage.completion_tokens}",
             _fmt_s(d.ttft),
@@ -121,7 +122,7 @@ def _run_json(
         "run_id": run_id,
         "config": config.name,
         "question": question,
-        "status": final.status if final else "failed",
+        "status": final.status if final else RunStatus.FAILED,
         "final_text": final.final_text if final else "",
         "error": final.error if final else "the run ended without a result",
         "totals": vars(final.totals) if final else None,
@@ -162,7 +163,7 @@ async def _ask(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     if args.json:
         print(_run_json(run_id, config, question, dones, final))
-        return 0 if final is not None and final.status == "done" else 1
+        return 0 if final is not None and final.status == RunStatus.DONE else 1
     return _print_summary(console, dones, final)
 
 
@@ -216,10 +217,10 @@ async def _print_events(
                 if json_mode:
                     continue
                 title = f"{ev.ref.role} · {escape(ev.ref.name)}" + (
-                    f" · layer {ev.ref.layer + 1}" if ev.ref.role == "proposer" else ""
+                    f" · layer {ev.ref.layer + 1}" if ev.ref.role == Role.PROPOSER else ""
                 )
                 body = ev.text if ev.ok else f"[error] {ev.error}\n{ev.text}"
-                style = {"aggregator": "green", "baseline": "blue"}.get(ev.ref.role, "white") if ev.ok else "red"
+                style = {Role.AGGREGATOR: "green", Role.BASELINE: "blue"}.get(ev.ref.role, "white") if ev.ok else "red"
                 # Names are rich markup-escaped, answers shown under the web UI's link policy.
                 shown = Markdown(safe_markdown(body)) if ev.ok else Text(body)
                 console.print(Panel(shown, title=title, border_style=style))
@@ -538,12 +539,12 @@ def _print_preferences(console: Any, report: Any, n_boot: int) -> None:
         console.print(_rich_table("Judge–human agreement on the same items", ag.judge_human, {"agreement": pct}))
 
 
-STATUS_STYLE = {
-    "done": "green",
-    "failed": "red",
-    "cancelled": "yellow",
-    "interrupted": "bold magenta",
-    "running": "cyan",
+STATUS_STYLE: dict[str, str] = {
+    RunStatus.DONE: "green",
+    RunStatus.FAILED: "red",
+    RunStatus.CANCELLED: "yellow",
+    RunStatus.INTERRUPTED: "bold magenta",
+    RunStatus.RUNNING: "cyan",
 }
 
 
@@ -555,13 +556,12 @@ def _history(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from moa_core.store.db import open_db
-    from moa_core.store.models import RUN_STATUSES
     from moa_core.store.queries import runs_df
 
     if args.limit < 1:
         raise CliError("--limit must be at least 1")
-    if args.status is not None and args.status not in RUN_STATUSES:
-        raise CliError(f"unknown status {args.status!r}: one of {', '.join(RUN_STATUSES)}")
+    if args.status is not None and args.status not in values(RunStatus):
+        raise CliError(f"unknown status {args.status!r}: one of {', '.join(values(RunStatus))}")
     engine = open_db(args.database)  # first open in this process: runs whose process is gone become interrupted
     df = runs_df(engine, status=args.status, limit=args.limit)
     console = Console()
@@ -591,13 +591,13 @@ def _history(args: argparse.Namespace) -> int:
             line(r["error"], 100),
         )
     console.print(table)
-    interrupted = int((df["status"] == "interrupted").sum())
+    interrupted = int((df["status"] == RunStatus.INTERRUPTED).sum())
     if interrupted:
         console.print(
             Text(
                 f"{interrupted} run(s) interrupted: their process stopped mid-run; the drafts they finished and "
                 "the text streamed so far are kept (moa export, or History in the app).",
-                style=STATUS_STYLE["interrupted"],
+                style=STATUS_STYLE[RunStatus.INTERRUPTED],
             )
         )
     return 0
@@ -686,8 +686,7 @@ def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from moa_core.evaluation.report import pairwise_display
-    from moa_core.evaluation.runner import format_duration
+    from moa_core.evaluation.report import collab_display, cost_display, pairwise_display, reference_display
 
     def table(title: str, df: pd.DataFrame, fmt: dict[str, Callable[[Any], str]] | None = None) -> None:
         t = Table(title=title, title_justify="left")
@@ -716,45 +715,15 @@ def _print_report(console: Console, report: EvalReport, plan: EvalPlan) -> None:
     elif plan.judge is not None:
         console.print("No judged pairs yet.")
     if not report.reference.empty:
-        pct = lambda x: f"{100 * x:.0f}%" if x == x else "–"  # noqa: E731
-        ref = report.reference.assign(
-            CI=[
-                f"{pct(lo)}–{pct(hi)}"
-                for lo, hi in zip(report.reference["ci_low"], report.reference["ci_high"], strict=True)
-            ]
-        )
-        table(
-            "Reference check (short answers against the reference, no judge)",
-            ref[["contender", "n", "correct", "accuracy", "CI"]],
-            {"accuracy": pct},
-        )
+        table("Reference check (short answers against the reference, no judge)", reference_display(report.reference))
     if report.objective is not None:
         _print_objective(console, report.objective, table)
     if not report.costs.empty:
-        c = report.costs
-        money = lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")  # noqa: E731
-        secs = lambda x: format_duration(x) if x == x else "–"  # noqa: E731
-        costs = c.assign(
-            calls=(c["calls"] / c["questions"]).map(lambda x: f"{x:.1f}"),
-            cost=c["cost_per_question"].map(money),
-            tokens=c["tokens_per_question"].map(lambda x: f"{x:.0f}" if x == x else "–"),
-            latency=[f"{secs(m)} / {secs(md)}" for m, md in zip(c["latency_mean"], c["latency_median"], strict=True)],
-        )
-        table(
-            "Per question, on average (latency: mean / median)",
-            costs[["contender", "questions", "calls", "tokens", "cost", "latency"]],
-        )
+        table("Per question, on average", cost_display(report.costs))
     if not report.collaborativeness.empty:
-        c = report.collaborativeness
-        pct = lambda x: f"{100 * x:.0f}%" if x == x else "–"  # noqa: E731
         table(
             "Collaborativeness (win rate against the full config: alone vs aggregating the others)",
-            c[["model", "alone_n", "alone_win_rate", "aggregator_n", "aggregator_win_rate", "delta", "clear_gain"]],
-            {
-                "alone_win_rate": pct,
-                "aggregator_win_rate": pct,
-                "delta": lambda x: f"{100 * x:+.0f} pts" if x == x else "–",
-            },
+            collab_display(report.collaborativeness),
         )
     judge = plan.judge.model if plan.judge else ""
     if judge.startswith("local/"):
@@ -788,7 +757,8 @@ def _eval(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from moa_core.evaluation.records import eval_report
-    from moa_core.evaluation.runner import finished_items, format_duration, run_evaluation
+    from moa_core.evaluation.report import format_duration
+    from moa_core.evaluation.runner import finished_items, run_evaluation
     from moa_core.store.db import StoreError, open_db
 
     console = Console()

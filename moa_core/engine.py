@@ -50,14 +50,11 @@ from moa_core.prompts import (
     select_messages,
 )
 from moa_core.providers import llm
+from moa_core.providers.fit import fit_to_window
 from moa_core.providers.router import router_for
 from moa_core.providers.secrets import redact_secrets
 from moa_core.streams import merge_streams
 from moa_core.vocab import STAGE_ROLE, Role, RunStatus, StageKind
-
-# Tokens kept free in the receiving agent's window beyond its own max_tokens: chat
-# templates add role markers that the plain token count does not see.
-CONTEXT_MARGIN = 64
 
 
 class RunInputError(ValueError):
@@ -97,31 +94,6 @@ def short_error(exc: BaseException, key_env: str | None = None) -> str:
     # litellm nests class names ("X: X: X: message"): say each once
     msg = _REPEATED_NAME.sub(r"\1: ", f"{name}: {msg}")
     return redact_secrets(msg, [key_env])[:500]
-
-
-def fit_drafts(model: str, drafts: list[str], budget: int) -> list[str]:
-    """Trim drafts so their total tokens fit the budget, sharing it fairly.
-
-    Short drafts keep all their tokens; the rest split what is left equally
-    (water-filling), so one long draft cannot crowd the others out.
-    """
-    sizes = [llm.count_tokens(model, d) for d in drafts]
-    if sum(sizes) <= budget:
-        return list(drafts)
-    allowance = [0] * len(drafts)
-    remaining, pending = max(budget, 0), sorted(range(len(drafts)), key=lambda i: sizes[i])
-    while pending:
-        share = remaining // len(pending)
-        i = pending[0]
-        if sizes[i] <= share:
-            allowance[i] = sizes[i]
-            remaining -= sizes[i]
-            pending.pop(0)
-        else:
-            for j in pending:
-                allowance[j] = share
-            break
-    return [d if allowance[i] >= sizes[i] else llm.trim_to_tokens(model, d, allowance[i]) for i, d in enumerate(drafts)]
 
 
 @dataclass
@@ -226,20 +198,11 @@ async def _fit_messages(
     ctx: _Ctx, ref: CallRef, agent: AgentSpec, drafts: list[str], build: Callable[[list[str]], Messages]
 ) -> Messages:
     """`build(drafts)`, with the drafts trimmed to the agent's context window if needed."""
-    messages = build(drafts)
     window = agent.context_window or _context_window(ctx.config, agent)
-    if window is None:
-        return messages
-    fixed = build([""] * len(drafts))
-    fixed_tokens = llm.count_tokens(agent.model, "\n".join(m["content"] for m in fixed))
-    budget = window - agent.max_tokens - fixed_tokens - CONTEXT_MARGIN
-    before = sum(llm.count_tokens(agent.model, d) for d in drafts)
-    if before <= budget:
-        return messages
-    trimmed = fit_drafts(agent.model, drafts, budget)
-    after = sum(llm.count_tokens(agent.model, d) for d in trimmed)
-    await ctx.queue.put(ContextTrimmed(ref, window, before, after, time.time()))
-    return build(trimmed)
+    fitted = fit_to_window(agent.model, window, agent.max_tokens, drafts, build)
+    if fitted.trimmed and window is not None:
+        await ctx.queue.put(ContextTrimmed(ref, window, fitted.tokens_before, fitted.tokens_after, time.time()))
+    return build(fitted.drafts)
 
 
 class _CallStream:
@@ -590,11 +553,23 @@ async def _run_pipeline(
             last = i == len(stages) - 1
             out = _Gathered()
             calls = _stage_calls(ctx, i, stage, question, history, state)
+            held: DraftDone | None = None
             async with aclosing(_gather(stage, calls, carried, out, last=last)) as events:
                 async for ev in events:
+                    if stage.kind == StageKind.SELECT and isinstance(ev, DraftDone) and ev.ref.layer == i:
+                        held = ev  # its text becomes the chosen draft once the choice is read
+                        continue
                     yield ev
             carried = [out.rest] if out.rest is not None else []
             done = _conclude(ctx, i, stage, out, state)
+            if held is not None:
+                # The selector's answer is the draft it chose, word for word, so every reader of
+                # final answers (votes, leaderboards, evaluation) sees the answer, not "CHOICE: B";
+                # what it wrote stays in the stage's details.
+                if held.ok and "chosen" in done.details:
+                    done.details["selector_text"] = held.text
+                    held = replace(held, text=state.final)
+                yield held
             if not last or announce_last:
                 yield done
             if state.error:

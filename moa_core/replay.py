@@ -25,21 +25,19 @@ from moa_core.events import (
     DraftStarted,
     Event,
     LayerDone,
-    Role,
     RunDone,
     RunStarted,
-    RunStatus,
     TokenDelta,
     Totals,
     Usage,
 )
-from moa_core.vocab import STAGE_ROLE, StageKind, call_id
+from moa_core.vocab import STAGE_ROLE, GenerationStatus, Role, RunStatus, StageKind, call_id
 
 SPEEDS: dict[str, float | None] = {"1×": 1.0, "2×": 2.0, "5×": 5.0, "instant": None}
 # Derived timing for old runs: one piece of text per this many seconds (at most DERIVED_MAX pieces).
 DERIVED_STEP = 0.1
 DERIVED_MAX = 200
-_REPLAYED_ROLES = ("proposer", "reviewer", "aggregator", "selector", "baseline")
+_REPLAYED_ROLES = (Role.PROPOSER, Role.REVIEWER, Role.AGGREGATOR, Role.SELECTOR, Role.BASELINE)
 
 
 @dataclass(frozen=True, order=True)
@@ -50,7 +48,7 @@ class _Scheduled:
 
 
 def _ref(run_id: str, g: Mapping[str, Any]) -> CallRef:
-    return CallRef(run_id, cast(Role, g["role"]), int(g["layer"]), int(g["slot"]), g["model"], g.get("label") or "")
+    return CallRef(run_id, Role(g["role"]), int(g["layer"]), int(g["slot"]), g["model"], g.get("label") or "")
 
 
 def _has_text(g: Mapping[str, Any]) -> bool:
@@ -96,8 +94,9 @@ def _points(g: Mapping[str, Any]) -> list[tuple[float, int]]:
 
 def _draft_done(ref: CallRef, g: Mapping[str, Any]) -> DraftDone:
     error = g.get("error")
-    if error is None and g["status"] in ("cancelled", "interrupted", "streaming"):
-        error = "cancelled" if g["status"] == "cancelled" else g["status"]
+    unfinished = (GenerationStatus.CANCELLED, GenerationStatus.INTERRUPTED, GenerationStatus.STREAMING)
+    if error is None and g["status"] in unfinished:
+        error = "cancelled" if g["status"] == GenerationStatus.CANCELLED else g["status"]
     return DraftDone(
         ref,
         g.get("text") or "",
@@ -153,16 +152,17 @@ def _schedule(stored: Mapping[str, Any]) -> list[_Scheduled]:
     last = max([t0, *(s.t for s in out)])
     wall = run.get("wall_time")
     end = max(last, t0 + float(wall)) if wall is not None else last
-    status = run["status"] if run["status"] in ("done", "failed", "cancelled") else "cancelled"
+    ended = (RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED)
+    status = RunStatus(run["status"]) if run["status"] in ended else RunStatus.CANCELLED
     totals = Totals(
         int(run.get("prompt_tokens") or 0),
         int(run.get("completion_tokens") or 0),
         float(run.get("cost") or 0.0),
         float(wall) if wall is not None else end - t0,
         len(gens),
-        sum(1 for g in gens if g["status"] != "done"),
+        sum(1 for g in gens if g["status"] != GenerationStatus.DONE),
     )
-    add(end, RunDone(run_id, cast(RunStatus, status), run.get("final_text") or "", totals, end, run.get("error")))
+    add(end, RunDone(run_id, status, run.get("final_text") or "", totals, end, run.get("error")))
     return sorted(out)
 
 

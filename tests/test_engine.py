@@ -8,8 +8,9 @@ import litellm
 import pytest
 
 from moa_core.config import AgentSpec, LayerSpec, MoAConfig
-from moa_core.engine import RunInputError, collect, fit_drafts, run_moa
+from moa_core.engine import RunInputError, collect, run_moa
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, LayerDone, RunDone, RunStarted, TokenDelta
+from moa_core.providers.fit import fit_drafts
 from tests.conftest import fake_agent, fake_config
 
 

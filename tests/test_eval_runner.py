@@ -19,11 +19,12 @@ from sqlalchemy import create_engine, func, select
 
 from moa_core.config import AgentSpec
 from moa_core.evaluation.contenders import moa_contender, single_contender
-from moa_core.evaluation.judge_call import judge_agent
+from moa_core.evaluation.judge import both_orders_messages
+from moa_core.evaluation.judge_call import judge_agent, judge_fingerprint, judge_pair, rater_name
 from moa_core.evaluation.questions import Question, QuestionSet
 from moa_core.evaluation.records import eval_report, eval_runs, list_evaluations, load_results
 from moa_core.evaluation.runner import EvalPlan, EvalPlanError, finished_items, plan_from_store, run_evaluation
-from moa_core.store import open_db, votes_df
+from moa_core.store import Recorder, get_run, open_db, votes_df
 from moa_core.store.models import Generation, Run, Vote
 from tests.conftest import fake_agent, fake_config
 from tests.fake_openai import FakeOpenAI, parse_options
@@ -447,3 +448,44 @@ async def test_evaluation_and_resume_on_sqlite_and_postgres(server, db_url):
     assert (again.answers_new, again.answers_resumed, again.judgements_resumed) == (0, 4, 2)
     assert set(list_evaluations(engine)["name"]) == {'naïve "quoted" eval', "other"}
     assert eval_report(engine, "other").judged == 2
+
+
+async def test_a_judgement_is_one_run_of_two_judge_calls(server, engine):
+    """The judge's calls go through the engine; the stored run keeps the shape readers expect:
+    one run of kind eval, two judge generations (slot = order), the judge prompt as system prompt."""
+    server.reset()
+    j = judge(server, "longer")
+    result = await judge_pair(Recorder(engine), j, "Which is longer?", "short", "a much longer answer")
+    assert result.ok and result.outcome == "right" and result.verdicts == ("B", "A")
+    stored = get_run(engine, result.run_id)
+    assert stored is not None
+    run = stored["run"]
+    assert (run["kind"], run["status"], run["preset"]) == ("eval", "done", rater_name(j))
+    assert run["config_hash"] == f"judge-{judge_fingerprint(j)}" and run["config"] == {
+        "judge": j.model_dump(mode="json")
+    }
+    assert run["final_text"] == "right" and run["error"] is None
+    gens = stored["generations"]
+    assert [(g["call_id"], g["role"], g["layer"], g["slot"]) for g in gens] == [
+        ("judge-0-0", "judge", 0, 0),
+        ("judge-0-1", "judge", 0, 1),
+    ]
+    ab, ba = both_orders_messages("Which is longer?", "short", "a much longer answer")
+    assert [g["system_prompt"] for g in gens] == [ab[0]["content"], ba[0]["content"]]
+    assert all(g["status"] == "done" and g["model"] == j.model and g["label"] == j.display_name for g in gens)
+    assert all({k: v for k, v in g["params"].items() if k != "seed"} == j.public_params() for g in gens)
+    assert [g["text"].strip().splitlines()[-1] for g in gens] == ["Verdict: B", "Verdict: A"]
+    assert run["prompt_tokens"] == sum(g["prompt_tokens"] for g in gens) > 0
+    # Streamed through the engine like any call: the Recorder kept each reply's token timing
+    # (the hand-driven judge of before recorded only the finished text).
+    assert all(g["timing"] and g["timing"][-1][1] == len(g["text"]) for g in gens)
+
+
+async def test_a_pair_too_long_to_send_is_a_failed_judgement_not_a_crash(server, engine):
+    server.reset()
+    huge = "word " * 25_000  # the pair makes a prompt over the engine's input limit
+    result = await judge_pair(Recorder(engine), judge(server), "Which?", huge, huge)
+    assert not result.ok and result.error is not None and result.error.startswith("judge call 1 failed: ")
+    assert "characters long" in result.error and server.judge_calls == 0
+    stored = get_run(engine, result.run_id)
+    assert stored is not None and stored["run"]["status"] == "failed" and stored["generations"] == []

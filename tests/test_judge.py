@@ -20,7 +20,9 @@ from moa_core.evaluation.report import (
     OVERALL,
     Z95,
     collaborativeness,
+    cost_display,
     cost_summary,
+    format_duration,
     orient_pairs,
     pairwise_report,
     wilson_interval,
@@ -352,6 +354,30 @@ def test_cost_summary() -> None:
     assert solo["latency_median"] == pytest.approx(1.0)
     summed = cost_summary(gens, latency="sum").set_index("contender")
     assert summed.loc["moa", "latency_mean"] == pytest.approx(5.0)  # (9 + 1) / 2
+
+
+def test_cost_display_is_one_table_for_page_html_and_cli() -> None:
+    costs = pd.DataFrame(
+        {
+            "contender": ["moa", "solo"],
+            "questions": [2, 2],
+            "calls": [8, 2],
+            "tokens_per_question": [500.4, 90.0],
+            "cost_per_question": [0.03, 0.0],
+            "latency_mean": [75.0, float("nan")],  # a contender whose latency is unknown
+            "latency_median": [4.25, float("nan")],
+        }
+    )
+    shown = cost_display(costs).set_index("contender")
+    assert shown.loc["moa", "calls / question"] == 4.0 and shown.loc["moa", "cost / question"] == "$0.03000"
+    assert (shown.loc["moa", "latency mean"], shown.loc["moa", "latency median"]) == ("1m 15s", "4.2s")
+    assert shown.loc["solo", "cost / question"] == "free" and shown.loc["solo", "latency mean"] == "–"
+
+
+def test_format_duration() -> None:
+    assert [format_duration(x) for x in (None, float("nan"), -1.0, 4.3, 42.4, 3599.6, 3725.0)] == [
+        "–", "–", "0.0s", "4.3s", "42s", "1h 00m", "1h 02m",
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- report: collaborativeness

@@ -201,17 +201,28 @@ async def test_select_returns_the_chosen_draft_verbatim():
     done = events[-1]
     assert done.status == "done" and done.final_text == ANSWERS[2]
     sel = stage_done(events, 1)
-    assert sel.kind == StageKind.SELECT and sel.details == {"chosen": "proposer-0-2", "parsed": True}
+    assert sel.kind == StageKind.SELECT and sel.details == {
+        "chosen": "proposer-0-2",
+        "parsed": True,
+        "selector_text": "Best: CHOICE: Response C",
+    }
     assert sel.used == ("selector-1-0",)
-    # the selector's own words stay its own call's text
-    assert dones(events)["selector-1-0"].text == "Best: CHOICE: Response C"
+    # the selector's call ends with the chosen draft (what votes and leaderboards read); it
+    # streamed its own words, which the stage keeps
+    assert dones(events)["selector-1-0"].text == ANSWERS[2]
+    streamed = "".join(e.text for e in events if isinstance(e, TokenDelta) and e.ref.role == "selector")
+    assert streamed == "Best: CHOICE: Response C"
 
 
 async def test_select_without_a_readable_choice_falls_back_to_the_first_answer():
     cfg = pipeline(stage("propose", proposers()), stage("select", [mock("Judge", "All good answers.")]))
     events = await collect(run_moa(QUESTION, cfg))
     assert events[-1].final_text == ANSWERS[0]
-    assert stage_done(events, 1).details == {"chosen": "proposer-0-0", "parsed": False}
+    assert stage_done(events, 1).details == {
+        "chosen": "proposer-0-0",
+        "parsed": False,
+        "selector_text": "All good answers.",
+    }
 
 
 async def test_select_after_review_falls_back_to_the_reviewers_winner(monkeypatch):
@@ -224,7 +235,7 @@ async def test_select_after_review_falls_back_to_the_reviewers_winner(monkeypatc
     )
     events = await collect(run_moa(QUESTION, cfg))
     assert stage_done(events, 1).details["aggregate"][0]["call_id"] == "proposer-0-1"
-    assert stage_done(events, 2).details == {"chosen": "proposer-0-1", "parsed": False}
+    assert stage_done(events, 2).details == {"chosen": "proposer-0-1", "parsed": False, "selector_text": "no idea"}
     assert events[-1].final_text == ANSWERS[1]
 
 
@@ -479,7 +490,11 @@ async def test_recorded_stages_round_trip_and_replay(sqlite_url):
     ]
     for r, e in zip(rows, live, strict=True):
         assert (r["used"], r["cut"], r["details"], r["ended_at"]) == (list(e.used), list(e.cut), e.details, e.t)
-    assert rows[0]["cut"] == ["proposer-0-3"] and rows[2]["details"] == {"chosen": "proposer-0-1", "parsed": True}
+    assert rows[0]["cut"] == ["proposer-0-3"] and rows[2]["details"] == {
+        "chosen": "proposer-0-1",
+        "parsed": True,
+        "selector_text": "CHOICE: Response B",
+    }
     assert rows[1]["details"]["reviews"][0]["own"] == "proposer-0-0"
     cut = next(g for g in stored["generations"] if g["call_id"] == "proposer-0-3")
     assert (cut["status"], cut["error"]) == ("cancelled", NOT_USED)

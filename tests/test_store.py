@@ -261,6 +261,7 @@ def test_queries_with_filters(engine: Engine) -> None:
     assert len(g) == 3 and set(g["kind"]) == {"arena"} and "params" in g.columns
     assert len(generations_df(engine, role="aggregator")) == 3
     assert len(generations_df(engine, model="local/b", kind="eval")) == 1
+    assert set(generations_df(engine, question_set="math")["run_id"]) == {ids["old"]}
 
     arena = get_run(engine, ids["arena"])["generations"]
     old = get_run(engine, ids["old"])["generations"]
@@ -272,6 +273,11 @@ def test_queries_with_filters(engine: Engine) -> None:
     assert ratings_df(engine, kind="arena")["name"].tolist() == ["X"]
     assert ratings_df(engine, model="local/x")["score"].tolist() == [4]
     assert ratings_df(engine, since=time.time() + 60).empty
+    # Ratings take the same filters as votes (one builder): the run's question set, people/judges.
+    assert ratings_df(engine, question_set="math")["rater"].tolist() == ["bob"]
+    assert ratings_df(engine, rater_kind="judges").empty and len(ratings_df(engine, rater_kind="people")) == 2
+    with pytest.raises(TypeError, match=r"unknown filter.*question_sets"):
+        ratings_df(engine, question_sets="math")  # type: ignore[call-arg]  # the misspelling under test
 
     add_vote(engine, arena[0]["id"], arena[1]["id"], "left", "alice", run_id=ids["arena"], question_set="qs")
     add_vote(engine, old[0]["id"], old[1]["id"], "right", "judge:local/agg")
@@ -291,6 +297,8 @@ def test_queries_with_filters(engine: Engine) -> None:
     assert votes_df(engine, model="X")["rater"].tolist() == ["alice"]
     with pytest.raises(ValueError, match="rater_kind"):
         votes_df(engine, rater_kind="robots")
+    with pytest.raises(TypeError, match="unknown filter"):
+        votes_df(engine, rater_kinds="people")  # type: ignore[call-arg]  # the misspelling under test
 
     opts = filter_options(engine)
     assert opts["kinds"] == ["arena", "eval", "playground"] and "judge:local/agg" in opts["raters"]

@@ -14,14 +14,15 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from moa_core.analysis.stats import pareto_frontier
+from moa_core.vocab import Role
 
 NO_DATA = "no data"
 _ERROR_COLOR = "#d62728"
-_ROLE_COLORS = {
-    "proposer": "#1f77b4",
-    "aggregator": "#2ca02c",
-    "baseline": "#9467bd",
-    "judge": "#ff7f0e",
+_ROLE_COLORS: dict[str, str] = {
+    Role.PROPOSER: "#1f77b4",
+    Role.AGGREGATOR: "#2ca02c",
+    Role.BASELINE: "#9467bd",
+    Role.JUDGE: "#ff7f0e",
 }
 
 

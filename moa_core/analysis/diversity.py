@@ -18,7 +18,6 @@ stored diversity with ratings for the Analysis page.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ import pandas as pd
 from rapidfuzz import fuzz, process, utils
 
 from moa_core.analysis.alignment import EmbedFn, Similarity, compare, dot_rows, rouge_l, split_sentences
+from moa_core.vocab import GenerationStatus, Role, digest
 
 DIVERSITY_VERSION = 1
 LEXICAL_MEASURE = "rapidfuzz token_sort_ratio"
@@ -147,7 +147,7 @@ def _round(x: float | None) -> float | None:
 
 
 def _usable(g: dict[str, Any]) -> bool:
-    return g.get("status") == "done" and bool((g.get("text") or "").strip())
+    return g.get("status") == GenerationStatus.DONE and bool((g.get("text") or "").strip())
 
 
 def _names(gens: Sequence[dict[str, Any]]) -> list[str]:
@@ -161,9 +161,10 @@ def fingerprint(gens: Sequence[dict[str, Any]]) -> str:
     rows = sorted(
         (g.get("role"), g.get("layer"), g.get("slot"), g.get("status"), len(g.get("text") or ""))
         for g in gens
-        if g.get("role") in ("proposer", "aggregator")
+        if g.get("role") in (Role.PROPOSER, Role.AGGREGATOR)
     )
-    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
+    # Spaced separators: the bytes stored fingerprints were made from.
+    return digest(json.dumps(rows, default=str))
 
 
 def _default_embedder() -> EmbedFn | None:
@@ -182,7 +183,7 @@ def run_diversity(gens: Sequence[dict[str, Any]], embed: EmbedFn | object | None
     """
     fn: EmbedFn | None = _default_embedder() if embed is _DEFAULT else embed  # type: ignore[assignment]  # _DEFAULT is a sentinel object, not an EmbedFn
     props = sorted(
-        (g for g in gens if g.get("role") == "proposer" and _usable(g)), key=lambda g: (g["layer"], g["slot"])
+        (g for g in gens if g.get("role") == Role.PROPOSER and _usable(g)), key=lambda g: (g["layer"], g["slot"])
     )
     by_layer: dict[int, list[dict[str, Any]]] = {}
     for g in props:
@@ -194,7 +195,9 @@ def run_diversity(gens: Sequence[dict[str, Any]], embed: EmbedFn | object | None
             [g["text"] for g in row], fn, layer=k, names=_names(row), gen_ids=[g.get("id") for g in row]
         )
         layers.append({**asdict(ld), "diversity": ld.diversity})
-    finals = sorted((g for g in gens if g.get("role") == "aggregator" and _usable(g)), key=lambda g: g.get("slot", 0))
+    finals = sorted(
+        (g for g in gens if g.get("role") == Role.AGGREGATOR and _usable(g)), key=lambda g: g.get("slot", 0)
+    )
     aggregator = None
     if finals and by_layer:
         aggregator = aggregator_report(finals[-1], by_layer[max(by_layer)], fn)
@@ -331,8 +334,8 @@ def diversity_quality_frame(runs: pd.DataFrame, ratings: pd.DataFrame) -> pd.Dat
     }
     if not ratings.empty and not frame.empty:
         r = ratings[ratings["run_id"].isin(frame["run_id"])]
-        agg = r[r["role"] == "aggregator"].groupby("run_id")["score"].mean()
-        drafts = r[r["role"] == "proposer"].groupby(["run_id", "generation_id"])["score"].mean()
+        agg = r[r["role"] == Role.AGGREGATOR].groupby("run_id")["score"].mean()
+        drafts = r[r["role"] == Role.PROPOSER].groupby(["run_id", "generation_id"])["score"].mean()
         scores["final_score"] = agg.to_dict()
         if not drafts.empty:
             scores["mean_draft_score"] = drafts.groupby(level=0).mean().to_dict()

@@ -28,9 +28,15 @@ from moa_core.analysis.bradley_terry import (
     win_matrix,
 )
 from moa_core.analysis.stats import pareto_frontier, wilson_interval
+from moa_core.vocab import VoteOutcome, values
 
-OUTCOMES: tuple[str, ...] = ("left", "right", "tie", "both_bad")
-_LEFT_SCORE = {"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": 0.5}
+OUTCOMES: tuple[str, ...] = values(VoteOutcome)
+_LEFT_SCORE: dict[str, float] = {
+    VoteOutcome.LEFT: 1.0,
+    VoteOutcome.RIGHT: 0.0,
+    VoteOutcome.TIE: 0.5,
+    VoteOutcome.BOTH_BAD: 0.5,
+}
 COUNT_COLUMNS = ["left", "right", "outcome", "count"]
 LEADERBOARD_COLUMNS = [
     "contender", "rating", "ci_low", "ci_high", "battles", "wins", "losses",

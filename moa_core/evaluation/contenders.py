@@ -18,8 +18,6 @@ Contender specs (CLI ``--contender`` and :func:`resolve_contender`):
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -36,6 +34,7 @@ from moa_core.config import (
     load_preset,
 )
 from moa_core.inputs import surrogate_problem, user_path
+from moa_core.vocab import digest
 
 Setting = Literal["alone", "aggregator"]
 DEFAULT_TIMEOUT = 120.0
@@ -108,8 +107,7 @@ class Contender:
         if self.config is not None:
             return f"moa-{self.run_config().stable_hash()}"
         payload = self.run_agent().model_dump(mode="json") | {"timeout": float(self.timeout)}
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return "single-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return "single-" + digest(payload)
 
     def models(self) -> list[str]:
         if self.config is not None:

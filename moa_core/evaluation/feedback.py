@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Unpack
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -21,8 +22,7 @@ from moa_core.analysis.style_control import STYLE_FEATURES, style_frame
 from moa_core.evaluation.questions import QuestionSetError, list_bundled_sets, load_bundled_set
 from moa_core.store.analysis_queries import generation_texts, rating_details, vote_details
 from moa_core.store.export import write_dataset
-from moa_core.store.queries import Many
-from moa_core.store.util import TimeLike
+from moa_core.store.queries import Many, VoteFilters
 
 UNCATEGORISED = "uncategorised"
 # moa export --format NAME: (dataset, file format).
@@ -75,22 +75,12 @@ def fill_categories(df: pd.DataFrame, set_column: str = "question_set") -> pd.Da
 
 
 def load_votes(
-    engine: Engine,
-    since: TimeLike = None,
-    until: TimeLike = None,
-    rater_kind: str = "all",
-    rater: Many = None,
-    kind: Many = None,
-    question_set: Many = None,
-    texts: bool = False,
-    style: bool = False,
+    engine: Engine, texts: bool = False, style: bool = False, **filters: Unpack[VoteFilters]
 ) -> pd.DataFrame:
-    """``vote_details`` with every category filled in and ``question_set`` the vote's, else
-    its run's; with ``texts``, ``left_text`` and ``right_text``; with ``style``,
+    """``vote_details`` (same filters) with every category filled in and ``question_set`` the
+    vote's, else its run's; with ``texts``, ``left_text`` and ``right_text``; with ``style``,
     ``left_<f>`` / ``right_<f>`` for each style feature."""
-    votes = vote_details(
-        engine, since=since, until=until, rater_kind=rater_kind, rater=rater, kind=kind, question_set=question_set
-    )
+    votes = vote_details(engine, **filters)
     if not votes.empty:
         votes["question_set"] = votes["question_set"].fillna(votes["run_question_set"])
     votes = fill_categories(votes)

@@ -1,25 +1,23 @@
 """The judge's model calls: one pair of answers judged in both orders, recorded as a run.
 
 A judgement is a run of kind ``eval`` with two generations of role ``judge``: slot 0
-saw the left contender as answer A, slot 1 saw it as answer B. The calls go through
-:func:`moa_core.providers.llm.stream_chat` like every other model call, one after the
-other (so one judgement never holds more than one model call in flight).
+saw the left contender as answer A, slot 1 saw it as answer B. Each call is run by the
+engine (:func:`moa_core.engine.run_single`, role ``judge``) like every other model call,
+one after the other (so one judgement never holds more than one model call in flight).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
-import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 from typing import Any
 
 from moa_core.config import AgentSpec
-from moa_core.engine import short_error
+from moa_core.engine import RunInputError, run_single
 from moa_core.evaluation.judge import (
     JUDGE_SYSTEM_PROMPT,
     Outcome,
@@ -28,10 +26,13 @@ from moa_core.evaluation.judge import (
     combine_verdicts,
     parse_verdict,
 )
-from moa_core.events import CallRef, DraftDone, DraftStarted, RunDone, RunStarted, Totals, Usage
-from moa_core.providers import llm
+from moa_core.events import DraftDone, DraftStarted, RunDone, RunStarted, TokenDelta, Totals
 from moa_core.store.recorder import Recorder
-from moa_core.vocab import Role, RunStatus
+from moa_core.vocab import (
+    Role,
+    RunStatus,
+    digest,
+)
 
 JUDGE_LABEL = "judge"
 DEFAULT_JUDGE_MODEL = "local/qwen2.5-coder-0.5b"
@@ -55,8 +56,7 @@ def judge_agent(model: str = DEFAULT_JUDGE_MODEL, **overrides: Any) -> AgentSpec
 def judge_fingerprint(judge: AgentSpec) -> str:
     """Identity of a judge for resuming: model, parameters and the prompt version."""
     payload = judge.model_dump(mode="json", exclude={"label"}) | {"prompt": JUDGE_SYSTEM_PROMPT}
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest(payload)
 
 
 def rater_name(judge: AgentSpec) -> str:
@@ -77,36 +77,32 @@ class Judgement:
 
 
 async def _one_call(
-    ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]], timeout: float, num_retries: int, recorder: Recorder
+    recorder: Recorder,
+    run_id: str,
+    slot: int,
+    judge: AgentSpec,
+    messages: list[dict[str, Any]],
+    timeout: float,
+    num_retries: int,
 ) -> DraftDone:
-    started = time.time()
-    agent = llm.with_call_seed(agent)
-    recorder.handle(DraftStarted(ref, messages[0]["content"], agent.public_params(), started))
-    result = llm.StreamResult()
-    error: str | None = None
-    try:
-        async with asyncio.timeout(timeout * (num_retries + 1)):
-            async for _ in llm.stream_chat(agent, messages, result, timeout, num_retries):
-                pass
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        error = short_error(exc, agent.api_key_env)
-    if error is None and not result.text.strip():
-        error = "empty answer"
-    ttft = None if result.first_token_at is None else result.first_token_at - started
-    done = DraftDone(
-        ref,
-        result.text,
-        result.finish_reason if error is None else "error",
-        Usage(result.prompt_tokens, result.completion_tokens),
-        result.cost,
-        started,
-        time.time(),
-        ttft,
-        error,
+    """One judge call, run by the engine like any model answering alone.
+
+    Its call events are recorded as call `slot` of the judgement's run; the engine's own
+    run start and end are dropped, since one judgement is one run of two calls.
+    """
+    system, user = messages  # judge_messages: the judge's instructions, then the pair to judge
+    agent = judge.model_copy(update={"system_prompt": system["content"]})
+    stream = run_single(
+        user["content"], agent, kind="eval", run_id=run_id, timeout=timeout, num_retries=num_retries, role=Role.JUDGE
     )
-    recorder.handle(done)
+    done: DraftDone | None = None
+    async with aclosing(stream) as events:
+        async for ev in events:
+            if isinstance(ev, (DraftStarted, TokenDelta, DraftDone)):
+                ev = replace(ev, ref=replace(ev.ref, layer=0, slot=slot))
+                recorder.handle(ev)
+                done = ev if isinstance(ev, DraftDone) else done
+    assert done is not None  # run_single yields its call's DraftDone before RunDone, or raises
     return done
 
 
@@ -146,11 +142,16 @@ async def judge_pair(
         if on_started is not None:
             on_started(run_id)
         dones: list[DraftDone] = []
+        error: str | None = None
         for slot, msgs in enumerate((msgs_ab, msgs_ba)):
-            ref = CallRef(run_id, Role.JUDGE, 0, slot, judge.model, judge.display_name)
-            done = await _one_call(ref, judge, msgs, timeout, num_retries, recorder)
+            try:
+                done = await _one_call(recorder, run_id, slot, judge, msgs, timeout, num_retries)
+            except RunInputError as exc:  # the pair is too long to send, say
+                error = f"judge call {slot + 1} failed: {exc}"
+                break
             dones.append(done)
             if not done.ok:
+                error = f"judge call {slot + 1} failed: {done.error}"
                 break
         totals = Totals(
             sum(d.usage.prompt_tokens for d in dones),
@@ -160,9 +161,7 @@ async def judge_pair(
             len(dones),
             sum(not d.ok for d in dones),
         )
-        failed = next((d for d in dones if not d.ok), None)
-        if failed is not None:
-            error = f"judge call {failed.ref.slot + 1} failed: {failed.error}"
+        if error is not None:
             result = Judgement(run_id, ("unparseable", "unparseable"), "unparseable", error, totals.cost)
         else:
             v_ab, v_ba = parse_verdict(dones[0].text), parse_verdict(dones[1].text)
@@ -181,7 +180,7 @@ async def judge_pair(
         )
     except BaseException:
         with contextlib.suppress(Exception):
-            recorder.close_unfinished(run_id, "cancelled")
+            recorder.close_unfinished(run_id, RunStatus.CANCELLED)
         raise
     return result
 

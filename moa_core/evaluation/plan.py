@@ -7,7 +7,6 @@ already finished. :func:`plan_from_store` rebuilds a stored plan to resume it by
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from moa_core.evaluation.questions import (
 )
 from moa_core.evaluation.records import eval_runs
 from moa_core.inputs import user_path
+from moa_core.vocab import digest
 
 PairMode = Literal["all", "vs_first"]
 MAX_NAME = 120
@@ -38,7 +38,7 @@ class EvalPlanError(ValueError):
 
 def question_hash(q: Question) -> str:
     """What makes two questions the same item: the text asked and the reference."""
-    return hashlib.sha256(f"{q.text}\x00{q.reference or ''}".encode()).hexdigest()[:16]
+    return digest(f"{q.text}\x00{q.reference or ''}")
 
 
 def default_eval_name(question_set: str, contenders: list[Contender], judge: AgentSpec | None) -> str:
@@ -46,8 +46,7 @@ def default_eval_name(question_set: str, contenders: list[Contender], judge: Age
     name = f"{question_set}: {' vs '.join(c.name for c in contenders)}"
     name += f" (judge {judge.model})" if judge else " (no judge)"
     if len(name) > MAX_NAME:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        name = f"{name[: MAX_NAME - 10]}… {digest}"
+        name = f"{name[: MAX_NAME - 10]}… {digest(name, 8)}"
     return name
 
 

@@ -19,7 +19,6 @@ reported together in one :class:`QuestionSetError`, and no partial set is ever r
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from moa_core import settings
 from moa_core.inputs import MAX_QUESTION_CHARS, InputError, loads_json, printable
+from moa_core.vocab import digest
 
 Format = Literal["mt_bench", "alpaca_eval", "plain"]
 
@@ -130,8 +130,8 @@ class QuestionSet(BaseModel):
     def fingerprint(self) -> str:
         """Stable hash of the content (not the name or path): lets a resumed run check
         that it is still answering the same questions."""
-        payload = json.dumps([q.model_dump() for q in self.questions], sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+        # Spaced separators and unescaped text: the bytes stored fingerprints were made from.
+        return digest(json.dumps([q.model_dump() for q in self.questions], sort_keys=True, ensure_ascii=False))
 
 
 # ---------------------------------------------------------------- line parsing

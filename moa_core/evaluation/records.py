@@ -23,16 +23,14 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, String, cast, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from moa_core.analysis.objective import ObjectiveReport
 from moa_core.evaluation import report as rep
 from moa_core.evaluation.judge import reference_check
 from moa_core.evaluation.objective import build_objective, proposer_source
-from moa_core.store.db import StoreError, safe_url
 from moa_core.store.models import Generation, Run, Vote, table_of
-from moa_core.store.util import one_line
-from moa_core.vocab import GenerationStatus, Role
+from moa_core.store.queries import read_rows
+from moa_core.vocab import GenerationStatus, Role, RunStatus
 
 RUN, GEN, VOTE = table_of(Run), table_of(Generation), table_of(Vote)
 EVAL_TAG = "eval"
@@ -85,14 +83,6 @@ def eval_tag(name: str) -> str:
     return f"{EVAL_TAG}:{name}"
 
 
-def _rows(engine: Engine, stmt: Any) -> list[dict[str, Any]]:
-    try:
-        with engine.connect() as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read {safe_url(engine)}: {one_line(exc)}") from exc
-
-
 def eval_runs(engine: Engine, name: str | None = None, *, with_config: bool = False) -> list[dict[str, Any]]:
     """Every run of evaluation ``name`` (all evaluations when None), oldest first."""
     cols = [
@@ -123,7 +113,7 @@ def eval_runs(engine: Engine, name: str | None = None, *, with_config: bool = Fa
         needle = f'"{eval_tag(name)}"'
     stmt = stmt.where(cast(RUN.c.tags, String).contains(needle, autoescape=True))
     out = []
-    for row in _rows(engine, stmt):
+    for row in read_rows(engine, stmt):
         meta = row.get("meta") or {}
         if not isinstance(meta, dict) or "eval" not in meta:
             continue
@@ -139,10 +129,10 @@ def final_generation_ids(engine: Engine, run_ids: Sequence[str]) -> dict[str, in
         return {}
     stmt = (
         select(GEN.c.run_id, GEN.c.id)
-        .where(GEN.c.run_id.in_(list(run_ids)), GEN.c.role.in_(FINAL_ROLES), GEN.c.status == "done")
+        .where(GEN.c.run_id.in_(list(run_ids)), GEN.c.role.in_(FINAL_ROLES), GEN.c.status == GenerationStatus.DONE)
         .order_by(GEN.c.id)
     )
-    return {r["run_id"]: int(r["id"]) for r in _rows(engine, stmt)}
+    return {r["run_id"]: int(r["id"]) for r in read_rows(engine, stmt)}
 
 
 def proposer_drafts(engine: Engine, run_ids: Sequence[str]) -> pd.DataFrame:
@@ -160,7 +150,7 @@ def proposer_drafts(engine: Engine, run_ids: Sequence[str]) -> pd.DataFrame:
         )
         .order_by(GEN.c.id)
     )
-    rows = [{**r, "name": r["label"] or r["model"]} for r in _rows(engine, stmt)]
+    rows = [{**r, "name": r["label"] or r["model"]} for r in read_rows(engine, stmt)]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -169,7 +159,7 @@ def runs_with_votes(engine: Engine, run_ids: Sequence[str]) -> dict[str, int]:
     if not run_ids:
         return {}
     stmt = select(VOTE.c.run_id, VOTE.c.id).where(VOTE.c.run_id.in_(list(run_ids)))
-    return {r["run_id"]: int(r["id"]) for r in _rows(engine, stmt)}
+    return {r["run_id"]: int(r["id"]) for r in read_rows(engine, stmt)}
 
 
 @dataclass(frozen=True)
@@ -266,7 +256,7 @@ class EvalResults:
 
 
 def current_answers(answers: pd.DataFrame) -> pd.DataFrame:
-    done = answers[answers["status"] == "done"]
+    done = answers[answers["status"] == RunStatus.DONE]
     return done.sort_values("created_at", kind="stable").drop_duplicates(["contender", "question_id"], keep="last")
 
 
@@ -297,7 +287,7 @@ def load_results(engine: Engine, name: str, judge: str | None = None) -> EvalRes
             judge = all_j["judge"].dropna().iloc[-1] if all_j["judge"].notna().any() else None
     current_ids = set(answers["run_id"])
     j = all_j[
-        (all_j["status"] == "done")
+        (all_j["status"] == RunStatus.DONE)
         & (all_j["judge"] == judge)
         & all_j["answer_a"].isin(current_ids)
         & all_j["answer_b"].isin(current_ids)
@@ -307,8 +297,8 @@ def load_results(engine: Engine, name: str, judge: str | None = None) -> EvalRes
         .drop_duplicates(["question_id", "contender_a", "contender_b"], keep="last")
         .reset_index(drop=True)
     )
-    failed_a = int((all_answers["status"] != "done").sum()) if not all_answers.empty else 0
-    failed_j = int((all_j["status"] != "done").sum()) if not all_j.empty else 0
+    failed_a = int((all_answers["status"] != RunStatus.DONE).sum()) if not all_answers.empty else 0
+    failed_j = int((all_j["status"] != RunStatus.DONE).sum()) if not all_j.empty else 0
     return EvalResults(name, answers, j, plan, failed_a, failed_j)
 
 
@@ -338,7 +328,7 @@ def _cost_rows(engine: Engine, answers: pd.DataFrame) -> pd.DataFrame:
     end-to-end latency (so cost_summary's per-question latency is exact)."""
     ids = answers["run_id"].tolist()
     stmt = select(GEN.c.run_id, GEN.c.cost, GEN.c.prompt_tokens, GEN.c.completion_tokens).where(GEN.c.run_id.in_(ids))
-    gens = pd.DataFrame(_rows(engine, stmt), columns=["run_id", "cost", "prompt_tokens", "completion_tokens"])
+    gens = pd.DataFrame(read_rows(engine, stmt), columns=["run_id", "cost", "prompt_tokens", "completion_tokens"])
     runs = answers.loc[:, ["run_id", "contender", "question_id", "wall_time"]].rename(columns={"wall_time": "latency"})
     return gens.merge(runs, on="run_id", how="inner")
 
@@ -416,11 +406,11 @@ def list_evaluations(engine: Engine) -> pd.DataFrame:
         if m.get("eval_item") == "answer":
             if m.get("contender") not in e["contenders"]:
                 e["contenders"].append(m.get("contender"))
-            e["answers"] += r["status"] == "done"
+            e["answers"] += r["status"] == RunStatus.DONE
             plan = m.get("plan") or {}
             e["judge"] = (plan.get("judge") or {}).get("model") or e["judge"]
         elif m.get("eval_item") == "judge":
-            e["judgements"] += r["status"] == "done"
+            e["judgements"] += r["status"] == RunStatus.DONE
     df = pd.DataFrame(
         list(rows.values()),
         columns=["name", "question_set", "contenders", "judge", "answers", "judgements", "started", "last"],

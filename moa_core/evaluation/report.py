@@ -20,8 +20,8 @@ from typing import Literal, Protocol, cast
 import pandas as pd
 
 from moa_core.analysis.stats import wilson_interval as _wilson
+from moa_core.evaluation.judge import OUTCOMES
 
-OUTCOMES = ("left", "right", "tie", "unparseable")
 OVERALL = "(overall)"
 SETTINGS = ("alone", "aggregator")
 # Two-sided 95% normal quantile, Φ⁻¹(0.975), written out to avoid a scipy dependency.
@@ -369,8 +369,87 @@ class _PairwiseRow(Protocol):
     ci_high: float
 
 
-def _pct(x: float) -> str:
+def pct(x: float | None) -> str:
+    """A share as a whole percentage; "–" when unknown (None or NaN)."""
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
+
+
+def format_duration(seconds: float | None) -> str:
+    """Seconds as "4.2s", "37s", "3m 07s" or "1h 02m"; "–" when unknown (None or NaN)."""
+    if seconds is None or seconds != seconds:
+        return "–"
+    if seconds < 10:
+        return f"{max(seconds, 0.0):.1f}s"
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def _with_ci(rate: float, lo: float, hi: float) -> str:
+    return f"{pct(rate)} ({pct(lo)}–{pct(hi)})"
+
+
+def reference_display(ref: pd.DataFrame) -> pd.DataFrame:
+    """:func:`reference_summary` as table columns: contender, questions, correct, accuracy, 95% CI."""
+    return pd.DataFrame(
+        {
+            "contender": ref["contender"],
+            "questions": ref["n"],
+            "correct": ref["correct"],
+            "accuracy": ref["accuracy"].map(pct),
+            "95% CI": [f"{pct(lo)}–{pct(hi)}" for lo, hi in zip(ref["ci_low"], ref["ci_high"], strict=True)],
+        }
+    )
+
+
+def cost_display(costs: pd.DataFrame) -> pd.DataFrame:
+    """Per-contender costs (``EvalReport.costs``) per question, as table columns."""
+    c = costs
+    return pd.DataFrame(
+        {
+            "contender": c["contender"],
+            "questions": c["questions"],
+            "calls / question": (c["calls"] / c["questions"]).round(1),
+            "tokens / question": c["tokens_per_question"].round(0),
+            "cost / question": c["cost_per_question"].map(
+                lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")
+            ),
+            "latency mean": c["latency_mean"].map(format_duration),
+            "latency median": c["latency_median"].map(format_duration),
+        }
+    )
+
+
+def collab_display(collab: pd.DataFrame) -> pd.DataFrame:
+    """:func:`collaborativeness` as table columns: each model's win rate alone and as the
+    aggregator (95% CI, n), the change, and whether the gain is clear."""
+    c = collab
+    return pd.DataFrame(
+        {
+            "model": c["model"],
+            "alone": [
+                f"{_with_ci(w, lo, hi)}, n={n}"
+                for w, lo, hi, n in zip(
+                    c["alone_win_rate"], c["alone_ci_low"], c["alone_ci_high"], c["alone_n"], strict=True
+                )
+            ],
+            "as aggregator": [
+                f"{_with_ci(w, lo, hi)}, n={n}"
+                for w, lo, hi, n in zip(
+                    c["aggregator_win_rate"],
+                    c["aggregator_ci_low"],
+                    c["aggregator_ci_high"],
+                    c["aggregator_n"],
+                    strict=True,
+                )
+            ],
+            "change": c["delta"].map(lambda d: "–" if d != d else f"{100 * d:+.0f} pts"),
+            "clear gain": c["clear_gain"].map(lambda b: "yes" if b else "no"),
+        }
+    )
 
 
 def pairwise_display(pairwise: pd.DataFrame) -> pd.DataFrame:
@@ -384,7 +463,7 @@ def pairwise_display(pairwise: pd.DataFrame) -> pd.DataFrame:
             "B": r.contender_b,
             "A/B/tie": f"{int(r.wins_a)}/{int(r.wins_b)}/{int(r.ties)}",
             "unparseable": int(r.unparseable),
-            "A win rate (95% CI)": f"{_pct(r.win_rate_a)} ({_pct(r.ci_low)}–{_pct(r.ci_high)})" if r.n else "–",
+            "A win rate (95% CI)": _with_ci(r.win_rate_a, r.ci_low, r.ci_high) if r.n else "–",
         }
         for r in cast(Iterable[_PairwiseRow], pairwise.itertuples(index=False))
     ]

@@ -3,19 +3,14 @@ win rates as an inline SVG chart with their intervals, and every answer and verd
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Callable
 
 import pandas as pd
 
 from moa_core.analysis.objective import display_paired, display_table
 from moa_core.evaluation.records import EvalReport
-from moa_core.evaluation.report import OVERALL, pairwise_display
+from moa_core.evaluation.report import OVERALL, collab_display, cost_display, pairwise_display, pct, reference_display
 from moa_core.store.html_page import document, esc, frame_table, interval_chart, markdown_html
-
-
-def _pct(x: Any) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
 
 
 def _pairwise(rep: EvalReport) -> str:
@@ -36,7 +31,7 @@ def _pairwise(rep: EvalReport) -> str:
             overall["ci_low"].astype(float).tolist(),
             overall["ci_high"].astype(float).tolist(),
             label="A's win rate (95% CI), all categories",
-            fmt=_pct,
+            fmt=pct,
             reference=0.5,
         )
     )
@@ -50,20 +45,9 @@ def _pairwise(rep: EvalReport) -> str:
     return "".join(out)
 
 
-def _reference(rep: EvalReport) -> str:
-    ref = rep.reference
-    if ref.empty:
-        return ""
-    view = pd.DataFrame(
-        {
-            "contender": ref["contender"],
-            "questions": ref["n"],
-            "correct": ref["correct"],
-            "accuracy": ref["accuracy"].map(_pct),
-            "95% CI": [f"{_pct(lo)}–{_pct(hi)}" for lo, hi in zip(ref["ci_low"], ref["ci_high"], strict=True)],
-        }
-    )
-    return "<h2>Reference check</h2>" + frame_table(view)
+def _table(title: str, data: pd.DataFrame, display: Callable[[pd.DataFrame], pd.DataFrame]) -> str:
+    """A titled table of `display(data)`; nothing when there is no data."""
+    return "" if data.empty else f"<h2>{esc(title)}</h2>" + frame_table(display(data))
 
 
 def _objective(rep: EvalReport) -> str:
@@ -82,44 +66,6 @@ def _objective(rep: EvalReport) -> str:
     out += [f"<p>{esc(line)}</p>" for line in obj.lines if line != obj.headline]
     out += [f'<p class="note">{esc(note)}</p>' for note in obj.notes]
     return "".join(out)
-
-
-def _costs(rep: EvalReport) -> str:
-    c = rep.costs
-    if c.empty:
-        return ""
-    view = pd.DataFrame(
-        {
-            "contender": c["contender"],
-            "questions": c["questions"],
-            "calls / question": (c["calls"] / c["questions"]).round(1),
-            "tokens / question": c["tokens_per_question"].round(0),
-            "cost / question": c["cost_per_question"].map(
-                lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")
-            ),
-            "latency mean (s)": c["latency_mean"].round(2),
-            "latency median (s)": c["latency_median"].round(2),
-        }
-    )
-    return "<h2>Cost, tokens and latency per question</h2>" + frame_table(view)
-
-
-def _collab(rep: EvalReport) -> str:
-    c = rep.collaborativeness
-    if c.empty:
-        return ""
-    view = pd.DataFrame(
-        {
-            "model": c["model"],
-            "alone": [f"{_pct(w)}, n={n}" for w, n in zip(c["alone_win_rate"], c["alone_n"], strict=True)],
-            "as aggregator": [
-                f"{_pct(w)}, n={n}" for w, n in zip(c["aggregator_win_rate"], c["aggregator_n"], strict=True)
-            ],
-            "change": c["delta"].map(lambda d: "–" if d != d else f"{100 * d:+.0f} pts"),
-            "clear gain": c["clear_gain"].map(lambda b: "yes" if b else "no"),
-        }
-    )
-    return "<h2>Collaborativeness</h2>" + frame_table(view)
 
 
 def _answers(rep: EvalReport) -> str:
@@ -159,7 +105,17 @@ def eval_report_html(rep: EvalReport, question_set: str = "") -> str:
         f"{len(res.answers)} answers · {rep.judged} judged pairs · "
         f"{res.failed_answers + res.failed_judgements} failed or stopped item(s)</p>"
     )
-    body = head + _pairwise(rep) + _reference(rep) + _objective(rep) + _costs(rep) + _collab(rep) + _answers(rep)
+    body = "".join(
+        [
+            head,
+            _pairwise(rep),
+            _table("Reference check", rep.reference, reference_display),
+            _objective(rep),
+            _table("Cost, tokens and latency per question", rep.costs, cost_display),
+            _table("Collaborativeness", rep.collaborativeness, collab_display),
+            _answers(rep),
+        ]
+    )
     return document(f"MoA evaluation · {res.name}", body)
 
 

@@ -52,10 +52,11 @@ from moa_core.evaluation.records import (
     final_generation_ids,
     runs_with_votes,
 )
+from moa_core.evaluation.report import format_duration
 from moa_core.events import DraftDone, RunDone, RunStarted
 from moa_core.store.ratings import DuplicateVoteError, add_vote
 from moa_core.store.recorder import Recorder, annotate_run
-from moa_core.vocab import Role
+from moa_core.vocab import Role, RunStatus, VoteOutcome
 
 DEFAULT_CONCURRENCY = 2
 
@@ -101,19 +102,6 @@ class EvalProgress:
             parts.append(f"{self.unparseable} unparseable")
         parts.append(f"ETA {format_duration(self.eta)}" if self.eta is not None else "ETA –")
         return " · ".join(parts)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds < 10:
-        return f"{max(seconds, 0.0):.1f}s"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
 @dataclass
@@ -211,7 +199,7 @@ async def _run_answer(engine: Engine, plan: EvalPlan, item: _Answer) -> tuple[An
                     annotate_run(engine, ev.run_id, meta={"reference_ok": reference_check(ev.final_text, q.reference)})
     if end is None or run_id is None:
         return None, f"{c.name} on {q.id}: the run did not finish"
-    if end.status != "done" or final is None:
+    if end.status != RunStatus.DONE or final is None:
         return None, f"{c.name} on {q.id}: {end.error or end.status}"
     gen_id = final_generation_ids(engine, [run_id]).get(run_id)
     if gen_id is None:
@@ -294,7 +282,7 @@ class _Finished:
 def _scan(engine: Engine, plan: EvalPlan, repair: bool = True) -> _Finished:
     """What this plan already has: finished answers and judgements of those answers.
     With ``repair``, a finished judgement whose vote was never saved gets it now."""
-    runs = [r for r in eval_runs(engine, plan.name) if r["status"] == "done"]
+    runs = [r for r in eval_runs(engine, plan.name) if r["status"] == RunStatus.DONE]
     by_name = {c.name: c for c in plan.contenders}
     qhash = {q.id: question_hash(q) for q in plan.questions.questions}
     answers: dict[tuple[str, str], dict[str, Any]] = {}
@@ -331,7 +319,7 @@ def _scan(engine: Engine, plan: EvalPlan, repair: bool = True) -> _Finished:
             if ra is None or rb is None or [ra.run_id, rb.run_id] != m.get("answers"):
                 continue
             judged[(qid, a_name, b_name)] = m.get("outcome")
-            if m.get("outcome") in ("left", "right", "tie") and not m.get("vote_id"):
+            if m.get("outcome") in (VoteOutcome.LEFT, VoteOutcome.RIGHT, VoteOutcome.TIE) and not m.get("vote_id"):
                 need_vote.append((r, ra, rb))
     repaired = 0
     if need_vote and repair:
@@ -353,8 +341,10 @@ def close_abandoned(engine: Engine, name: str, older_than: float) -> int:
     closer = Recorder(engine)
     n = 0
     for r in eval_runs(engine, name):
-        if r["status"] == "running" and r["created_at"] < cutoff:
-            n += closer.close_unfinished(r["id"], "cancelled", "abandoned: the evaluation stopped without closing it")
+        if r["status"] == RunStatus.RUNNING and r["created_at"] < cutoff:
+            n += closer.close_unfinished(
+                r["id"], RunStatus.CANCELLED, "abandoned: the evaluation stopped without closing it"
+            )
     return n
 
 

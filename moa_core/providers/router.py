@@ -28,7 +28,6 @@ steady traffic, not MoA's bursts. `latency-based-routing` prefers the fastest de
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moa_core.config import DeploymentSpec, MoAConfig
+from moa_core.vocab import digest
 
 # Seconds a deployment that failed stays out of the rotation (litellm's default is 5).
 COOLDOWN_SECONDS = 30.0
@@ -124,7 +124,7 @@ def _fingerprint(config: MoAConfig, models: list[dict[str, Any]]) -> str:
     def scrub(params: dict[str, Any]) -> dict[str, Any]:
         p = dict(params)
         if "api_key" in p:  # never kept in the clear, even in memory keys
-            p["api_key"] = hashlib.sha256(str(p["api_key"]).encode()).hexdigest()[:12]
+            p["api_key"] = digest(str(p["api_key"]), 12)
         return p
 
     blob = json.dumps(
@@ -138,7 +138,7 @@ def _fingerprint(config: MoAConfig, models: list[dict[str, Any]]) -> str:
         sort_keys=True,
         default=str,
     )
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return digest(blob, 64)
 
 
 _routers: OrderedDict[str, MoARouter] = OrderedDict()

@@ -11,33 +11,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import pandas as pd
 from sqlalchemy import Engine, Select, func, select
 
 from moa_core.analysis.contenders import contender_names
+from moa_core.analysis.leaderboard import COUNT_COLUMNS  # the frame vote_counts returns is what it fits
 from moa_core.store.models import JUDGE_PREFIX
 from moa_core.store.queries import (
     GEN,
-    RAT,
     RATER_KINDS,
+    RATING_COLUMNS,
     RUN,
     VOTE,
     Many,
+    VoteFilters,
     _frame,
-    _many,
     _rows_tuples,
-    _time,
     _where,
-    check_rater_kind,
     generations_df,
-    rater_filter,
     ratings_df,
+    ratings_select,
+    vote_conditions,
 )
 from moa_core.store.util import TimeLike
+from moa_core.vocab import GenerationStatus, Role
 
-COUNT_COLUMNS = ["left", "right", "outcome", "count"]
 COST_COLUMNS = ["contender", "cost", "latency", "answers"]
 
 
@@ -61,16 +61,7 @@ class _VoteJoin:
             self.right.c.model.label("r_model"), self.rrun.c.preset.label("r_preset"),
         ]  # fmt: skip
 
-    def select(
-        self,
-        columns: list[Any],
-        since: TimeLike,
-        until: TimeLike,
-        rater_kind: str,
-        rater: Many,
-        kind: Many,
-        question_set: Many,
-    ) -> Select:
+    def select(self, columns: list[Any], filters: VoteFilters) -> Select:
         kind_col = func.coalesce(self.vrun.c.kind, self.lrun.c.kind)
         stmt = (
             select(*columns)
@@ -81,39 +72,22 @@ class _VoteJoin:
             .join(self.rrun, self.rrun.c.id == self.right.c.run_id)
             .outerjoin(self.vrun, self.vrun.c.id == VOTE.c.run_id)
         )
-        return _where(
-            stmt,
-            *_time(VOTE.c.created_at, since, until),
-            rater_filter(VOTE.c.rater, rater_kind),
-            _many(VOTE.c.rater, rater),
-            _many(kind_col, kind),
-            _many(VOTE.c.question_set, question_set),
-        )
+        return _where(stmt, *vote_conditions(filters, kind_col))
 
 
-def _vote_join(rater_kind: str) -> _VoteJoin:
-    check_rater_kind(rater_kind)
+def _vote_join() -> _VoteJoin:
     return _VoteJoin(GEN.alias("l"), GEN.alias("r"), RUN.alias("lrun"), RUN.alias("rrun"), RUN.alias("vrun"))
 
 
-def vote_counts(
-    engine: Engine,
-    since: TimeLike = None,
-    until: TimeLike = None,
-    rater_kind: str = "all",
-    rater: Many = None,
-    kind: Many = None,
-    question_set: Many = None,
-) -> pd.DataFrame:
+def vote_counts(engine: Engine, **filters: Unpack[VoteFilters]) -> pd.DataFrame:
     """Votes aggregated to (left, right, outcome, count), contenders named as above.
 
-    Filters as in ``votes_df``: vote time, people/judges/all, rater, kind of the vote's run
-    (or of the left generation's run), question set of the vote. Self-battles (both sides
-    the same contender) are dropped: they carry no information about strength.
+    Filters: ``VoteFilters``, as in ``votes_df``. Self-battles (both sides the same
+    contender) are dropped: they carry no information about strength.
     """
-    j = _vote_join(rater_kind)
+    j = _vote_join()
     keys = [*j.contender_keys, VOTE.c.outcome]
-    stmt = j.select([*keys, func.count().label("count")], since, until, rater_kind, rater, kind, question_set)
+    stmt = j.select([*keys, func.count().label("count")], filters)
     cells = _frame(engine, stmt.group_by(*keys))
     if cells.empty:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c == "count" else "object") for c in COUNT_COLUMNS})
@@ -140,15 +114,7 @@ def _meta_value(meta: object, key: str) -> object:
     return meta.get(key) if isinstance(meta, dict) else None
 
 
-def vote_details(
-    engine: Engine,
-    since: TimeLike = None,
-    until: TimeLike = None,
-    rater_kind: str = "all",
-    rater: Many = None,
-    kind: Many = None,
-    question_set: Many = None,
-) -> pd.DataFrame:
+def vote_details(engine: Engine, **filters: Unpack[VoteFilters]) -> pd.DataFrame:
     """One row per vote (oldest first) with both contenders named as in ``vote_counts``.
 
     Same filters and the same self-battle rule as ``vote_counts``, so the two agree on
@@ -160,7 +126,7 @@ def vote_details(
     ``verdicts`` is a judge's pair of verdicts (left answer shown first, then second) as a
     tuple, when its run stored them. Texts are not read here: see ``generation_texts``.
     """
-    j = _vote_join(rater_kind)
+    j = _vote_join()
     columns = [
         VOTE.c.id, VOTE.c.created_at, VOTE.c.rater, VOTE.c.outcome, VOTE.c.blind, VOTE.c.question_set,
         func.coalesce(j.vrun.c.question, j.lrun.c.question).label("question"),
@@ -168,7 +134,7 @@ def vote_details(
         j.vrun.c.meta.label("vote_meta"), j.lrun.c.meta.label("left_meta"), VOTE.c.campaign_id,
         VOTE.c.left_generation_id, VOTE.c.right_generation_id, *j.contender_keys,
     ]  # fmt: skip
-    stmt = j.select(columns, since, until, rater_kind, rater, kind, question_set)
+    stmt = j.select(columns, filters)
     rows = _frame(engine, stmt.order_by(VOTE.c.created_at, VOTE.c.id))
     if rows.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in VOTE_DETAIL_COLUMNS})
@@ -199,49 +165,12 @@ RATING_DETAIL_COLUMNS = [
 ]  # fmt: skip
 
 
-def rating_details(
-    engine: Engine,
-    since: TimeLike = None,
-    until: TimeLike = None,
-    rater_kind: str = "all",
-    kind: Many = None,
-    question_set: Many = None,
-) -> pd.DataFrame:
+def rating_details(engine: Engine, **filters: Unpack[VoteFilters]) -> pd.DataFrame:
     """One row per 1..5 rating (oldest first) with the rated answer's text, its contender
     (named as for votes), the run's question, and ``category`` / ``campaign`` from the
     run's ``meta``. ``question_set`` filters on the run's set."""
-    check_rater_kind(rater_kind)
-    stmt = (
-        select(
-            RAT.c.id,
-            RAT.c.created_at,
-            RAT.c.score,
-            RAT.c.comment,
-            RAT.c.rater,
-            RAT.c.generation_id,
-            GEN.c.role,
-            GEN.c.label,
-            GEN.c.model,
-            RUN.c.preset,
-            RUN.c.question,
-            GEN.c.text.label("response"),
-            GEN.c.status,
-            RUN.c.kind,
-            RUN.c.question_set,
-            RUN.c.meta,
-        )
-        .join(GEN, GEN.c.id == RAT.c.generation_id)
-        .join(RUN, RUN.c.id == GEN.c.run_id)
-        .order_by(RAT.c.created_at, RAT.c.id)
-    )
-    stmt = _where(
-        stmt,
-        *_time(RAT.c.created_at, since, until),
-        rater_filter(RAT.c.rater, rater_kind),
-        _many(RUN.c.kind, kind),
-        _many(RUN.c.question_set, question_set),
-    )
-    rows = _frame(engine, stmt)
+    extra = [GEN.c.text.label("response"), GEN.c.status, RUN.c.meta]
+    rows = _frame(engine, ratings_select([*RATING_COLUMNS, *extra], filters))
     if rows.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in RATING_DETAIL_COLUMNS})
     rows["contender"] = contender_names(rows)
@@ -266,25 +195,9 @@ def generation_texts(engine: Engine, ids: Sequence[int]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def contender_ratings(
-    engine: Engine,
-    since: TimeLike = None,
-    until: TimeLike = None,
-    rater_kind: str = "all",
-    kind: Many = None,
-    question_set: Many = None,
-) -> pd.DataFrame:
+def contender_ratings(engine: Engine, **filters: Unpack[VoteFilters]) -> pd.DataFrame:
     """One row per 1..5 rating with a ``contender`` column (same naming as the votes)."""
-    check_rater_kind(rater_kind)
-    df = ratings_df(engine, since=since, until=until, kind=kind)
-    if not df.empty and rater_kind != "all":
-        judge = df["rater"].astype(str).str.startswith(JUDGE_PREFIX)
-        df = df[judge if rater_kind == "judges" else ~judge]
-    if not df.empty and question_set is not None:
-        sets = [question_set] if isinstance(question_set, str) else list(question_set)
-        if sets:
-            df = df[df["question_set"].isin(sets)]
-    df = df.copy()
+    df = ratings_df(engine, **filters)
     df["contender"] = contender_names(df) if not df.empty else pd.Series(dtype="object")
     return df.reset_index(drop=True)
 
@@ -303,17 +216,13 @@ def contender_costs(
     run beside it), and its latency is from the first proposer's start to the end of
     the aggregator: the time a user waits for the final answer.
     """
-    gens = generations_df(engine, since=since, until=until, kind=kind)
-    if not gens.empty and question_set is not None:
-        sets = [question_set] if isinstance(question_set, str) else list(question_set)
-        if sets:
-            gens = gens[gens["question_set"].isin(sets)]
+    gens = generations_df(engine, since=since, until=until, kind=kind, question_set=question_set)
     if gens.empty:
         return pd.DataFrame({c: pd.Series(dtype="object" if c == "contender" else "float64") for c in COST_COLUMNS})
-    done = gens[gens["status"] == "done"]
-    single = done[done["role"] == "baseline"]
-    finals = done[done["role"] == "aggregator"]
-    pipeline = gens[gens["role"].isin(["proposer", "aggregator"])]
+    done = gens[gens["status"] == GenerationStatus.DONE]
+    single = done[done["role"] == Role.BASELINE]
+    finals = done[done["role"] == Role.AGGREGATOR]
+    pipeline = gens[gens["role"].isin([Role.PROPOSER, Role.AGGREGATOR])]
     per_run = pipeline.groupby("run_id").agg(run_cost=("cost", "sum"), first_start=("started_at", "min"))
     finals = finals.join(per_run, on="run_id")
     answers = pd.concat([
@@ -336,7 +245,7 @@ def review_candidates(engine: Engine, kind: Many = "playground") -> pd.DataFrame
     The raw material of the blind review: pairs are built from it by
     ``moa_core.arena.blind_review_pairs``.
     """
-    gens = generations_df(engine, kind=kind, role=["aggregator", "baseline"], status="done")
+    gens = generations_df(engine, kind=kind, role=[Role.AGGREGATOR, Role.BASELINE], status=GenerationStatus.DONE)
     gens = gens.copy()
     gens["contender"] = contender_names(gens) if not gens.empty else pd.Series(dtype="object")
     return gens

@@ -38,6 +38,7 @@ from moa_core.store.models import (
 )
 from moa_core.store.ratings import DuplicateVoteError, _rater, add_vote
 from moa_core.store.util import inserted_id, one_line
+from moa_core.vocab import VoteOutcome
 
 CAMP, PAIR, ASG = table_of(Campaign), table_of(CampaignPair), table_of(CampaignAssignment)
 GEN, RUN = table_of(Generation), table_of(Run)
@@ -438,7 +439,13 @@ def claim_next(
     return None  # unreachable: the last attempt returns or raises
 
 
-_SHOWN_TO_PAIR = {("left", True): "a", ("right", True): "b", ("left", False): "b", ("right", False): "a"}
+# (outcome as shown, pair shown in its stored order?) -> the pair's side that won
+_SHOWN_TO_PAIR: dict[tuple[str, bool], str] = {
+    (VoteOutcome.LEFT, True): "a",
+    (VoteOutcome.RIGHT, True): "b",
+    (VoteOutcome.LEFT, False): "b",
+    (VoteOutcome.RIGHT, False): "a",
+}
 
 
 def _close(conn: Connection, asg_id: int, rater: str, values: dict[str, object]) -> None:

@@ -29,12 +29,15 @@ from moa_core.store.html_page import (
     table,
 )
 from moa_core.store.queries import get_run
+from moa_core.vocab import GenerationStatus, Role, RunStatus, VoteOutcome
 
-ROLE_TITLE = {"aggregator": "MoA · ", "baseline": "Alone · ", "judge": "Judge · "}
-STATUS_NOTE = {
-    "cancelled": "stopped before it finished",
-    "interrupted": "cut off: the server process stopped while this was streaming; above is what had arrived",
-    "streaming": "still streaming when exported",
+ROLE_TITLE: dict[str, str] = {Role.AGGREGATOR: "MoA · ", Role.BASELINE: "Alone · ", Role.JUDGE: "Judge · "}
+STATUS_NOTE: dict[str, str] = {
+    GenerationStatus.CANCELLED: "stopped before it finished",
+    GenerationStatus.INTERRUPTED: (
+        "cut off: the server process stopped while this was streaming; above is what had arrived"
+    ),
+    GenerationStatus.STREAMING: "still streaming when exported",
 }
 
 # Types each column's text again, on the run's clock: a column starts at its first token
@@ -139,7 +142,7 @@ def timeline_svg(gens: list[dict[str, Any]]) -> str:
     for i, g in enumerate(ordered):
         y = top + i * row_h
         s, e = float(g["started_at"]) - t0, end_of(g)
-        layer = f"L{g['layer'] + 1} " if g["role"] == "proposer" else ""
+        layer = f"L{g['layer'] + 1} " if g["role"] == Role.PROPOSER else ""
         name = f"{layer}{g['role']} · {_name(g)}"
         short = name if len(name) <= 38 else name[:37] + "…"
         cls = "failed" if g.get("error") else esc(g["role"])
@@ -182,7 +185,7 @@ def _calls_table(gens: list[dict[str, Any]]) -> str:
     rows = [
         [
             g["role"],
-            g["layer"] + 1 if g["role"] == "proposer" else "–",
+            g["layer"] + 1 if g["role"] == Role.PROPOSER else "–",
             _name(g),
             g["model"],
             g["prompt_tokens"],
@@ -202,7 +205,12 @@ def _votes(votes: list[dict[str, Any]], gens: list[dict[str, Any]]) -> str:
     if not votes:
         return ""
     by_id = {g["id"]: _name(g) for g in gens}
-    outcome = {"left": "left wins", "right": "right wins", "tie": "tie", "both_bad": "both bad"}
+    outcome = {
+        VoteOutcome.LEFT: "left wins",
+        VoteOutcome.RIGHT: "right wins",
+        VoteOutcome.TIE: "tie",
+        VoteOutcome.BOTH_BAD: "both bad",
+    }
     rows = [
         [
             by_id.get(v["left_generation_id"], f"generation {v['left_generation_id']}"),
@@ -252,17 +260,17 @@ def run_html(data: dict[str, Any]) -> str:
     layers: dict[int, list[dict[str, Any]]] = defaultdict(list)
     finals: list[dict[str, Any]] = []
     for g in gens:
-        (layers[g["layer"]] if g["role"] == "proposer" else finals).append(g)
+        (layers[g["layer"]] if g["role"] == Role.PROPOSER else finals).append(g)
     for layer in sorted(layers):
         row = sorted(layers[layer], key=lambda g: g["slot"])
         body.append(f"<h2>Layer {layer + 1} · {len(row)} proposer{'s' if len(row) != 1 else ''}</h2>")
         body.append('<div class="cols">' + "".join(_column(g, ratings[g["id"]], t0) for g in row) + "</div>")
     if finals:
-        order = {"aggregator": 0, "baseline": 1, "judge": 2}
+        order = {Role.AGGREGATOR: 0, Role.BASELINE: 1, Role.JUDGE: 2}
         finals.sort(key=lambda g: (order.get(g["role"], 3), g["slot"]))
         body.append("<h2>Aggregated answer and single models</h2>")
         body.append('<div class="cols">' + "".join(_column(g, ratings[g["id"]], t0) for g in finals) + "</div>")
-    elif run["status"] == "running":
+    elif run["status"] == RunStatus.RUNNING:
         body.append('<p class="note">This run was still in progress when exported.</p>')
     if gens:
         body.append("<h2>Calls</h2>" + _calls_table(gens))

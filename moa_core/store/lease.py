@@ -38,6 +38,7 @@ from moa_core import settings
 from moa_core.store.db import StoreError, migrated_engines, safe_url, write_transaction
 from moa_core.store.models import Generation, Run, table_of
 from moa_core.store.util import one_line
+from moa_core.vocab import GenerationStatus, RunStatus
 
 log = logging.getLogger(__name__)
 RUN = table_of(Run)
@@ -159,7 +160,9 @@ def heartbeat(engine: Engine, run_ids: set[str] | list[str], now: float | None =
         return 0
     stamp = time.time() if now is None else now
     with write_transaction(engine) as c:
-        stmt = update(RUN).where(RUN.c.id.in_(list(run_ids)), RUN.c.status == "running").values(heartbeat_at=stamp)
+        stmt = (
+            update(RUN).where(RUN.c.id.in_(list(run_ids)), RUN.c.status == RunStatus.RUNNING).values(heartbeat_at=stamp)
+        )
         return int(c.execute(stmt).rowcount)
 
 
@@ -169,8 +172,8 @@ def _interrupt(engine: Engine, run_id: str, claim: Any, reason: str) -> bool:
         # the sweep looked, or another sweeper that got there first, leaves the row alone.
         claimed = c.execute(
             update(RUN)
-            .where(RUN.c.id == run_id, RUN.c.status == "running", claim)
-            .values(status="interrupted", error=f"interrupted: {reason}")
+            .where(RUN.c.id == run_id, RUN.c.status == RunStatus.RUNNING, claim)
+            .values(status=RunStatus.INTERRUPTED, error=f"interrupted: {reason}")
         ).rowcount
         if not claimed:
             return False
@@ -188,8 +191,8 @@ def _interrupt(engine: Engine, run_id: str, claim: Any, reason: str) -> bool:
         last_seen = max(t for t in (created, beat, ended, started) if t is not None)
         c.execute(
             update(GEN)
-            .where(GEN.c.run_id == run_id, GEN.c.status == "streaming")
-            .values(status="interrupted", ended_at=last_seen)
+            .where(GEN.c.run_id == run_id, GEN.c.status == GenerationStatus.STREAMING)
+            .values(status=GenerationStatus.INTERRUPTED, ended_at=last_seen)
         )
         c.execute(
             update(RUN)
@@ -217,7 +220,9 @@ def sweep(engine: Engine, lease: float | None = None) -> list[str]:
     try:
         with engine.connect() as c:
             rows = c.execute(
-                select(RUN.c.id, RUN.c.owner, RUN.c.heartbeat_at, RUN.c.created_at).where(RUN.c.status == "running")
+                select(RUN.c.id, RUN.c.owner, RUN.c.heartbeat_at, RUN.c.created_at).where(
+                    RUN.c.status == RunStatus.RUNNING
+                )
             ).all()
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read {safe_url(engine)}: {one_line(exc)}") from exc

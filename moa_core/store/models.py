@@ -11,13 +11,15 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, Column, ForeignKeyConstraint, Index, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from moa_core.vocab import GenerationStatus, Role, RunStatus, VoteOutcome, values
+
 RUN_KINDS = ("playground", "arena", "eval", "challenge")
-# `interrupted`: the process recording the run stopped (killed, crashed) before it ended it;
-# set by the lease sweep (store/lease.py), with the drafts it finished and the partial text.
-RUN_STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
-GENERATION_STATUSES = ("streaming", "done", "error", "cancelled", "interrupted")
-ROLES = ("proposer", "aggregator", "baseline", "judge")
-VOTE_OUTCOMES = ("left", "right", "tie", "both_bad")
+# The CHECK constraints below are spelled from these tuples and the hand-written migrations
+# spell the same words in the same order (a test compares them): a new member is a migration.
+RUN_STATUSES = values(RunStatus)
+GENERATION_STATUSES = values(GenerationStatus)
+ROLES = values(Role)  # no CHECK on generation.role: a new stage's role needs no migration
+VOTE_OUTCOMES = values(VoteOutcome)
 JUDGE_PREFIX = "judge:"
 
 

@@ -10,7 +10,7 @@ timestamps) next to the raw `created_at` seconds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pandas as pd
 from sqlalchemy import ColumnElement, Engine, Select, and_, exists, func, not_, or_, select
@@ -139,6 +139,7 @@ def generations_df(
     role: Many = None,
     model: Many = None,
     status: Many = None,
+    question_set: Many = None,
 ) -> pd.DataFrame:
     """One row per model call, with its run's kind, question, preset and time (`created_at`)."""
     stmt = (
@@ -154,58 +155,82 @@ def generations_df(
         _many(GEN.c.role, role),
         _model_match(GEN, model),
         _many(GEN.c.status, status),
+        _many(RUN.c.question_set, question_set),
     )
     return _frame(engine, stmt)
 
 
-def ratings_df(
-    engine: Engine,
-    since: TimeLike = None,
-    until: TimeLike = None,
-    rater: Many = None,
-    kind: Many = None,
-    model: Many = None,
-    run_id: str | None = None,
-) -> pd.DataFrame:
-    """One row per rating, with the rated generation (model, label, role...) and its run."""
+RATER_KINDS = ("people", "judges", "all")
+
+
+class VoteFilters(TypedDict, total=False):
+    """The filters of every vote and rating reader; all optional, combined with AND.
+
+    `since`/`until`: when the vote or rating was cast (see the module docstring).
+    `rater_kind`: "people" (not judges), "judges" (rater "judge:<model>") or "all" (default).
+    `rater`: rater name(s). `kind`: kind of the run (for a vote: its own run, else the
+    left answer's run). `question_set`: the vote's set; for a rating, its run's set.
+    """
+
+    since: TimeLike
+    until: TimeLike
+    rater_kind: str
+    rater: Many
+    kind: Many
+    question_set: Many
+
+
+def filter_conditions(filters: VoteFilters, *, cast_at: Any, rater: Any, kind: Any, question_set: Any) -> list[Any]:
+    """`filters` as WHERE conditions on the given columns (None entries: no condition)."""
+    unknown = set(filters) - set(VoteFilters.__annotations__)
+    if unknown:  # a misspelt filter must not quietly match everything
+        raise TypeError(f"unknown filter(s): {', '.join(sorted(unknown))}")
+    rater_kind = filters.get("rater_kind", "all")
+    check_rater_kind(rater_kind)
+    return [
+        *_time(cast_at, filters.get("since"), filters.get("until")),
+        rater_filter(rater, rater_kind),
+        _many(rater, filters.get("rater")),
+        _many(kind, filters.get("kind")),
+        _many(question_set, filters.get("question_set")),
+    ]
+
+
+def ratings_select(columns: Sequence[Any], filters: VoteFilters, *extra: Any) -> Select:
+    """Ratings (oldest first) joined to the rated generation (GEN) and its run (RUN)."""
     stmt = (
-        select(
-            RAT.c.id,
-            RAT.c.created_at,
-            RAT.c.score,
-            RAT.c.comment,
-            RAT.c.rater,
-            RAT.c.generation_id,
-            GEN.c.run_id,
-            GEN.c.call_id,
-            GEN.c.role,
-            GEN.c.layer,
-            GEN.c.slot,
-            GEN.c.model,
-            GEN.c.label,
-            RUN.c.kind,
-            RUN.c.preset,
-            RUN.c.question,
-            RUN.c.question_set,
-        )
+        select(*columns)
+        .select_from(RAT)
         .join(GEN, GEN.c.id == RAT.c.generation_id)
         .join(RUN, RUN.c.id == GEN.c.run_id)
         .order_by(RAT.c.created_at, RAT.c.id)
     )
-    stmt = _where(
-        stmt,
-        *_time(RAT.c.created_at, since, until),
-        _many(RAT.c.rater, rater),
-        _many(RUN.c.kind, kind),
+    conds = filter_conditions(
+        filters, cast_at=RAT.c.created_at, rater=RAT.c.rater, kind=RUN.c.kind, question_set=RUN.c.question_set
+    )
+    return _where(stmt, *conds, *extra)
+
+
+RATING_COLUMNS = [
+    RAT.c.id, RAT.c.created_at, RAT.c.score, RAT.c.comment, RAT.c.rater, RAT.c.generation_id,
+    GEN.c.run_id, GEN.c.call_id, GEN.c.role, GEN.c.layer, GEN.c.slot, GEN.c.model, GEN.c.label,
+    RUN.c.kind, RUN.c.preset, RUN.c.question, RUN.c.question_set,
+]  # fmt: skip
+
+
+def ratings_df(
+    engine: Engine, model: Many = None, run_id: str | None = None, **filters: Unpack[VoteFilters]
+) -> pd.DataFrame:
+    """One row per rating, with the rated generation (model, label, role...) and its run."""
+    stmt = ratings_select(
+        RATING_COLUMNS,
+        filters,
         _model_match(GEN, model),
         GEN.c.run_id == run_id if run_id is not None else None,
     )
     df = _frame(engine, stmt)
     df["name"] = _display_name(df["label"], df["model"])
     return df
-
-
-RATER_KINDS = ("people", "judges", "all")
 
 
 def check_rater_kind(rater_kind: str) -> None:
@@ -219,23 +244,11 @@ def rater_filter(col: Any, rater_kind: str) -> Any | None:
     return {"people": not_(is_judge), "judges": is_judge, "all": None}[rater_kind]
 
 
-def votes_df(
-    engine: Engine,
-    since: TimeLike = None,
-    until: TimeLike = None,
-    rater_kind: str = "all",
-    rater: Many = None,
-    kind: Many = None,
-    question_set: Many = None,
-    model: Many = None,
-) -> pd.DataFrame:
+def votes_df(engine: Engine, model: Many = None, **filters: Unpack[VoteFilters]) -> pd.DataFrame:
     """One row per vote with both contenders (`left_model`, `left_label`, `left_name`, ...).
 
-    `rater_kind`: "people" (not judges), "judges" (rater "judge:<model>") or "all".
-    `kind` is the kind of the vote's run (or of the left generation's run). `model`
-    keeps votes where either side is that model or label.
+    Filters: see `VoteFilters`. `model` keeps votes where either side is that model or label.
     """
-    check_rater_kind(rater_kind)
     left, right, lrun = GEN.alias("l"), GEN.alias("r"), RUN.alias("lrun")
     vrun = RUN.alias("vrun")
     kind_col = func.coalesce(vrun.c.kind, lrun.c.kind)
@@ -269,11 +282,7 @@ def votes_df(
     )
     stmt = _where(
         stmt,
-        *_time(VOTE.c.created_at, since, until),
-        rater_filter(VOTE.c.rater, rater_kind),
-        _many(VOTE.c.rater, rater),
-        _many(kind_col, kind),
-        _many(VOTE.c.question_set, question_set),
+        *vote_conditions(filters, kind_col),
         or_(_named(left, model), _named(right, model)) if model is not None else None,
     )
     df = _frame(engine, stmt)
@@ -283,7 +292,15 @@ def votes_df(
     return df
 
 
-def _rows(engine: Engine, stmt: Select) -> list[dict[str, Any]]:
+def vote_conditions(filters: VoteFilters, kind: Any) -> list[Any]:
+    """`filters` on VOTE; `kind`: the column giving the kind of the vote's run."""
+    return filter_conditions(
+        filters, cast_at=VOTE.c.created_at, rater=VOTE.c.rater, kind=kind, question_set=VOTE.c.question_set
+    )
+
+
+def read_rows(engine: Engine, stmt: Select) -> list[dict[str, Any]]:
+    """The rows of `stmt` as dicts; a database error is a StoreError naming the database."""
     try:
         with engine.connect() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
@@ -298,16 +315,18 @@ def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
     `stages`: what each pipeline stage decided (layer, kind, ok, failed, used, cut, details,
     ended_at), by layer; empty for runs recorded before stages were stored.
     """
-    runs = _rows(engine, select(RUN).where(RUN.c.id == run_id))
+    runs = read_rows(engine, select(RUN).where(RUN.c.id == run_id))
     if not runs:
         return None
-    gens = _rows(
+    gens = read_rows(
         engine, select(GEN).where(GEN.c.run_id == run_id).order_by(GEN.c.layer, GEN.c.slot, GEN.c.role, GEN.c.id)
     )
-    stages = _rows(engine, select(STAGE).where(STAGE.c.run_id == run_id).order_by(STAGE.c.layer))
+    stages = read_rows(engine, select(STAGE).where(STAGE.c.run_id == run_id).order_by(STAGE.c.layer))
     gen_ids = [g["id"] for g in gens]
-    ratings = _rows(engine, select(RAT).where(RAT.c.generation_id.in_(gen_ids)).order_by(RAT.c.created_at, RAT.c.id))
-    votes = _rows(
+    ratings = read_rows(
+        engine, select(RAT).where(RAT.c.generation_id.in_(gen_ids)).order_by(RAT.c.created_at, RAT.c.id)
+    )
+    votes = read_rows(
         engine,
         select(VOTE)
         .where(
@@ -344,4 +363,4 @@ def _rows_tuples(engine: Engine, stmt: Select) -> list[tuple[Any, ...]]:
         raise StoreError(f"cannot read {safe_url(engine)}: {one_line(exc)}") from exc
 
 
-__all__ = ["filter_options", "generations_df", "get_run", "ratings_df", "runs_df", "votes_df"]
+__all__ = ["VoteFilters", "filter_options", "generations_df", "get_run", "ratings_df", "runs_df", "votes_df"]

@@ -37,6 +37,7 @@ from moa_core.store import lease
 from moa_core.store.db import StoreError, safe_url, write_transaction
 from moa_core.store.models import Generation, Run, Stage, table_of
 from moa_core.store.util import inserted_id, one_line, strip_secrets
+from moa_core.vocab import GenerationStatus, RunStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -157,7 +158,7 @@ class Recorder:
             "config": strip_secrets(dict(ev.config)),
             "config_hash": ev.config_hash,
             "preset": ev.preset,
-            "status": "running",
+            "status": RunStatus.RUNNING,
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "cost": 0.0,
@@ -186,7 +187,7 @@ class Recorder:
             "completion_tokens": 0,
             "cost": 0.0,
             "started_at": t,
-            "status": "streaming",
+            "status": GenerationStatus.STREAMING,
         }
         gen_id = self._write(
             f"draft {ref.call_id} of run {ref.run_id}",
@@ -224,13 +225,13 @@ class Recorder:
                 def flush(c: Connection) -> None:
                     c.execute(
                         update(GEN)
-                        .where(GEN.c.id == draft.gen_id, GEN.c.status == "streaming")
+                        .where(GEN.c.id == draft.gen_id, GEN.c.status == GenerationStatus.STREAMING)
                         .values(text=text, timing=timing)
                     )
                     # A heartbeat for free: if the process dies, the run's wall time ends here.
                     c.execute(
                         update(RUN)
-                        .where(RUN.c.id == ev.ref.run_id, RUN.c.status == "running")
+                        .where(RUN.c.id == ev.ref.run_id, RUN.c.status == RunStatus.RUNNING)
                         .values(heartbeat_at=time.time())
                     )
 
@@ -243,7 +244,11 @@ class Recorder:
         err = ev.error
         # A quorum's cut straggler ends "not used: quorum reached", cancelled like a stopped call.
         cancelled = err is not None and (err.lower().startswith("cancel") or ev.finish_reason == "cancelled")
-        status = "done" if err is None else ("cancelled" if cancelled else "error")
+        status = (
+            GenerationStatus.DONE
+            if err is None
+            else (GenerationStatus.CANCELLED if cancelled else GenerationStatus.ERROR)
+        )
         values = {
             "text": ev.text or draft.text,
             "error": err,
@@ -290,7 +295,7 @@ class Recorder:
             "cost": tot.cost,
             "wall_time": tot.wall_time,
         }
-        self._finish(ev.run_id, values, draft_status="cancelled", t=ev.t)
+        self._finish(ev.run_id, values, draft_status=GenerationStatus.CANCELLED, t=ev.t)
 
     def _finish(
         self, run_id: str, values: dict[str, Any], *, draft_status: str, t: float, only_if_running: bool = False
@@ -307,17 +312,20 @@ class Recorder:
             for draft in state.drafts.values():
                 c.execute(
                     update(GEN)
-                    .where(GEN.c.id == draft.gen_id, GEN.c.status.in_(("streaming", "interrupted")))
+                    .where(
+                        GEN.c.id == draft.gen_id,
+                        GEN.c.status.in_((GenerationStatus.STREAMING, GenerationStatus.INTERRUPTED)),
+                    )
                     .values(text=draft.text, timing=draft.timing or None, status=draft_status, ended_at=t)
                 )
             c.execute(
                 update(GEN)
-                .where(GEN.c.run_id == run_id, GEN.c.status == "streaming")
+                .where(GEN.c.run_id == run_id, GEN.c.status == GenerationStatus.STREAMING)
                 .values(status=draft_status, ended_at=t)
             )
             stmt = update(RUN).where(RUN.c.id == run_id)
             if only_if_running:
-                stmt = stmt.where(RUN.c.status.in_(("running", "interrupted")))
+                stmt = stmt.where(RUN.c.status.in_((RunStatus.RUNNING, RunStatus.INTERRUPTED)))
             if "meta" in values:
                 old = c.execute(select(RUN.c.meta).where(RUN.c.id == run_id)).scalar()
                 values["meta"] = {**(old or {}), **values["meta"]}
@@ -325,14 +333,18 @@ class Recorder:
 
         return self._write(f"end of run {run_id}", write)
 
-    def close_unfinished(self, run_id: str, status: str = "cancelled", error: str | None = None) -> bool:
+    def close_unfinished(self, run_id: str, status: str = RunStatus.CANCELLED, error: str | None = None) -> bool:
         """Mark a run that never got RunDone (and its streaming drafts) as ended.
 
         Partial text held in memory is saved. Returns False if the run was already ended
         (an `interrupted` run is not: this process is alive after all, and knows better).
         """
         return self._finish(
-            run_id, {"status": status, "error": error}, draft_status="cancelled", t=time.time(), only_if_running=True
+            run_id,
+            {"status": status, "error": error},
+            draft_status=GenerationStatus.CANCELLED,
+            t=time.time(),
+            only_if_running=True,
         )
 
     def open_runs(self) -> list[str]:
@@ -350,7 +362,7 @@ class Recorder:
         cleanup runs at once rather than when the generator is garbage-collected.
         """
         started: list[str] = []
-        status, error = "cancelled", None
+        status, error = RunStatus.CANCELLED, None
         try:
             async for ev in events:
                 if isinstance(ev, RunStarted):
@@ -360,10 +372,10 @@ class Recorder:
         except (GeneratorExit, asyncio.CancelledError):
             raise
         except StoreError as exc:
-            status, error = "failed", f"recording failed: {exc}"
+            status, error = RunStatus.FAILED, f"recording failed: {exc}"
             raise
         except Exception as exc:
-            status, error = "failed", one_line(exc)
+            status, error = RunStatus.FAILED, one_line(exc)
             raise
         finally:
             aclose = getattr(events, "aclose", None)

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from moa_core.store.models import Generation, table_of
-from moa_core.store.queries import _rows
+from moa_core.store.queries import read_rows
+from moa_core.vocab import GenerationStatus
 
 GEN = table_of(Generation)
 RECENT_CALLS = 30  # per model: recent enough to follow a change of machine or load
@@ -79,10 +80,10 @@ def model_timings(engine: Engine, models: Sequence[str], recent: int = RECENT_CA
     without any are left out (the estimate then uses its defaults)."""
     out: dict[str, ModelTiming] = {}
     for model in sorted(set(models)):
-        rows = _rows(
+        rows = read_rows(
             engine,
             select(GEN.c.role, GEN.c.prompt_tokens, GEN.c.completion_tokens, GEN.c.ttft, GEN.c.latency, GEN.c.params)
-            .where(GEN.c.model == model, GEN.c.status == "done", GEN.c.ttft.is_not(None))
+            .where(GEN.c.model == model, GEN.c.status == GenerationStatus.DONE, GEN.c.ttft.is_not(None))
             .order_by(GEN.c.started_at.desc())
             .limit(recent),
         )

@@ -260,7 +260,7 @@ KIND_HELP = (
 STRAGGLERS = {"cancel": "cancel them", "show": "let them finish on screen, marked not used"}
 FINAL_KINDS = (StageKind.SYNTHESIZE, StageKind.SELECT)
 # The on/off option of a stage kind: (field, checkbox label, help).
-STAGE_FLAGS = {
+STAGE_FLAGS: dict[str, tuple[str, str, str]] = {
     StageKind.REVIEW: (
         "include_own",
         "Count a reviewer's ranking of its own answer",

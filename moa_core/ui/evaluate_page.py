@@ -10,10 +10,8 @@ stored for the next resume.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
@@ -35,7 +33,13 @@ from moa_core.evaluation.questions import (
     load_question_set_text,
 )
 from moa_core.evaluation.records import EvalReport, eval_report, list_evaluations
-from moa_core.evaluation.report import pairwise_display
+from moa_core.evaluation.report import (
+    collab_display,
+    cost_display,
+    format_duration,
+    pairwise_display,
+    reference_display,
+)
 from moa_core.evaluation.report_html import eval_report_html
 from moa_core.evaluation.runner import (
     DEFAULT_CONCURRENCY,
@@ -44,7 +48,6 @@ from moa_core.evaluation.runner import (
     EvalProgress,
     default_eval_name,
     finished_items,
-    format_duration,
     limit_questions,
     plan_from_store,
     run_evaluation,
@@ -64,10 +67,6 @@ WEAK_JUDGE = (
     "that one contender is better."
 )
 NO_JUDGE = "(no judge)"
-
-
-def _pct(x: Any) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
 
 
 # ---------------------------------------------------------------- set-up widgets
@@ -349,19 +348,7 @@ def _reference(rep: EvalReport) -> None:
         return
     st.markdown("##### Reference check")
     st.caption("Questions with a short reference answer: does the answer state it (normalised match, no judge)?")
-    ref = rep.reference
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "contender": ref["contender"],
-                "questions": ref["n"],
-                "correct": ref["correct"],
-                "accuracy": ref["accuracy"].map(_pct),
-                "95% CI": [f"{_pct(lo)}–{_pct(hi)}" for lo, hi in zip(ref["ci_low"], ref["ci_high"], strict=True)],
-            }
-        ),
-        hide_index=True,
-    )
+    st.dataframe(reference_display(rep.reference), hide_index=True)
 
 
 def _objective(rep: EvalReport) -> None:
@@ -391,23 +378,7 @@ def _costs(rep: EvalReport) -> None:
     if rep.costs.empty:
         return
     st.markdown("##### Cost, tokens and latency per question")
-    c = rep.costs
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "contender": c["contender"],
-                "questions": c["questions"],
-                "calls / question": (c["calls"] / c["questions"]).round(1),
-                "tokens / question": c["tokens_per_question"].round(0),
-                "cost / question": c["cost_per_question"].map(
-                    lambda x: "free" if x == 0 else ("–" if x != x else f"${x:.5f}")
-                ),
-                "latency mean": c["latency_mean"].map(format_duration),
-                "latency median": c["latency_median"].map(format_duration),
-            }
-        ),
-        hide_index=True,
-    )
+    st.dataframe(cost_display(rep.costs), hide_index=True)
     with st.expander("Every question"):
         st.dataframe(rep.per_question, hide_index=True, width="stretch")
         csv_download(rep.per_question, "per_question", "ev_dl_per_question")
@@ -421,33 +392,7 @@ def _collab(rep: EvalReport) -> None:
         "Each proposer model alone, and the same model aggregating the other proposers' drafts, both judged "
         "against the full config. A model is collaborative when it does better as the aggregator."
     )
-    c = rep.collaborativeness
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "model": c["model"],
-                "alone": [
-                    f"{_pct(w)} ({_pct(lo)}–{_pct(hi)}), n={n}"
-                    for w, lo, hi, n in zip(
-                        c["alone_win_rate"], c["alone_ci_low"], c["alone_ci_high"], c["alone_n"], strict=True
-                    )
-                ],
-                "as aggregator": [
-                    f"{_pct(w)} ({_pct(lo)}–{_pct(hi)}), n={n}"
-                    for w, lo, hi, n in zip(
-                        c["aggregator_win_rate"],
-                        c["aggregator_ci_low"],
-                        c["aggregator_ci_high"],
-                        c["aggregator_n"],
-                        strict=True,
-                    )
-                ],
-                "change": c["delta"].map(lambda d: "–" if d != d else f"{100 * d:+.0f} pts"),
-                "clear gain": c["clear_gain"],
-            }
-        ),
-        hide_index=True,
-    )
+    st.dataframe(collab_display(rep.collaborativeness), hide_index=True)
 
 
 def _answers(rep: EvalReport) -> None:
