@@ -8,8 +8,6 @@ runs the bundled `council-local` preset on the local models, with short answers.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import yaml
 
@@ -22,7 +20,6 @@ from tests.test_browser_playground import WATCH_JS, artifact, db_rows, import_co
 pytestmark = pytest.mark.browser
 
 NAMES = ["Ada", "Bob", "Cy"]
-REVIEWERS = [f"Review by {n}" for n in NAMES]
 RANKING_HEADING = "Aggregate ranking by the reviewers"
 
 
@@ -76,73 +73,63 @@ def ranking_text(page) -> str:
     return table.inner_text()
 
 
-def reopen(page, app_server, question: str) -> str:
-    """The run's History page: the same reviewer columns and the same ranking table."""
-    run_id = db_rows(app_server, "select id from run order by created_at desc limit 1")[0][0]
+def run_council(page, app_server, tmp_path, config: dict, question: str, shot: str) -> tuple[list[dict], str]:
+    """Import `config` (a council), ask, wait for the end: how each reviewer column streamed,
+    and the ranking table's text (every reviewed model named in it)."""
+    names = [a["label"] for a in config["stages"][1]["agents"]]
+    open_app(page, app_server)
+    import_config(page, tmp_path, config, f"{config['name']}.yaml")
+    page.get_by_text("propose → review → synthesize").first.wait_for()
+    watch(page, [f"Review by {n}" for n in names])
+    ask(page, question)
+    wait_run_done(page)
+    artifact(page, shot)
+    live = ranking_text(page)
+    for name in names:
+        assert name in live, (name, live)
+    return streamed(page), live
+
+
+def reopen(page, app_server, question: str, names: list[str]) -> str:
+    """The run's History page: the same reviewer columns; returns its ranking table's text."""
+    run_id, status = db_rows(app_server, "select id, status from run order by created_at desc limit 1")[0]
+    assert status == "done"
     page.goto(app_server.url + run_link(run_id))
     wait_idle(page)
     page.get_by_text(question).first.wait_for()
-    for title in REVIEWERS:
-        assert page.locator("strong", has_text=title).count() == 1, title
+    for name in names:
+        assert page.locator("strong", has_text=f"Review by {name}").count() == 1, name
     return ranking_text(page)
 
 
 def test_council_pipeline_streams_reviewers_ranks_and_reopens(page, app_server, fake_server, tmp_path):
-    open_app(page, app_server)
-    import_config(page, tmp_path, fake_council(fake_server.url), "council.yaml")
-    page.get_by_text("fake-council").first.wait_for()
-    watch(page, REVIEWERS)
     question = "Which planet is largest?"
-    ask(page, question)
-    wait_run_done(page)
-    artifact(page, "pipeline-council-fake.png")
-    seen = streamed(page)
+    seen, live = run_council(
+        page, app_server, tmp_path, fake_council(fake_server.url), question, "pipeline-council-fake.png"
+    )
     # All three reviewers were streaming together: each started before any finished.
     assert max(s["first"] for s in seen) < min(s["done"] for s in seen), f"a reviewer waited: {seen}"
-    live = ranking_text(page)
-    for name in NAMES:
-        assert name in live, (name, live)
     roles = sorted(r[0] for r in db_rows(app_server, "select role from generation"))
     assert roles == ["aggregator", "proposer", "proposer", "proposer", "reviewer", "reviewer", "reviewer"]
-    assert reopen(page, app_server, question) == live
+    assert reopen(page, app_server, question, NAMES) == live
 
 
 @requires_local
 @pytest.mark.local_models
 def test_council_local_end_to_end(page, app_server, tmp_path):
-    preset = yaml.safe_load((PRESETS_DIR / "council-local.yaml").read_text())
-    short = copy.deepcopy(preset)
+    short = yaml.safe_load((PRESETS_DIR / "council-local.yaml").read_text())
     # The preset's shape and models, with short answers (CPU time) and no baseline.
     short["baselines"] = []
     for stage in short["stages"]:
         for agent in stage["agents"]:
             agent["max_tokens"] = min(agent["max_tokens"], 48)
-    names = [a["label"] for a in short["stages"][1]["agents"]]
-    open_app(page, app_server)
-    import_config(page, tmp_path, short, "council-local.yaml")
-    page.get_by_text("propose → review → synthesize").first.wait_for()
-    watch(page, [f"Review by {n}" for n in names])
     question = "What is the capital of France?"
-    ask(page, question)
-    page.get_by_text("Review by").first.wait_for()
-    wait_run_done(page)
-    artifact(page, "pipeline-council-local.png")
-    seen = streamed(page)
+    seen, live = run_council(page, app_server, tmp_path, short, question, "pipeline-council-local.png")
     # Every reviewer's call started before any review ended. On shared CPU cores the local
     # models then take turns (Qwen reads the three answers slowly before its first token),
     # so their text need not overlap; the fake-server test checks that it streams together.
     assert max(s["started"] for s in seen) < min(s["done"] for s in seen), f"a reviewer waited: {seen}"
-    live = ranking_text(page)
-    for name in names:
-        assert name in live, (name, live)
-    run_id = db_rows(app_server, "select id, status from run order by created_at desc limit 1")[0]
-    assert run_id[1] == "done"
-    page.goto(app_server.url + run_link(run_id[0]))
-    wait_idle(page)
-    page.get_by_text(question).first.wait_for()
-    for name in names:
-        assert page.locator("strong", has_text=f"Review by {name}").count() == 1, name
-    assert ranking_text(page) == live
+    assert reopen(page, app_server, question, [a["label"] for a in short["stages"][1]["agents"]]) == live
 
 
 def test_quorum_marks_drafts_live_and_select_names_its_choice(page, app_server, fake_server, tmp_path):
