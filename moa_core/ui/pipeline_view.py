@@ -1,9 +1,9 @@
-"""How a pipeline looks on a page, live or stored: one row of columns per stage, quorum
-marks, a review stage's aggregate ranking (de-anonymised) and a select stage's choice.
+"""What a pipeline's stages decided, on a page, live or stored: quorum marks (used / not
+used), a review stage's aggregate ranking (de-anonymised) and a select stage's choice.
 
-The same rows serve the live run (from its config), its replay and History (from the
-stored generations), so a stored run shows the shape it ran with. Everything that is not
-drawing (titles, marks, the ranking rows) is plain Python, unit-tested on its own.
+The rows of columns themselves come from `replay.pipeline_columns` (a config) and
+`replay.stage_columns` (a stored run), so a stored run shows the shape it ran with.
+Everything that is not drawing (marks, the ranking rows) is plain Python, unit-tested on its own.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ class StageResult:
 
 
 def stored_stage_results(data: Mapping[str, Any]) -> dict[int, StageResult]:
-    """Adapter to the engine's stored stage results: `get_run(...)["stages"]`, one dict per
-    stage with layer, kind, used, cut and details (the LayerDone fields). A run stored
-    before stages were kept has none: its columns still show, without ranking or marks."""
+    """A stored run's stage results (`get_run(...)["stages"]`: the LayerDone fields, one row
+    per stage). A run stored before stages were kept has none: its columns still show,
+    without ranking or marks."""
     out: dict[int, StageResult] = {}
     for row in data.get("stages") or []:
         try:
