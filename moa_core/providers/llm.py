@@ -291,8 +291,11 @@ def _finish(result: StreamResult, model: str, messages: list[dict[str, Any]], co
     if not result.completion_tokens and result.text:
         result.completion_tokens = count_tokens(model, result.text)
     if not result.prompt_tokens:
-        sent = completion_prompt(messages) if completion else "\n".join(str(m["content"]) for m in messages)
-        result.prompt_tokens = count_tokens(model, sent)
+        if completion or _is_local(model):
+            sent = completion_prompt(messages) if completion else "\n".join(str(m["content"]) for m in messages)
+            result.prompt_tokens = count_tokens(model, sent)
+        else:  # litellm's count for chat messages (role overhead included), as its stream wrapper reports it
+            result.prompt_tokens = count_message_tokens(model, messages)
     result.cost = _estimate_cost(model, result.prompt_tokens, result.completion_tokens)
 
 
@@ -307,6 +310,15 @@ def count_tokens(model: str, text: str) -> int:
         return int(litellm.token_counter(model=model, text=text))
     except Exception:
         return max(1, len(text) // 4)
+
+
+def count_message_tokens(model: str, messages: list[dict[str, Any]]) -> int:
+    import litellm
+
+    try:
+        return int(litellm.token_counter(model=model, messages=messages))
+    except Exception:
+        return count_tokens(model, "\n".join(str(m["content"]) for m in messages))
 
 
 def context_window(model: str) -> int | None:
