@@ -143,22 +143,24 @@ async def test_killed_mid_answer_keeps_the_partial_text(killed_server, monkeypat
 
 
 async def test_same_tick_deltas_travel_as_one_token_delta(monkeypatch):
-    """Deltas the provider hands over without the loop turning are one TokenDelta; a delta
-    after the loop turned starts the next one."""
+    """Deltas the provider hands over without the loop turning are one TokenDelta. The
+    call's first batch goes out on the next tick; later ones wait up to DELTA_FLUSH_S for
+    more, and what arrives after a flush starts the next TokenDelta."""
+    from moa_core.engine import DELTA_FLUSH_S
 
     async def stream_chat(agent, messages, result, *args, **kwargs):
-        for batch in (["The ", "sky ", "is "], ["blue", "."]):
+        for batch in (["The ", "sky ", "is "], ["blue", "."], ["!"]):
             for text in batch:
                 result.text += text
                 yield text
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(DELTA_FLUSH_S * 3)
         result.finish_reason = "stop"
 
     monkeypatch.setattr(llm, "stream_chat", stream_chat)
     events = await collect(run_single("q", AgentSpec(model="openai/x"), timeout=10, num_retries=0))
     _started, deltas, done = _call(events)
-    assert deltas == ["The sky is ", "blue."]
-    assert done.ok and done.text == "The sky is blue."
+    assert deltas == ["The sky is ", "blue.", "!"]
+    assert done.ok and done.text == "The sky is blue.!"
 
 
 def _routed_config() -> MoAConfig:
