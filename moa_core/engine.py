@@ -138,9 +138,11 @@ async def _call(ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[s
     pending: list[str] = []
     queue = ctx.queue
 
+    arrived = 0.0  # when the batch's last delta came: a TokenDelta's time is its text's, not its flush's
+
     def flush() -> None:
         if pending:
-            queue.put_nowait(TokenDelta(ref, "".join(pending), time.time()))
+            queue.put_nowait(TokenDelta(ref, "".join(pending), arrived))
             pending.clear()
 
     loop = asyncio.get_running_loop()
@@ -157,16 +159,17 @@ async def _call(ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[s
                         loop.call_soon(flush)
                         batched = True
                 pending.append(delta)
+                arrived = time.time()
     except asyncio.CancelledError:
         flush()
-        queue.put_nowait(_done(ref, result, started, "cancelled", "cancelled"))
+        queue.put_nowait(draft_done(ref, result, started, "cancelled", "cancelled"))
         raise
     except Exception as exc:
         error = short_error(exc, agent.api_key_env)
     flush()
     if error is None and not result.text.strip():
         error = "empty answer"
-    done = _done(ref, result, started, result.finish_reason if error is None else "error", error)
+    done = draft_done(ref, result, started, result.finish_reason if error is None else "error", error)
     ctx.totals["prompt_tokens"] += done.usage.prompt_tokens
     ctx.totals["completion_tokens"] += done.usage.completion_tokens
     ctx.totals["cost"] += done.cost
@@ -176,7 +179,9 @@ async def _call(ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[s
     return done
 
 
-def _done(ref: CallRef, result: llm.StreamResult, started: float, finish: str | None, error: str | None) -> DraftDone:
+def draft_done(
+    ref: CallRef, result: llm.StreamResult, started: float, finish: str | None, error: str | None
+) -> DraftDone:
     """The call's DraftDone from its provider response object (the only place one is made)."""
     return DraftDone(
         ref,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moa_core.config import AgentSpec
-from moa_core.engine import short_error
+from moa_core.engine import draft_done, short_error
 from moa_core.evaluation.judge import (
     JUDGE_SYSTEM_PROMPT,
     Outcome,
@@ -28,7 +28,7 @@ from moa_core.evaluation.judge import (
     combine_verdicts,
     parse_verdict,
 )
-from moa_core.events import CallRef, DraftDone, DraftStarted, RunDone, RunStarted, Totals, Usage
+from moa_core.events import CallRef, DraftDone, DraftStarted, RunDone, RunStarted, Totals
 from moa_core.providers import llm
 from moa_core.store.recorder import Recorder
 from moa_core.vocab import Role, RunStatus
@@ -81,7 +81,8 @@ async def _one_call(
 ) -> DraftDone:
     started = time.time()
     agent = llm.with_call_seed(agent)
-    recorder.handle(DraftStarted(ref, messages[0]["content"], agent.public_params(), started))
+    params = {**agent.public_params(), "client": llm.client_for(agent)}
+    recorder.handle(DraftStarted(ref, messages[0]["content"], params, started))
     result = llm.StreamResult()
     error: str | None = None
     try:
@@ -94,18 +95,7 @@ async def _one_call(
         error = short_error(exc, agent.api_key_env)
     if error is None and not result.text.strip():
         error = "empty answer"
-    ttft = None if result.first_token_at is None else result.first_token_at - started
-    done = DraftDone(
-        ref,
-        result.text,
-        result.finish_reason if error is None else "error",
-        Usage(result.prompt_tokens, result.completion_tokens),
-        result.cost,
-        started,
-        time.time(),
-        ttft,
-        error,
-    )
+    done = draft_done(ref, result, started, result.finish_reason if error is None else "error", error)
     recorder.handle(done)
     return done
 
