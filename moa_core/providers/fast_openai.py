@@ -58,7 +58,6 @@ PASS_THROUGH = frozenset(
         "top_logprobs",
         "user",
         "response_format",
-        "n",
     }
 )
 RETRY_STATUSES = frozenset({408, 409, 429})
