@@ -106,7 +106,7 @@ def target_for(agent: AgentSpec, completion: bool) -> Target | None:
     if not base:
         return None
     if agent.api_key_env:
-        key: str | None = os.environ.get(agent.api_key_env, "")
+        key: str | None = os.environ.get(agent.api_key_env) or None
     else:
         key = next((os.environ[n] for n in key_names if os.environ.get(n)), None)
     if key is None and provider in ("openai", "groq", "together_ai") and not agent.api_base:
