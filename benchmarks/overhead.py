@@ -26,6 +26,15 @@ Modes (--modes, default all three):
   inproc  the same server on threads of this process (shares the GIL)
   stub    llm.stream_chat replaced by asyncio.sleep with the same timing: the engine alone
 --profile prints where the event loop's CPU goes, by package, for the 6x3 config.
+
+--fast-streams: the issue-17 rows instead. Fast providers: every call streams FAST_TOKENS
+tokens at --rates tokens/s (default 500 and 1000), fake server in a child process; 3 and 6
+proposers x 1 and 2 proposer layers + the aggregator; ratio = wall / ideal critical path
+(ideal = (layers + 1) x the server's nominal call time), medians of --repeats (default 3).
+One row per client path: the openai SDK and `litellm.acompletion(stream=True)` with bare
+`asyncio.gather` per stage (no engine), then the engine (`run_moa`) on the fast path and on
+litellm (MOA_FAST_PATH=0), each with the Recorder writing to SQLite. Also reported: CPU of
+the event-loop thread per streamed chunk, end to end (provider -> event -> recorder).
 See benchmarks/README.md for results and their reading.
 """
 
@@ -310,6 +319,147 @@ async def profile(mode: str, proposers: int, layers: int, runs: int) -> None:
     stats.sort_stats("cumulative").print_stats(30)
 
 
+FAST_TOKENS = 500
+FAST_SHAPES = [(3, 1), (6, 1), (3, 2), (6, 2)]
+QUESTION = [{"role": "user", "content": "Why is the sky blue?"}]
+
+
+def _fast_model(name: str, rate: int) -> str:
+    delay = 1.0 / rate
+    return f"fake-{name}@tokens={FAST_TOKENS},delay={delay:.6f},ttft={delay:.6f}"
+
+
+async def _bare_stages(call, proposers: int, layers: int, rate: int) -> int:
+    """Bare gathers, no engine: each stage's calls at once, then the aggregator. Returns chunks."""
+    chunks = 0
+    for k in range(layers):
+        got = await asyncio.gather(*(call(_fast_model(f"b{k}-{i}", rate)) for i in range(proposers)))
+        chunks += sum(got)
+    return chunks + await call(_fast_model("bagg", rate))
+
+
+def _openai_call(url: str):
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key="no-key", max_retries=0)
+
+    async def call(model: str) -> int:
+        stream = await client.chat.completions.create(model=model, messages=QUESTION, stream=True, max_tokens=1000)
+        n = 0
+        async for chunk in stream:
+            n += 1
+            _ = chunk.choices[0].delta.content if chunk.choices else None
+        return n
+
+    return call
+
+
+def _litellm_call(url: str):
+    import litellm
+
+    async def call(model: str) -> int:
+        resp = await litellm.acompletion(
+            model=f"openai/{model}", messages=QUESTION, stream=True, api_base=url, api_key="no-key", max_tokens=1000
+        )
+        n = 0
+        async for chunk in resp:
+            n += 1
+            _ = chunk.choices[0].delta.content if chunk.choices else None
+        return n
+
+    return call
+
+
+async def _engine_run(url: str, proposers: int, layers: int, rate: int, db_url: str) -> int:
+    from contextlib import aclosing
+
+    from moa_core.store import open_db
+    from moa_core.store.recorder import Recorder
+
+    def ag(name: str) -> AgentSpec:
+        return AgentSpec(model=f"openai/{_fast_model(name, rate)}", api_base=url, max_tokens=1000, temperature=0.0)
+
+    cfg = MoAConfig(
+        name=f"fast-{proposers}x{layers}",
+        layers=[LayerSpec(proposers=[ag(f"e{k}-{i}") for i in range(proposers)]) for k in range(layers)],
+        aggregator=ag("eagg"),
+        num_retries=0,
+        timeout=60,
+    )
+    last = None
+    async with aclosing(Recorder(open_db(db_url)).record(run_moa("Why is the sky blue?", cfg, kind="bench"))) as evs:
+        async for ev in evs:
+            last = ev
+    assert isinstance(last, RunDone) and last.status == "done", last
+    return last.totals.completion_tokens
+
+
+async def _fast_row(label: str, run, proposers: int, layers: int, rate: int, repeats: int) -> str:
+    nominal = (layers + 1) * FAST_TOKENS / rate
+    walls, cpus, chunks = [], [], []
+    for _ in range(repeats):
+        c0, t0 = time.thread_time(), time.perf_counter()
+        n = await run()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.thread_time() - c0)
+        chunks.append(n)
+    wall, cpu, n = statistics.median(walls), statistics.median(cpus), statistics.median(chunks)
+    return (
+        f"| {label} | {proposers} | {layers} | {nominal:.3f} | {wall:.3f} | {wall / nominal:.3f} | "
+        f"{cpu * 1000 / max(n, 1):.3f} |"
+    )
+
+
+async def bench_fast(rates: list[int], repeats: int, db_dir: Path) -> None:
+    print(
+        f"# Fast providers (issue 17)\n\n{FAST_TOKENS} tokens per call, fake server in a child process; "
+        f"{repeats} repeats, medians; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start\n"
+    )
+    busy0, own0, t0 = _machine_busy(), time.process_time(), time.perf_counter()
+    with _ChildServer() as server:
+        llm.ensure_ready()
+        bare = {"openai SDK, bare gather": _openai_call(server.url), "litellm, bare gather": _litellm_call(server.url)}
+        for call in bare.values():  # warm-up: imports, clients
+            await call(_fast_model("warm", 2000))
+        for path, switch in (("fast", "1"), ("litellm", "0")):
+            os.environ["MOA_FAST_PATH"] = switch
+            await _engine_run(server.url, 2, 1, 2000, f"sqlite:///{db_dir / f'bench-{path}.db'}")
+        for rate in rates:
+            print(f"## {rate} tokens/s per stream\n")
+            print("| client path | proposers | layers | ideal s | wall s | ratio | loop CPU ms/chunk |")
+            print("|---|---:|---:|---:|---:|---:|---:|")
+            for p, n in FAST_SHAPES:
+                for label, call in bare.items():
+                    run = lambda c=call, p=p, n=n, r=rate: _bare_stages(c, p, n, r)  # noqa: E731
+                    print(await _fast_row(label, run, p, n, rate, repeats))
+                for path, switch in (("fast", "1"), ("litellm", "0")):
+                    os.environ["MOA_FAST_PATH"] = switch
+                    db = f"sqlite:///{db_dir / f'bench-{path}.db'}"
+                    print(
+                        await _fast_row(
+                            f"engine + recorder (SQLite), {path} path",
+                            lambda db=db, p=p, n=n, r=rate: _engine_run(server.url, p, n, r, db),
+                            p,
+                            n,
+                            rate,
+                            repeats,
+                        ),
+                        flush=True,
+                    )
+            print()
+        os.environ.pop("MOA_FAST_PATH", None)
+    wall = time.perf_counter() - t0
+    other = max(0.0, _machine_busy() - busy0 - (time.process_time() - own0)) / wall
+    print(
+        f"other processes (the child server included) kept {other:.2f} of {os.cpu_count()} cores busy; "
+        f"load average {os.getloadavg()[0]:.2f} at the end\n\n"
+        "ideal = (layers + 1) x tokens / rate (the server's own pace). 'loop CPU ms/chunk' = CPU of the "
+        "event-loop thread over the run / chunks streamed (bare rows: SSE chunks received; engine rows: "
+        "completion tokens, one chunk each), everything on that thread included: HTTP, parsing, engine, "
+        "Recorder writes."
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
@@ -319,7 +469,20 @@ def main() -> None:
         help="comma-separated: " + "; ".join(f"{k} = {v}" for k, v in MODES.items()),
     )
     ap.add_argument("--profile", action="store_true", help="cProfile the 6x3 config instead (main thread only)")
+    ap.add_argument("--fast-streams", action="store_true", help="the fast-provider rows (issue 17) instead")
+    ap.add_argument("--rates", default="500,1000", help="--fast-streams: tokens/s per stream, comma-separated")
     args = ap.parse_args()
+    if args.fast_streams:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            from moa_core.store import open_db
+
+            for path in ("fast", "litellm"):
+                open_db(f"sqlite:///{Path(tmp) / f'bench-{path}.db'}")  # migrated before the clock starts
+            repeats = 3 if args.repeats == 5 else args.repeats
+            asyncio.run(bench_fast([int(r) for r in args.rates.split(",")], repeats, Path(tmp)))
+        return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import random
-import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -50,11 +49,16 @@ from moa_core.prompts import (
     select_messages,
 )
 from moa_core.providers import llm
+from moa_core.providers.errors import describe
 from moa_core.providers.fit import fit_to_window
 from moa_core.providers.router import router_for
 from moa_core.providers.secrets import redact_secrets
 from moa_core.streams import merge_streams
 from moa_core.vocab import STAGE_ROLE, Role, RunStatus, StageKind
+
+# Longest a streamed delta waits to be batched with the next ones of its call: at 500-2,000
+# tokens/s per stream that is 5-20 chunks per event instead of one, far below what a reader sees.
+DELTA_FLUSH_S = 0.01
 
 
 class RunInputError(ValueError):
@@ -75,25 +79,10 @@ def validate_question(question: str) -> str:
     return q
 
 
-_REPEATED_NAME = re.compile(r"\b(\w+): (?:\1: )+")
-
-
 def short_error(exc: BaseException, key_env: str | None = None) -> str:
-    """One line a user can read: the provider's message without litellm's prefixes, with
-    any key value (from the environment, or the agent's `key_env`) replaced by ***."""
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return "timed out"
-    name = type(exc).__name__
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    # litellm's mid-stream errors append the same message again after "Original exception:"
-    msg = msg.split(" Original exception: ", 1)[0]
-    for prefix in ("litellm.", "LocalException - "):
-        while prefix in msg[:60]:
-            head, _, tail = msg.partition(prefix)
-            msg = head + tail
-    # litellm nests class names ("X: X: X: message"): say each once
-    msg = _REPEATED_NAME.sub(r"\1: ", f"{name}: {msg}")
-    return redact_secrets(msg, [key_env])[:500]
+    """One line a user can read, the same whichever client path failed (providers.errors),
+    with any key value (from the environment, or the agent's `key_env`) replaced by ***."""
+    return redact_secrets(describe(exc), [key_env])[:500]
 
 
 @dataclass
@@ -117,66 +106,86 @@ def _served_by(config: MoAConfig, agent: AgentSpec) -> list[str]:
 
 
 async def _call(ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[str, Any]]) -> DraftDone:
-    """One streamed model call; always ends with a DraftDone (error filled on failure)."""
+    """One streamed model call; always ends with a DraftDone (error filled on failure).
+
+    Deltas travel in batches: the call's first delta is flushed on the next loop tick, every
+    later one waits at most DELTA_FLUSH_S, so deltas that arrive in the same tick (or within
+    that window) for this call are one TokenDelta. Everything downstream (queue, events,
+    recorder, page) then works per flush, not per chunk.
+    """
     started = time.time()
     agent = llm.with_call_seed(agent, _served_by(ctx.config, agent))
-    await ctx.queue.put(
-        DraftStarted(
-            ref, messages[0]["content"] if messages[0]["role"] == "system" else "", agent.public_params(), started
-        )
-    )
-    result = llm.StreamResult()
-    error: str | None = None
-    attempts = ctx.config.num_retries + 1
     routed: dict[str, Any] = {}
+    attempts = ctx.config.num_retries + 1
     if ctx.config.uses_router(agent):
         routed["router"] = router_for(ctx.config)
         # Through a Router, a call may also fall back to each model listed for its group.
         attempts *= 1 + len(ctx.config.fallbacks.get(agent.model, []))
+    params = {**agent.public_params(), "client": llm.client_for(agent, routed.get("router"))}
+    system = messages[0]["content"] if messages[0]["role"] == "system" else ""
+    await ctx.queue.put(DraftStarted(ref, system, params, started))
+    result = llm.StreamResult()
+    error: str | None = None
+    pending: list[str] = []
+    queue = ctx.queue
+
+    arrived = 0.0  # when the batch's last delta came: a TokenDelta's time is its text's, not its flush's
+
+    def flush() -> None:
+        if pending:
+            queue.put_nowait(TokenDelta(ref, "".join(pending), arrived))
+            pending.clear()
+
+    loop = asyncio.get_running_loop()
+    batched = False
     try:
         async with asyncio.timeout(ctx.config.timeout * attempts):
             async for delta in llm.stream_chat(
                 agent, messages, result, ctx.config.timeout, ctx.config.num_retries, **routed
             ):
-                await ctx.queue.put(TokenDelta(ref, delta, time.time()))
+                if not pending:
+                    if batched:
+                        loop.call_later(DELTA_FLUSH_S, flush)
+                    else:  # the call's first text: on screen at once
+                        loop.call_soon(flush)
+                        batched = True
+                pending.append(delta)
+                arrived = time.time()
     except asyncio.CancelledError:
-        done = DraftDone(
-            ref,
-            result.text,
-            "cancelled",
-            Usage(result.prompt_tokens, result.completion_tokens),
-            result.cost,
-            started,
-            time.time(),
-            _ttft(result, started),
-            "cancelled",
-            result.deployment,
-        )
-        ctx.queue.put_nowait(done)
+        flush()
+        queue.put_nowait(draft_done(ref, result, started, "cancelled", "cancelled"))
         raise
     except Exception as exc:
         error = short_error(exc, agent.api_key_env)
+    flush()
     if error is None and not result.text.strip():
         error = "empty answer"
-    done = DraftDone(
-        ref,
-        result.text,
-        result.finish_reason if error is None else "error",
-        Usage(result.prompt_tokens, result.completion_tokens),
-        result.cost,
-        started,
-        time.time(),
-        _ttft(result, started),
-        error,
-        result.deployment,
-    )
+    done = draft_done(ref, result, started, result.finish_reason if error is None else "error", error)
     ctx.totals["prompt_tokens"] += done.usage.prompt_tokens
     ctx.totals["completion_tokens"] += done.usage.completion_tokens
     ctx.totals["cost"] += done.cost
     ctx.totals["calls"] += 1
     ctx.totals["failed_calls"] += 0 if done.ok else 1
-    await ctx.queue.put(done)
+    await queue.put(done)
     return done
+
+
+def draft_done(
+    ref: CallRef, result: llm.StreamResult, started: float, finish: str | None, error: str | None
+) -> DraftDone:
+    """The call's DraftDone from its provider response object (the only place one is made)."""
+    return DraftDone(
+        ref,
+        result.text,
+        finish,
+        Usage(result.prompt_tokens, result.completion_tokens),
+        result.cost,
+        started,
+        time.time(),
+        result.ttft(started),
+        error,
+        result.deployment,
+    )
 
 
 def _context_window(config: MoAConfig, agent: AgentSpec) -> int | None:
@@ -185,10 +194,6 @@ def _context_window(config: MoAConfig, agent: AgentSpec) -> int | None:
         return llm.context_window(agent.model)
     windows = [llm.context_window(d.model) for d in config.deployments[agent.model]]
     return None if any(w is None for w in windows) else min(windows)  # type: ignore[type-var]  # no None left: checked by the any() before min()
-
-
-def _ttft(result: llm.StreamResult, started: float) -> float | None:
-    return None if result.first_token_at is None else result.first_token_at - started
 
 
 Messages = list[dict[str, Any]]

@@ -49,6 +49,7 @@ class Settings:
     local_pool_size: int
     ollama_api_base: str | None
     run_lease_seconds: float
+    fast_path: bool = True
 
     @property
     def default_sqlite_path(self) -> Path:
@@ -79,6 +80,17 @@ def _seconds(name: str, raw: str | None, default: float, minimum: float) -> floa
     return value
 
 
+def _switch(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, got {raw[:40]!r}")
+
+
 def _path(raw: str | None) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
@@ -105,4 +117,6 @@ def current() -> Settings:
         ollama_api_base=os.environ.get("OLLAMA_API_BASE") or None,
         # How long a run may go without a heartbeat before another process takes it for dead.
         run_lease_seconds=_seconds("MOA_RUN_LEASE_SECONDS", os.environ.get("MOA_RUN_LEASE_SECONDS"), 60, 1),
+        # 0: every call goes through litellm (for a provider the fast path serves badly).
+        fast_path=_switch("MOA_FAST_PATH", os.environ.get("MOA_FAST_PATH"), True),
     )

@@ -22,6 +22,14 @@ def fake_server():
         yield server
 
 
+@pytest.fixture(params=["fast", "litellm"])
+def client_path(request, monkeypatch) -> str:
+    """Run the test once per client path: the fast OpenAI-compatible one, and litellm
+    (forced with MOA_FAST_PATH=0)."""
+    monkeypatch.setenv("MOA_FAST_PATH", "1" if request.param == "fast" else "0")
+    return request.param
+
+
 def fake_agent(server: FakeOpenAI, name: str, **opts: object) -> AgentSpec:
     suffix = ",".join(f"{k}={v}" for k, v in opts.items())
     model = f"openai/fake-{name}" + (f"@{suffix}" if suffix else "")

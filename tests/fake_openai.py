@@ -5,7 +5,8 @@ The model name picks the behaviour, so one server serves a whole MoA config:
   `fake-a@tokens=20,delay=0.01,ttft=0.1`  20 tokens, 10 ms apart, first after 100 ms
   `fake-a@fail=500` HTTP 500; `fail=429` 429 with Retry-After; `fail=hang` never answers;
   `fail=drop` drops the connection mid-stream; `fail=garbage` sends malformed chunks;
-  `fail=500once` fails the first request for that model, then answers.
+  `fail=500once` fails the first request for that model, then answers;
+  `usage=none` sends no usage chunk even when the client asks for one (llama.cpp's server);
   `rank=CAB` ends the reply with "FINAL RANKING:" and "1. Response C" ... (a reviewer);
   `choice=B` ends it with "CHOICE: Response B" (a selector).
 The reply echoes how many messages and drafts it saw, so tests can check what reached it.
@@ -157,7 +158,7 @@ class FakeOpenAI:
                         with fake._lock:
                             fake.chunks_sent[model] += 1
                     self._sse(self._chunk(model, "", "stop", text_api))
-                    if (body.get("stream_options") or {}).get("include_usage"):
+                    if (body.get("stream_options") or {}).get("include_usage") and opts.get("usage") != "none":
                         usage = {
                             "prompt_tokens": 10 * len(messages),
                             "completion_tokens": tokens,

@@ -183,6 +183,32 @@ def test_history_shows_what_a_challenge_run_was_made_with(db_url):
     assert set(drafts["model"]) == {MODEL}
 
 
+async def test_a_calls_details_say_which_client_path_served_it(db_url, fake_server):
+    """Recorded by the engine: the fake-server proposer on the fast path, the mock_response
+    one on litellm; the run page's "made with" table says so per call."""
+    from contextlib import aclosing
+
+    from moa_core.config import LayerSpec, MoAConfig
+    from moa_core.engine import run_moa
+    from tests.conftest import fake_agent
+
+    fast = fake_agent(fake_server, "details-fast").model_copy(update={"label": "fast one"})
+    slow = AgentSpec(model="openai/gpt-x", label="litellm one", extra={"mock_response": "Rayleigh scattering."})
+    cfg = MoAConfig(name="paths", layers=[LayerSpec(proposers=[fast, slow])], aggregator=fast, num_retries=0)
+    async with aclosing(Recorder(open_db(db_url)).record(run_moa("Why is the sky blue?", cfg))) as events:
+        seen = [ev async for ev in events]
+    run_id = seen[-1].run_id
+    at = page("6_History", run=run_id).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "system prompt" in d.value.columns)
+    by_call = dict(zip(table["call"], table["client"], strict=True))
+    assert by_call == {
+        "Layer 1 · fast one": "fast",
+        "Layer 1 · litellm one": "litellm",
+        "Aggregator · fast one": "fast",
+    }
+
+
 # -- cannot run here --------------------------------------------------------------------------------
 
 

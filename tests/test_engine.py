@@ -109,7 +109,7 @@ async def test_mock_response_provider_error_and_text():
     assert events[-1].final_text == "Because of Rayleigh scattering."
 
 
-async def test_timeout_marks_call_failed(fake_server):
+async def test_timeout_marks_call_failed(fake_server, client_path):
     props = [fake_agent(fake_server, "quick"), fake_agent(fake_server, "hang", fail="hang")]
     cfg = fake_config(fake_server, props, timeout=1)
     events = await asyncio.wait_for(collect(run_moa("q", cfg)), timeout=30)
@@ -118,8 +118,8 @@ async def test_timeout_marks_call_failed(fake_server):
     assert events[-1].status == "done"
 
 
-async def test_stopping_iteration_cancels_in_flight_calls(fake_server):
-    props = [fake_agent(fake_server, f"long{i}", tokens=200, delay=0.02) for i in range(2)]
+async def test_stopping_iteration_cancels_in_flight_calls(fake_server, client_path):
+    props = [fake_agent(fake_server, f"long{i}-{client_path}", tokens=200, delay=0.02) for i in range(2)]
     gen = run_moa("q", fake_config(fake_server, props))
     seen = 0
     async for ev in gen:

@@ -473,7 +473,8 @@ async def test_a_judgement_is_one_run_of_two_judge_calls(server, engine):
     ab, ba = both_orders_messages("Which is longer?", "short", "a much longer answer")
     assert [g["system_prompt"] for g in gens] == [ab[0]["content"], ba[0]["content"]]
     assert all(g["status"] == "done" and g["model"] == j.model and g["label"] == j.display_name for g in gens)
-    assert all({k: v for k, v in g["params"].items() if k != "seed"} == j.public_params() for g in gens)
+    assert all({k: v for k, v in g["params"].items() if k not in ("seed", "client")} == j.public_params() for g in gens)
+    assert {g["params"]["client"] for g in gens} == {"litellm"}  # mock_response is litellm's
     assert [g["text"].strip().splitlines()[-1] for g in gens] == ["Verdict: B", "Verdict: A"]
     assert run["prompt_tokens"] == sum(g["prompt_tokens"] for g in gens) > 0
     # Streamed through the engine like any call: the Recorder kept each reply's token timing

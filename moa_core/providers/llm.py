@@ -1,4 +1,9 @@
-"""Every model call goes through here: litellm streaming with usage, cost, retries, timeout."""
+"""Every model call goes through here: streaming with usage, cost, retries, timeout.
+
+`stream_chat` picks the client path: the fast path (fast_openai, for OpenAI-compatible chat
+APIs) or litellm (everything else, and every call when MOA_FAST_PATH=0). Both fill the same
+response object, `StreamResult`; the engine turns it into the call's DraftDone.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from typing import Any
 import moa_core  # noqa: F401  (sets LITELLM_LOCAL_MODEL_COST_MAP before litellm loads)
 from moa_core.config import AgentSpec
 from moa_core.prompts import completion_prompt, completion_stop
-from moa_core.providers import local
+from moa_core.providers import fast_openai, local
+from moa_core.providers.errors import StreamCutError
 from moa_core.providers.secrets import load_secrets_into_env
 
 _ready = False
@@ -39,10 +45,6 @@ def ensure_ready() -> None:
     _ready = True
 
 
-class StreamCutError(RuntimeError):
-    """The stream ended before the provider said the answer was finished."""
-
-
 def _cut_short(response: Any, agent: AgentSpec) -> bool:
     """True when the provider never sent a finish reason: the connection ended mid-answer.
 
@@ -60,8 +62,15 @@ def _cut_short(response: Any, agent: AgentSpec) -> bool:
     return not any(getattr(c, "choices", None) and c.choices[0].finish_reason for c in chunks)
 
 
+FAST = "fast"
+LITELLM = "litellm"
+
+
 @dataclass
 class StreamResult:
+    """One provider call's response: the text so far, usage, cost, finish reason, when the
+    first token came, and which deployment and client path served it."""
+
     text: str = ""
     finish_reason: str | None = None
     prompt_tokens: int = 0
@@ -73,6 +82,17 @@ class StreamResult:
     # Router calls: the deployment that served the call, and its litellm model string.
     deployment: str | None = None
     served_model: str | None = None
+    client: str = LITELLM  # FAST | LITELLM
+
+    def ttft(self, started: float) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - started
+
+
+def client_for(agent: AgentSpec, router: Any = None) -> str:
+    """The client path that will serve `agent` (Router groups always stay on litellm)."""
+    if router is not None and agent.model in router.groups:
+        return LITELLM
+    return FAST if fast_openai.target_for(agent, uses_completion(agent)) is not None else LITELLM
 
 
 def call_kwargs(agent: AgentSpec, messages: list[dict[str, Any]], timeout: float, num_retries: int) -> dict[str, Any]:
@@ -184,15 +204,40 @@ async def stream_chat(
 ) -> AsyncGenerator[str, None]:
     """Yield text deltas; fill `result` with usage, cost and finish reason as they arrive.
 
+    The fast path serves agents `fast_openai.target_for` accepts; litellm the rest.
     `router` (a `router.MoARouter`) serves agents whose model names one of its groups;
     `result.deployment` then tells which deployment answered.
     Errors propagate to the caller (the engine turns them into an error event).
     """
     ensure_ready()
+    completion = uses_completion(agent)
+    if router is None or agent.model not in router.groups:
+        target = fast_openai.target_for(agent, completion)
+        if target is not None:
+            result.client = FAST
+            async for text in fast_openai.stream(target, messages, agent, result, timeout, num_retries):
+                yield text
+            _finish(result, agent.model, messages, completion)
+            return
+        router = None
+    async for text in _stream_litellm(agent, messages, result, timeout, num_retries, router, completion):
+        yield text
+    _finish(result, result.served_model or agent.model, messages, completion)
+
+
+async def _stream_litellm(
+    agent: AgentSpec,
+    messages: list[dict[str, Any]],
+    result: StreamResult,
+    timeout: float,
+    num_retries: int,
+    router: Any,
+    completion: bool,
+) -> AsyncGenerator[str, None]:
     import litellm
 
-    completion = uses_completion(agent)
-    if router is not None and agent.model in router.groups:
+    result.client = LITELLM
+    if router is not None:
         kwargs = router_kwargs(agent, messages, timeout)
         if completion:
             response = await router.router.atext_completion(**completion_kwargs(kwargs))
@@ -200,7 +245,6 @@ async def stream_chat(
             response = await router.router.acompletion(**kwargs)
         result.deployment, result.served_model = router.served_by(response, agent.model)
     else:
-        router = None
         kwargs = call_kwargs(agent, messages, timeout, num_retries)
         if completion:
             response = await litellm.atext_completion(**completion_kwargs(kwargs))
@@ -230,17 +274,28 @@ async def stream_chat(
             with contextlib.suppress(Exception):
                 await close()
     if _cut_short(response, agent):
-        raise StreamCutError("the stream ended before the answer was finished (connection dropped?)")
+        raise StreamCutError()
     if router is not None:  # a mid-stream fallback switches deployments
         label, served = router.served_by(response, agent.model)
         if label:
             result.deployment, result.served_model = label, served
-    model = result.served_model or agent.model
+
+
+def _finish(result: StreamResult, model: str, messages: list[dict[str, Any]], completion: bool) -> None:
+    """What both paths do once the stream ended well: usage the provider did not send is
+    counted, finish reasons take litellm's names, cost comes from litellm's price map."""
+    if result.client == FAST and result.finish_reason:
+        from litellm.litellm_core_utils.core_helpers import map_finish_reason
+
+        result.finish_reason = map_finish_reason(result.finish_reason)
     if not result.completion_tokens and result.text:
         result.completion_tokens = count_tokens(model, result.text)
     if not result.prompt_tokens:
-        sent = completion_prompt(messages) if completion else "\n".join(str(m["content"]) for m in messages)
-        result.prompt_tokens = count_tokens(model, sent)
+        if completion or _is_local(model):
+            sent = completion_prompt(messages) if completion else "\n".join(str(m["content"]) for m in messages)
+            result.prompt_tokens = count_tokens(model, sent)
+        else:  # litellm's count for chat messages (role overhead included), as its stream wrapper reports it
+            result.prompt_tokens = count_message_tokens(model, messages)
     result.cost = _estimate_cost(model, result.prompt_tokens, result.completion_tokens)
 
 
@@ -255,6 +310,15 @@ def count_tokens(model: str, text: str) -> int:
         return int(litellm.token_counter(model=model, text=text))
     except Exception:
         return max(1, len(text) // 4)
+
+
+def count_message_tokens(model: str, messages: list[dict[str, Any]]) -> int:
+    import litellm
+
+    try:
+        return int(litellm.token_counter(model=model, messages=messages))
+    except Exception:
+        return count_tokens(model, "\n".join(str(m["content"]) for m in messages))
 
 
 def context_window(model: str) -> int | None:

@@ -136,6 +136,8 @@ def made_with(run: dict[str, Any], gens: list[dict[str, Any]]) -> None:
             "model": g["model"],
             "temperature": (g.get("params") or {}).get("temperature"),
             "max tokens": (g.get("params") or {}).get("max_tokens"),
+            # which client path served the call (fast OpenAI-compatible streaming or litellm); older runs: unknown
+            "client": (g.get("params") or {}).get("client", ""),
             "system prompt": g.get("system_prompt") or "",
         }
         for g in gens

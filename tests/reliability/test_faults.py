@@ -6,12 +6,15 @@ Every cell records the run into a fresh SQLite file through the Recorder (as the
 Playground does) and checks three things: the outcome is the expected one (the run goes on
 with the call marked as an error / the run fails with one clear message / the retry makes
 it succeed); the database says exactly what the events said; and nothing runs past a
-liveness bound derived from the config's timeout and retries.
+liveness bound derived from the config's timeout and retries. Every cell runs once per client
+path (`client_path`: the fast OpenAI-compatible path and litellm), and checks that the path
+asked for is the one that served the calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 
@@ -23,6 +26,7 @@ from moa_core.evaluation.contenders import single_contender
 from moa_core.evaluation.questions import Question, QuestionSet
 from moa_core.evaluation.runner import EvalPlan, run_evaluation
 from moa_core.events import DraftDone, RunDone
+from moa_core.providers import llm
 from tests.reliability.conftest import assert_store_matches_events, record, rows
 
 TIMEOUT = 2.0  # seconds per call; `hang` cells wait this long (times retries + 1)
@@ -33,7 +37,14 @@ TARGETS = ["one_proposer", "layer", "aggregator", "baseline", "judge"]
 TRANSIENT = ["500once", "429once"]
 
 # What each fault must leave in the call's error message (the user reads it).
-ERROR_WORDS = {"500": "server error", "429": "rate limit", "hang": "timed out", "drop": "", "garbage": ""}
+# One spelling per fault on both client paths (moa_core/providers/errors.py).
+ERROR_WORDS = {
+    "500": "internalservererror: injected server error",
+    "429": "ratelimiterror: injected rate limit",
+    "hang": "timed out",
+    "drop": "apiconnectionerror: the connection was lost before the answer was finished",
+    "garbage": "apierror: malformed chunk in the stream (",
+}
 
 
 def retries_for(fault: str) -> int:
@@ -93,11 +104,16 @@ def _bound(cfg: MoAConfig) -> float:
     return cfg.timeout * (cfg.num_retries + 1) * stages + SLACK
 
 
-async def _run_cell(server, engine, target: str, fault: str, retries: int):
+async def _run_cell(server, engine, target: str, fault: str, retries: int, client: str):
     uid = uuid.uuid4().hex[:8]
     cfg, faulty = _config(server, target, fault, uid, retries)
     events = await asyncio.wait_for(record(engine, run_moa("Why is the sky blue?", cfg)), _bound(cfg))
     assert_store_matches_events(engine, events)
+    served_by = {
+        json.loads(p)["client"] if isinstance(p, str) else p["client"]
+        for (p,) in rows(engine, "select params from generation")
+    }
+    assert served_by == {client}, f"calls were served by {served_by}, not the {client} path"
     assert not rows(engine, "select id from generation where status = 'streaming'")
     assert rows(engine, "select count(*) from run where status = 'running'") == [(0,)]
     dones = {d.ref.label: d for d in events if isinstance(d, DraftDone)}
@@ -135,15 +151,15 @@ def _expect_fault(target: str, fault: str, cfg: MoAConfig, faulty: list[AgentSpe
 
 @pytest.mark.parametrize("target", [t for t in TARGETS if t != "judge"])
 @pytest.mark.parametrize("fault", FAULTS)
-async def test_fault_in_run(fault_server, rel_db, target, fault):
-    cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, target, fault, retries_for(fault))
+async def test_fault_in_run(fault_server, rel_db, target, fault, client_path):
+    cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, target, fault, retries_for(fault), client_path)
     _expect_fault(target, fault, cfg, faulty, events, dones, fault_server)
 
 
 @pytest.mark.parametrize("target", [t for t in TARGETS if t != "judge"])
 @pytest.mark.parametrize("fault", TRANSIENT)
-async def test_transient_fault_is_retried_then_succeeds(fault_server, rel_db, target, fault):
-    _cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, target, fault, retries=1)
+async def test_transient_fault_is_retried_then_succeeds(fault_server, rel_db, target, fault, client_path):
+    _cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, target, fault, 1, client_path)
     end: RunDone = events[-1]
     assert end.status == "done" and end.error is None and end.totals.failed_calls == 0
     assert all(d.ok for d in dones.values())
@@ -154,10 +170,10 @@ async def test_transient_fault_is_retried_then_succeeds(fault_server, rel_db, ta
             assert stamps[1] - stamps[0] >= 0.9, "the retry must wait for Retry-After (1 s)"
 
 
-async def test_hang_with_retries_is_cut_at_timeout_times_attempts(fault_server, rel_db):
+async def test_hang_with_retries_is_cut_at_timeout_times_attempts(fault_server, rel_db, client_path):
     """A call that never answers, with a retry: two attempts, then the call's error; the
     run goes on and ends within the bound."""
-    cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "hang", retries=1)
+    cfg, faulty, events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "hang", 1, client_path)
     d = dones[faulty[0].label]
     assert d.error == "timed out"
     assert d.latency < cfg.timeout * (cfg.num_retries + 1) + SLACK
@@ -184,7 +200,7 @@ def _plan(server, judge: AgentSpec, uid: str, retries: int) -> EvalPlan:
     )
 
 
-async def _judge_cell(server, engine, fault: str, retries: int):
+async def _judge_cell(server, engine, fault: str, retries: int, client: str):
     uid = uuid.uuid4().hex[:8]
     judge = AgentSpec(
         model=f"openai/fake-judge-{uid}@verdict=A,fail={fault}",
@@ -193,6 +209,7 @@ async def _judge_cell(server, engine, fault: str, retries: int):
         temperature=0.0,
         max_tokens=64,
     )
+    assert llm.client_for(judge) == client
     plan = _plan(server, judge, uid, retries)
     # two answers then one judgement (two judge calls, one after the other)
     bound = 2 * TIMEOUT * 2 + 2 * TIMEOUT * (retries + 1) + SLACK
@@ -209,9 +226,9 @@ async def _judge_cell(server, engine, fault: str, retries: int):
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-async def test_fault_in_judge(fault_server, rel_db, fault):
+async def test_fault_in_judge(fault_server, rel_db, fault, client_path):
     _judge, summary, (_run_id, status, error), gens, votes = await _judge_cell(
-        fault_server, rel_db, fault, retries_for(fault)
+        fault_server, rel_db, fault, retries_for(fault), client_path
     )
     # the judgement fails with one clear message; no vote is invented; the answers stay
     assert summary.judgements_failed == 1 and summary.judgements_new == 0 and summary.votes == 0
@@ -223,8 +240,10 @@ async def test_fault_in_judge(fault_server, rel_db, fault):
 
 
 @pytest.mark.parametrize("fault", TRANSIENT)
-async def test_transient_fault_in_judge_is_retried(fault_server, rel_db, fault):
-    judge, summary, (_run_id, status, error), gens, votes = await _judge_cell(fault_server, rel_db, fault, retries=1)
+async def test_transient_fault_in_judge_is_retried(fault_server, rel_db, fault, client_path):
+    judge, summary, (_run_id, status, error), gens, votes = await _judge_cell(
+        fault_server, rel_db, fault, 1, client_path
+    )
     assert summary.judgements_new == 1 and summary.judgements_failed == 0
     assert status == "done" and error is None
     assert [g[:2] for g in gens] == [(0, "done"), (1, "done")]
@@ -236,10 +255,10 @@ async def test_transient_fault_in_judge_is_retried(fault_server, rel_db, fault):
         assert stamps[1] - stamps[0] >= 0.9
 
 
-async def test_call_errors_read_as_one_short_message(fault_server, rel_db):
-    _cfg, faulty, _events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "500", retries=0)
+async def test_call_errors_read_as_one_short_message(fault_server, rel_db, client_path):
+    _cfg, faulty, _events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "500", 0, client_path)
     messages = [dones[faulty[0].label].error]
-    _cfg, faulty, _events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "garbage", retries=0)
+    _cfg, faulty, _events, dones = await _run_cell(fault_server, rel_db, "one_proposer", "garbage", 0, client_path)
     messages.append(dones[faulty[0].label].error)
     for msg in messages:
         assert not re.search(r"\b(\w+): \1: ", msg), f"a name is repeated: {msg}"

@@ -14,6 +14,7 @@ import pytest
 from moa_core.config import AgentSpec, ConfigError, LayerSpec, MoAConfig, config_from_dict
 from moa_core.engine import run_moa
 from moa_core.events import DraftDone
+from moa_core.providers import llm
 from moa_core.store import add_rating, add_vote, export_all
 from moa_core.ui.config_editor import MAX_IMPORT_BYTES
 from tests.reliability.conftest import (
@@ -43,7 +44,9 @@ def store_bytes(engine, tmp_path: Path) -> dict[str, bytes]:
     return out
 
 
-async def test_api_keys_never_reach_the_database_or_the_exports(fault_server, rel_db, tmp_path, monkeypatch):
+async def test_api_keys_never_reach_the_database_or_the_exports(
+    fault_server, rel_db, tmp_path, monkeypatch, client_path
+):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_OPENAI_KEY)
     monkeypatch.setenv(CUSTOM_KEY_ENV, FAKE_CUSTOM_KEY)
     uid = uuid.uuid4().hex[:6]
@@ -74,6 +77,7 @@ async def test_api_keys_never_reach_the_database_or_the_exports(fault_server, re
         aggregator=agent("agg", extra={"extra_headers": {"Authorization": f"Bearer {HEADER_KEY}"}}),
         baselines=[agent("garbled", fail="garbage")],
     )
+    assert {llm.client_for(x) for x in [*cfg.layers[0].proposers, cfg.aggregator, *cfg.baselines]} == {client_path}
     events = await record(rel_db, run_moa("Which keys do you see?", cfg))
     assert_store_matches_events(rel_db, events)
     assert events[-1].status == "done"
@@ -93,7 +97,7 @@ async def test_api_keys_never_reach_the_database_or_the_exports(fault_server, re
     assert FAKE_OPENAI_KEY not in shown and FAKE_CUSTOM_KEY not in shown
 
 
-async def test_a_key_echoed_in_a_provider_error_is_not_stored(key_stub, rel_db, tmp_path, monkeypatch):
+async def test_a_key_echoed_in_a_provider_error_is_not_stored(key_stub, rel_db, tmp_path, monkeypatch, client_path):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_OPENAI_KEY)
     monkeypatch.setenv(CUSTOM_KEY_ENV, FAKE_CUSTOM_KEY)
     a = AgentSpec(model="openai/gpt-4o-mini", label="a", api_base=key_stub.url, max_tokens=16)
@@ -101,6 +105,7 @@ async def test_a_key_echoed_in_a_provider_error_is_not_stored(key_stub, rel_db, 
         model="openai/gpt-4o-mini", label="b", api_base=key_stub.url, max_tokens=16, api_key_env=CUSTOM_KEY_ENV
     )
     cfg = MoAConfig(name="echo", layers=[LayerSpec(proposers=[a, b])], aggregator=a, timeout=10, num_retries=0)
+    assert {llm.client_for(x) for x in (a, b)} == {client_path}
     events = await record(rel_db, run_moa("q?", cfg))
     assert set(key_stub.seen) >= {FAKE_OPENAI_KEY, FAKE_CUSTOM_KEY}
     errors = [e.error for e in events if isinstance(e, DraftDone)]
