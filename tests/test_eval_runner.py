@@ -24,6 +24,7 @@ from moa_core.evaluation.judge_call import judge_agent, judge_fingerprint, judge
 from moa_core.evaluation.questions import Question, QuestionSet
 from moa_core.evaluation.records import eval_report, eval_runs, list_evaluations, load_results
 from moa_core.evaluation.runner import EvalPlan, EvalPlanError, finished_items, plan_from_store, run_evaluation
+from moa_core.providers import llm
 from moa_core.store import Recorder, get_run, open_db, votes_df
 from moa_core.store.models import Generation, Run, Vote
 from tests.conftest import fake_agent, fake_config
@@ -474,7 +475,7 @@ async def test_a_judgement_is_one_run_of_two_judge_calls(server, engine):
     assert [g["system_prompt"] for g in gens] == [ab[0]["content"], ba[0]["content"]]
     assert all(g["status"] == "done" and g["model"] == j.model and g["label"] == j.display_name for g in gens)
     assert all({k: v for k, v in g["params"].items() if k not in ("seed", "client")} == j.public_params() for g in gens)
-    assert {g["params"]["client"] for g in gens} == {"litellm"}  # mock_response is litellm's
+    assert {g["params"]["client"] for g in gens} == {llm.client_for(j)}  # the path that served the judge
     assert [g["text"].strip().splitlines()[-1] for g in gens] == ["Verdict: B", "Verdict: A"]
     assert run["prompt_tokens"] == sum(g["prompt_tokens"] for g in gens) > 0
     # Streamed through the engine like any call: the Recorder kept each reply's token timing
