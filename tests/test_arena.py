@@ -50,6 +50,10 @@ def test_contender_names_match_the_leaderboard_rule():
     assert contender_name("aggregator", "Qwen 0.5B (aggregator)", "local/qwen", "local-moa") == "MoA · local-moa"
     assert contender_name("baseline", "", "local/smollm2-135m", "local/smollm2-135m") == "local/smollm2-135m"
     assert contender_name("baseline", "Qwen alone", "local/qwen", "local-moa") == "Qwen alone"
+    # a ranker pipeline's answer is its selector's generation (the chosen draft): the pipeline's
+    assert Contender("preset:ranker-local", config=load_preset("ranker-local")).final_call == "selector-1-0"
+    assert contender_name("selector", "Qwen (selector)", "local/qwen", "ranker-local") == "MoA · ranker-local"
+    assert contender_name("reviewer", "Qwen", "local/qwen", "council-local") == "Qwen"
 
 
 def test_keys_labels_and_resolution():
