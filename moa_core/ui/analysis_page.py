@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from moa_core.analysis import battle_count_matrix, count_outcomes, win_rate_matrix
+from moa_core.analysis.leaderboard import battle_count_matrix, count_outcomes, win_rate_matrix
 from moa_core.analysis.agreement import AgreementReport
 from moa_core.analysis.charts import (
     battle_count_heatmap,
