@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from moa_core.analysis import leaderboard
+from moa_core.analysis.leaderboard import leaderboard
 from moa_core.cli import main
 from moa_core.evaluation.records import EvalReport, EvalResults
 from moa_core.evaluation.report import judged_outcomes, pairwise_report
