@@ -6,8 +6,12 @@ nothing can be fetched."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import re
+from contextlib import aclosing
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -15,12 +19,17 @@ from sqlalchemy import Engine
 
 from moa_core.analysis import leaderboard
 from moa_core.cli import main
+from moa_core.config import AgentSpec, MoAConfig, QuorumSpec, StageSpec
+from moa_core.engine import run_moa
 from moa_core.evaluation.records import EvalReport, EvalResults
 from moa_core.evaluation.report import judged_outcomes, pairwise_report
 from moa_core.evaluation.report_html import eval_report_html
-from moa_core.store import get_run, open_db
+from moa_core.events import RunDone
+from moa_core.stage_layout import CHOSEN, LETTERS_TITLE, NOT_USED, RANKING_TITLE, USED
+from moa_core.store import Recorder, get_run, open_db
 from moa_core.store.html_export import REPLAY_JS, leaderboard_html, run_html
-from moa_core.store.html_page import markdown_html
+from moa_core.store.html_page import esc, markdown_html
+from moa_core.vocab import StageKind
 from tests.html_export_support import (
     BASELINE_TEXT,
     COMMENT,
@@ -259,3 +268,138 @@ def test_history_and_analysis_offer_html_downloads(tmp_path: Path, monkeypatch) 
         assert not at.exception and "Download as HTML" in _download_labels(at)  # one vote: a leaderboard
     finally:
         layout._store.clear()
+
+
+# -- pipelines: recorded through the real engine and Recorder (litellm mock_response agents) ----------
+
+
+def _agent(label: str, text: str, **extra: Any) -> AgentSpec:
+    return AgentSpec(model=f"openai/mock-{len(label)}", label=label, extra={"mock_response": text, **extra})
+
+
+def _ranking(*letters: str) -> str:
+    lines = "\n".join(f"{i}. Response {x}" for i, x in enumerate(letters, start=1))
+    return f"Critique by a reviewer: Response A is terse <b>x</b>.\n\nFINAL RANKING:\n{lines}"
+
+
+async def _record(engine: Engine, cfg: MoAConfig, baselines: list[AgentSpec] | None = None) -> dict[str, Any]:
+    async with aclosing(Recorder(engine).record(run_moa(COUNCIL_Q, cfg, baselines=baselines))) as stream:
+        events = [ev async for ev in stream]
+    assert isinstance(events[-1], RunDone) and events[-1].status == "done", events[-1]
+    data = get_run(engine, events[0].run_id)
+    assert data is not None
+    return data
+
+
+COUNCIL_Q = "What is the capital of France?"
+COUNCIL_ANSWERS = ["Paris is the capital.", "It is Lyon, says the second.", "Paris, on the Seine."]
+CHAIRMAN_TEXT = "The council agrees: Paris."
+
+
+def _council() -> MoAConfig:
+    return MoAConfig(
+        name="council",
+        stages=[
+            StageSpec(
+                kind=StageKind.PROPOSE,
+                agents=[
+                    _agent(label, t) for label, t in zip([HOSTILE_LABEL, "P2", "P3"], COUNCIL_ANSWERS, strict=True)
+                ],
+            ),
+            StageSpec(
+                kind=StageKind.REVIEW,
+                agents=[_agent("Rev one", _ranking("A", "B", "C")), _agent("Rev two", _ranking("C", "A", "B"))],
+            ),
+            StageSpec(kind=StageKind.SYNTHESIZE, agents=[_agent("Chair", CHAIRMAN_TEXT)], with_reviews=True),
+        ],
+        num_retries=0,
+        timeout=20,
+    )
+
+
+def _between(page: str, start: str, end: str) -> str:
+    return page[page.index(start) : page.index(end, page.index(start))]
+
+
+async def test_a_council_run_shows_its_stages_in_order_with_the_ranking(engine: Engine) -> None:
+    data = await _record(engine, _council(), [_agent("Solo", "Paris, alone.")])
+    page = run_html(data)
+    assert_inert(page, REPLAY_JS)
+    propose, review, final = (
+        "<h2>Layer 1 · 3 proposers</h2>",
+        "<h2>Layer 2 · peer review by 2 reviewers (answers anonymised)</h2>",
+        "<h2>Aggregated answer and single models</h2>",
+    )
+    assert page.index(propose) < page.index(review) < page.index(RANKING_TITLE) < page.index(final)
+    # Each stage's columns sit under its own heading: the critiques are a stage, not final answers.
+    proposals = _between(page, propose, review)
+    assert all(esc(a) in proposals for a in COUNCIL_ANSWERS) and esc(HOSTILE_LABEL) in proposals
+    reviews = _between(page, review, RANKING_TITLE)
+    assert reviews.count('class="col reviewer"') == 2
+    assert "Review by Rev one" in reviews and "Review by Rev two" in reviews and "FINAL RANKING" in reviews
+    finals = page[page.index(final) :]
+    assert "MoA · Chair" in finals and CHAIRMAN_TEXT in finals and "Alone · Solo" in finals
+    assert "Review by" not in finals and 'class="col reviewer"' not in finals
+
+    # The aggregate ranking, de-anonymised: model names, mean rank, Borda, votes, as stored.
+    details = data["stages"][1]["details"]
+    ranking = _between(page, RANKING_TITLE, final)
+    body = ranking[ranking.index("<tbody>") : ranking.index("</tbody>")]
+    mean = ["–" if r["mean_rank"] is None else f"{r['mean_rank']:.2f}" for r in details["aggregate"]]
+    expected = [
+        [str(place), esc(r["name"]), m, f"{r['borda']:.1f}", str(r["votes"])]
+        for place, (r, m) in enumerate(zip(details["aggregate"], mean, strict=True), start=1)
+    ]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in body.split("</tr>")[:-1]]
+    assert cells == expected and len(cells) == 3
+    assert {r["name"] for r in details["aggregate"]} == {HOSTILE_LABEL, "P2", "P3"}
+    assert "Response" not in body
+    # Which letter each reviewer saw which answer as (its own shuffled order).
+    label = {g["call_id"]: g["label"] for g in data["generations"]}
+    letters = ranking[ranking.index(LETTERS_TITLE) :]
+    for rv in details["reviews"]:
+        assert "; ".join(f"{chr(65 + i)} = {esc(label[c])}" for i, c in enumerate(rv["order"])) in letters
+
+
+def test_a_hostile_model_label_in_the_ranking_table_stays_text(engine: Engine) -> None:
+    data = asyncio.run(_record(engine, _council()))
+    page = run_html(data)
+    s = assert_inert(page, REPLAY_JS)
+    ranking = _between(page, RANKING_TITLE, "<h2>Aggregated answer")
+    assert f"<td>{esc(HOSTILE_LABEL)}</td>" in ranking
+    assert HOSTILE_LABEL not in page  # never raw: "<b>" would be a tag
+    assert "b" not in s.tags and "a" not in s.tags
+    assert HOSTILE_LABEL in page_text(page)
+
+
+async def test_a_ranker_run_with_a_quorum_marks_used_cut_and_chosen(engine: Engine) -> None:
+    slow = _agent("Slow four", "Marseille.", mock_delay=60)
+    cfg = MoAConfig(
+        name="ranker",
+        stages=[
+            StageSpec(
+                kind=StageKind.PROPOSE,
+                agents=[*(_agent(f"P{i + 1}", t) for i, t in enumerate(COUNCIL_ANSWERS)), slow],
+                quorum=QuorumSpec(k=3),
+            ),
+            StageSpec(kind=StageKind.SELECT, agents=[_agent("Picker", "CHOICE: Response B")]),
+        ],
+        num_retries=0,
+        timeout=20,
+    )
+    data = await _record(engine, cfg)
+    assert data["run"]["final_text"] == COUNCIL_ANSWERS[1]
+    page = run_html(data)
+    assert_inert(page, REPLAY_JS)
+    propose, final = "<h2>Layer 1 · 4 proposers · quorum 3 of 4</h2>", "<h2>Selected answer and single models</h2>"
+    assert page.index(propose) < page.index(final)
+    columns = {
+        m.group(1): m.group(0) for m in re.finditer(r"<section[^>]*><h3>([^<]*)</h3>.*?</section>", page, flags=re.S)
+    }
+    assert f'<p class="mark cut">✂️ {NOT_USED}</p>' in columns["Slow four"]
+    assert f'<p class="mark used">✅ {USED}</p>' in columns["P1"] and f"✅ {USED}" in columns["P3"]
+    assert f'<p class="mark used">✅ {CHOSEN}</p>' in columns["P2"]
+    # The selector's column holds its answer: the chosen draft, verbatim.
+    assert esc(COUNCIL_ANSWERS[1]) in columns["Selector · Picker"]
+    assert "Chosen draft:</b> P2, returned verbatim as the answer." in page[page.index(final) :]
+    assert "mark" not in columns["Selector · Picker"].split("<div")[0]
