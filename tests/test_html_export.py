@@ -96,13 +96,16 @@ LEGACY_GOLDEN = Path(__file__).parent / "golden" / "legacy_run_export.body.html"
 
 def test_an_old_run_exports_exactly_as_before(engine: Engine, run_id: str) -> None:
     """A layers + aggregator run's page, everything from <body> on, as the export wrote it before
-    stages were shown (the golden file was written by that code; only the run id differs)."""
+    stages were shown (the golden file was written by that code, up to its unchanged replay
+    script; only the run id differs)."""
     data = get_run(engine, run_id)
     assert data is not None
     for v in data["votes"]:
         v["created_at"] = 1_700_000_100.0  # the one clock time the recording does not fix
     page = run_html(data).replace(run_id, "RUNID")
-    assert page[page.index("<body>") :] == LEGACY_GOLDEN.read_text(encoding="utf-8")
+    body, script = page[page.index("<body>") :].split("<script>")
+    assert body == LEGACY_GOLDEN.read_text(encoding="utf-8")
+    assert script == f"{REPLAY_JS}</script></body></html>\n"
 
 
 def test_run_page_reads_without_script(engine: Engine, run_id: str) -> None:
