@@ -6,12 +6,9 @@ nothing can be fetched."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
-from contextlib import aclosing
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -19,20 +16,20 @@ from sqlalchemy import Engine
 
 from moa_core.analysis import leaderboard
 from moa_core.cli import main
-from moa_core.config import AgentSpec, MoAConfig, QuorumSpec, StageSpec
-from moa_core.engine import run_moa
+from moa_core.config import MoAConfig, QuorumSpec, StageSpec
 from moa_core.evaluation.records import EvalReport, EvalResults
 from moa_core.evaluation.report import judged_outcomes, pairwise_report
 from moa_core.evaluation.report_html import eval_report_html
-from moa_core.events import RunDone
 from moa_core.stage_layout import CHOSEN, LETTERS_TITLE, NOT_USED, RANKING_TITLE, USED
-from moa_core.store import Recorder, get_run, open_db
+from moa_core.store import get_run, open_db
 from moa_core.store.html_export import REPLAY_JS, leaderboard_html, run_html
 from moa_core.store.html_page import esc, markdown_html
 from moa_core.vocab import StageKind
 from tests.html_export_support import (
     BASELINE_TEXT,
+    CHAIRMAN_TEXT,
     COMMENT,
+    COUNCIL_ANSWERS,
     ERROR,
     FINAL_TEXT,
     HOSTILE,
@@ -42,7 +39,10 @@ from tests.html_export_support import (
     QUESTION,
     RATER,
     assert_inert,
+    council_config,
+    mock_agent,
     record_hostile_run,
+    record_pipeline,
     scan,
     visible,
 )
@@ -276,56 +276,12 @@ def test_history_and_analysis_offer_html_downloads(tmp_path: Path, monkeypatch) 
 # -- pipelines: recorded through the real engine and Recorder (litellm mock_response agents) ----------
 
 
-def _agent(label: str, text: str, **extra: Any) -> AgentSpec:
-    return AgentSpec(model=f"openai/mock-{len(label)}", label=label, extra={"mock_response": text, **extra})
-
-
-def _ranking(*letters: str) -> str:
-    lines = "\n".join(f"{i}. Response {x}" for i, x in enumerate(letters, start=1))
-    return f"Critique by a reviewer: Response A is terse <b>x</b>.\n\nFINAL RANKING:\n{lines}"
-
-
-async def _record(engine: Engine, cfg: MoAConfig, baselines: list[AgentSpec] | None = None) -> dict[str, Any]:
-    async with aclosing(Recorder(engine).record(run_moa(COUNCIL_Q, cfg, baselines=baselines))) as stream:
-        events = [ev async for ev in stream]
-    assert isinstance(events[-1], RunDone) and events[-1].status == "done", events[-1]
-    data = get_run(engine, events[0].run_id)
-    assert data is not None
-    return data
-
-
-COUNCIL_Q = "What is the capital of France?"
-COUNCIL_ANSWERS = ["Paris is the capital.", "It is Lyon, says the second.", "Paris, on the Seine."]
-CHAIRMAN_TEXT = "The council agrees: Paris."
-
-
-def _council() -> MoAConfig:
-    return MoAConfig(
-        name="council",
-        stages=[
-            StageSpec(
-                kind=StageKind.PROPOSE,
-                agents=[
-                    _agent(label, t) for label, t in zip([HOSTILE_LABEL, "P2", "P3"], COUNCIL_ANSWERS, strict=True)
-                ],
-            ),
-            StageSpec(
-                kind=StageKind.REVIEW,
-                agents=[_agent("Rev one", _ranking("A", "B", "C")), _agent("Rev two", _ranking("C", "A", "B"))],
-            ),
-            StageSpec(kind=StageKind.SYNTHESIZE, agents=[_agent("Chair", CHAIRMAN_TEXT)], with_reviews=True),
-        ],
-        num_retries=0,
-        timeout=20,
-    )
-
-
 def _between(page: str, start: str, end: str) -> str:
     return page[page.index(start) : page.index(end, page.index(start))]
 
 
-async def test_a_council_run_shows_its_stages_in_order_with_the_ranking(engine: Engine) -> None:
-    data = await _record(engine, _council(), [_agent("Solo", "Paris, alone.")])
+def test_a_council_run_shows_its_stages_in_order_with_the_ranking(engine: Engine) -> None:
+    data = record_pipeline(engine, council_config(), [mock_agent("Solo", "Paris, alone.")])
     page = run_html(data)
     assert_inert(page, REPLAY_JS)
     propose, review, final = (
@@ -365,7 +321,7 @@ async def test_a_council_run_shows_its_stages_in_order_with_the_ranking(engine: 
 
 
 def test_a_hostile_model_label_in_the_ranking_table_stays_text(engine: Engine) -> None:
-    data = asyncio.run(_record(engine, _council()))
+    data = record_pipeline(engine, council_config())
     page = run_html(data)
     s = assert_inert(page, REPLAY_JS)
     ranking = _between(page, RANKING_TITLE, "<h2>Aggregated answer")
@@ -375,22 +331,22 @@ def test_a_hostile_model_label_in_the_ranking_table_stays_text(engine: Engine) -
     assert HOSTILE_LABEL in page_text(page)
 
 
-async def test_a_ranker_run_with_a_quorum_marks_used_cut_and_chosen(engine: Engine) -> None:
-    slow = _agent("Slow four", "Marseille.", mock_delay=60)
+def test_a_ranker_run_with_a_quorum_marks_used_cut_and_chosen(engine: Engine) -> None:
+    slow = mock_agent("Slow four", "Marseille.", mock_delay=60)
     cfg = MoAConfig(
         name="ranker",
         stages=[
             StageSpec(
                 kind=StageKind.PROPOSE,
-                agents=[*(_agent(f"P{i + 1}", t) for i, t in enumerate(COUNCIL_ANSWERS)), slow],
+                agents=[*(mock_agent(f"P{i + 1}", t) for i, t in enumerate(COUNCIL_ANSWERS)), slow],
                 quorum=QuorumSpec(k=3),
             ),
-            StageSpec(kind=StageKind.SELECT, agents=[_agent("Picker", "CHOICE: Response B")]),
+            StageSpec(kind=StageKind.SELECT, agents=[mock_agent("Picker", "CHOICE: Response B")]),
         ],
         num_retries=0,
         timeout=20,
     )
-    data = await _record(engine, cfg)
+    data = record_pipeline(engine, cfg)
     assert data["run"]["final_text"] == COUNCIL_ANSWERS[1]
     page = run_html(data)
     assert_inert(page, REPLAY_JS)
