@@ -6,8 +6,10 @@ nothing can be fetched."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
+from contextlib import aclosing
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +22,9 @@ from moa_core.config import MoAConfig, QuorumSpec, StageSpec
 from moa_core.evaluation.records import EvalReport, EvalResults
 from moa_core.evaluation.report import judged_outcomes, pairwise_report
 from moa_core.evaluation.report_html import eval_report_html
+from moa_core.events import CallRef, RunDone, RunStarted, Totals
 from moa_core.stage_layout import CHOSEN, LETTERS_TITLE, NOT_USED, RANKING_TITLE, USED
-from moa_core.store import get_run, open_db
+from moa_core.store import Recorder, get_run, open_db
 from moa_core.store.html_export import REPLAY_JS, leaderboard_html, run_html
 from moa_core.store.html_page import esc, markdown_html
 from moa_core.vocab import StageKind
@@ -46,6 +49,7 @@ from tests.html_export_support import (
     scan,
     visible,
 )
+from tests.test_store_support import config, draft, stream
 
 
 @pytest.fixture
@@ -362,3 +366,28 @@ def test_a_ranker_run_with_a_quorum_marks_used_cut_and_chosen(engine: Engine) ->
     assert esc(COUNCIL_ANSWERS[1]) in columns["Selector · Picker"]
     assert "Chosen draft:</b> P2, returned verbatim as the answer." in page[page.index(final) :]
     assert "mark" not in columns["Selector · Picker"].split("<div")[0]
+
+
+def test_a_judge_call_and_single_models_keep_their_columns(engine: Engine) -> None:
+    """Calls that are no stage still show: single models in their row, a judge beside them."""
+    run_id, t = "judged", 1_700_000_000.0
+    cfg = config(("local/a",))
+    events: list = [RunStarted(run_id, "Judge this", [], cfg.model_dump(mode="json"), cfg.stable_hash(), "", "eval", t)]
+    events += draft(CallRef(run_id, "baseline", -1, 0, "local/base", "Solo <i>x</i>"), "Alone answer.", t)
+    events += draft(CallRef(run_id, "judge", 0, 0, "local/judge"), "Verdict: [[A]]", t + 1)
+    events.append(RunDone(run_id, "done", "", Totals(2, 2, 0.0, 2.0, 2, 0), t + 2))
+
+    async def main() -> None:
+        async with aclosing(Recorder(engine).record(stream(events))) as evs:
+            async for _ in evs:
+                pass
+
+    asyncio.run(main())
+    data = get_run(engine, run_id)
+    assert data is not None
+    page = run_html(data)
+    assert_inert(page, REPLAY_JS)
+    assert page.count('<section class="col ') == 2
+    row = page[page.index("<h2>Single models</h2>") :]
+    assert row.index(esc("Alone · Solo <i>x</i>")) < row.index("Judge · local/judge") < row.index("<h2>Calls</h2>")
+    assert "Verdict: [[A]]" in row and "Alone answer." in row
