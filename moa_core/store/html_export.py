@@ -3,8 +3,8 @@
 `run_html(get_run(...))` has the question, one row of columns per stage as the run ran it
 (the rows and titles of `stage_layout`, as the app shows them), what each stage decided (a
 quorum's used / not used marks, a review's de-anonymised ranking, a select's choice), the
-final answer beside the baselines, per-call metrics, the call timeline (inline SVG), ratings, comments and
-votes, and a Replay button that types each column again on the run's own clock. Every
+final answer beside the baselines, per-call metrics, the call timeline (inline SVG),
+ratings, comments and votes, and a Replay button that types each column again on the run's own clock. Every
 text is in the HTML itself, so the page reads the same with scripts off; the script only
 animates what is already there.
 """
