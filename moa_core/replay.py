@@ -17,7 +17,6 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from moa_core.config import AgentSpec, MoAConfig
 from moa_core.events import (
     CallRef,
     ContextTrimmed,
@@ -31,7 +30,7 @@ from moa_core.events import (
     Totals,
     Usage,
 )
-from moa_core.vocab import STAGE_ROLE, GenerationStatus, Role, RunStatus, StageKind, call_id
+from moa_core.vocab import GenerationStatus, Role, RunStatus, StageKind
 
 SPEEDS: dict[str, float | None] = {"1×": 1.0, "2×": 2.0, "5×": 5.0, "instant": None}
 # Derived timing for old runs: one piece of text per this many seconds (at most DERIVED_MAX pieces).
@@ -217,102 +216,8 @@ async def replay_events(stored: Mapping[str, Any], speed: float | None = 1.0) ->
         yield item.event
 
 
-# -- the columns a run is shown in (live, replayed, or stored) ------------------------------
-
-# (stage title, [(call id, column title), ...]): one row of columns.
-Row = tuple[str, list[tuple[str, str]]]
-KIND_OF_ROLE: dict[str, StageKind] = {str(role): kind for kind, role in STAGE_ROLE.items()}
-
-
-def stage_title(kind: StageKind, index: int, n: int, quorum_k: int | None = None) -> str:
-    """A stage row's heading; a propose stage keeps the name old runs were shown with."""
-    if kind == StageKind.PROPOSE:
-        title = f"Layer {index + 1} · {n} proposers"
-    elif kind == StageKind.REVIEW:
-        title = f"Layer {index + 1} · peer review by {n} reviewers (answers anonymised)"
-    elif kind == StageKind.SELECT:
-        title = "Selected answer and single models"
-    else:
-        title = "Aggregated answer and single models"
-    return title + (f" · quorum {quorum_k} of {n}" if quorum_k else "")
-
-
-def column_title(kind: StageKind, name: str) -> str:
-    if kind == StageKind.REVIEW:
-        return f"Review by {name}"
-    if kind == StageKind.SYNTHESIZE:
-        return f"MoA · {name}"
-    if kind == StageKind.SELECT:
-        return f"Selector · {name}"
-    return name
-
-
-def baseline_title(name: str) -> str:
-    return f"Alone · {name}"
-
-
-def _rows(
-    stages: Sequence[tuple[int, StageKind, Sequence[tuple[int, str]], int | None]], baselines: Sequence[tuple[int, str]]
-) -> list[Row]:
-    """(index, kind, [(slot, name)], quorum k) per stage -> rows; the baselines join the final row."""
-    rows: list[Row] = []
-    for i, kind, agents, k in stages:
-        role = STAGE_ROLE[kind]
-        calls = [(call_id(role, i, slot), column_title(kind, name)) for slot, name in agents]
-        rows.append((stage_title(kind, i, len(agents), k), calls))
-    extra = [(call_id(Role.BASELINE, -1, slot), baseline_title(name)) for slot, name in baselines]
-    if stages and stages[-1][1] in (StageKind.SYNTHESIZE, StageKind.SELECT):
-        rows[-1] = (rows[-1][0], rows[-1][1] + extra)
-    elif extra:  # a run that ended before its final stage
-        rows.append(("Single models", extra))
-    return rows
-
-
-def pipeline_columns(config: MoAConfig, baselines: Sequence[AgentSpec]) -> list[Row]:
-    """The live columns of a run of `config`: one row per stage, the baselines beside the final answer."""
-    stages = [
-        (i, s.kind, list(enumerate(a.display_name for a in s.agents)), s.quorum.k if s.quorum else None)
-        for i, s in enumerate(config.pipeline())
-    ]
-    return _rows(stages, list(enumerate(a.display_name for a in baselines)))
-
-
-def _stored_quorums(stored: Mapping[str, Any]) -> dict[int, int]:
-    stages = ((stored.get("run") or {}).get("config") or {}).get("stages") or []
-    out = {}
-    for i, s in enumerate(stages):
-        k = (s.get("quorum") or {}).get("k") if isinstance(s, dict) else None
-        if isinstance(k, int):
-            out[i] = k
-    return out
-
-
-def stage_columns(stored: Mapping[str, Any]) -> list[Row]:
-    """The live columns of a stored run, from its generations (role and layer say the stage),
-    so any pipeline shows as it ran: the same rows `pipeline_columns` gives its config. Roles
-    that are no stage (a judge) are left out."""
-    by_layer: dict[int, tuple[StageKind, list[tuple[int, str]]]] = {}
-    baselines: list[tuple[int, str]] = []
-    for g in sorted(stored["generations"], key=lambda g: (g["layer"], g["slot"])):
-        name = g.get("label") or g.get("model") or ""
-        if g["role"] == Role.BASELINE:
-            baselines.append((int(g["slot"]), name))
-        elif g["role"] in KIND_OF_ROLE:
-            by_layer.setdefault(int(g["layer"]), (KIND_OF_ROLE[g["role"]], []))[1].append((int(g["slot"]), name))
-    quorums = _stored_quorums(stored)
-    stages = [(i, kind, agents, quorums.get(i)) for i, (kind, agents) in sorted(by_layer.items())]
-    return _rows(stages, baselines)
-
-
 __all__ = [
-    "KIND_OF_ROLE",
     "SPEEDS",
-    "Row",
-    "baseline_title",
-    "column_title",
-    "pipeline_columns",
     "replay_events",
-    "stage_columns",
-    "stage_title",
     "timing_is_derived",
 ]

@@ -1,4 +1,4 @@
-"""A stored run full of hostile text, and a parser that lists what an HTML page could load or run.
+"""A stored run full of hostile text, a council run through the real engine, and a parser that lists what an HTML page could load or run.
 
 Shared by the unit, CLI and browser tests of the HTML export (no tests here)."""
 
@@ -10,11 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from typing import Any
 
 from sqlalchemy import Engine
 
+from moa_core.config import AgentSpec, MoAConfig, StageSpec
+from moa_core.engine import run_moa
 from moa_core.events import CallRef, LayerDone, RunDone, RunStarted, Totals
 from moa_core.store import Recorder, add_rating, add_vote
+from moa_core.vocab import StageKind
 from tests.test_store_support import config, draft, stream
 
 # Each is shown as text: none may become a tag, a handler, a link or a fetch.
@@ -89,6 +93,66 @@ def record_hostile_run(engine: Engine) -> str:
     add_rating(engine, gens["aggregator0"], 5, "", "bob")
     add_vote(engine, gens["aggregator0"], gens["baseline0"], "left", RATER, blind=True, run_id=run_id)
     return run_id
+
+
+# -- pipelines: a council (propose -> review -> chairman) recorded through the real engine --------
+
+
+COUNCIL_Q = "What is the capital of France?"
+COUNCIL_ANSWERS = ["Paris is the capital.", "It is Lyon, says the second.", "Paris, on the Seine."]
+CHAIRMAN_TEXT = "The council agrees: Paris."
+
+
+def mock_agent(label: str, text: str, **extra: Any) -> AgentSpec:
+    """An agent that answers `text` through litellm's mock_response (no server, no key)."""
+    return AgentSpec(model=f"openai/mock-{len(label)}", label=label, extra={"mock_response": text, **extra})
+
+
+def ranking_text(*letters: str) -> str:
+    lines = "\n".join(f"{i}. Response {x}" for i, x in enumerate(letters, start=1))
+    return f"Critique by a reviewer: Response A is terse <b>x</b>.\n\nFINAL RANKING:\n{lines}"
+
+
+def record_pipeline(engine: Engine, cfg: MoAConfig, baselines: list[AgentSpec] | None = None) -> dict[str, Any]:
+    """A run of `cfg` through the real engine and Recorder (agents answer with mock_response)."""
+
+    async def main() -> list[Any]:
+        async with aclosing(Recorder(engine).record(run_moa(COUNCIL_Q, cfg, baselines=baselines))) as stream:
+            return [ev async for ev in stream]
+
+    with ThreadPoolExecutor(1) as pool:  # its own thread, as in record_hostile_run
+        events = pool.submit(asyncio.run, main()).result()
+    assert isinstance(events[-1], RunDone) and events[-1].status == "done", events[-1]
+    from moa_core.store import get_run
+
+    data = get_run(engine, events[0].run_id)
+    assert data is not None
+    return data
+
+
+def council_config() -> MoAConfig:
+    """council-local's shape: three proposers (one with a hostile label), two reviewers, a chairman."""
+    return MoAConfig(
+        name="council",
+        stages=[
+            StageSpec(
+                kind=StageKind.PROPOSE,
+                agents=[
+                    mock_agent(label, t) for label, t in zip([HOSTILE_LABEL, "P2", "P3"], COUNCIL_ANSWERS, strict=True)
+                ],
+            ),
+            StageSpec(
+                kind=StageKind.REVIEW,
+                agents=[
+                    mock_agent("Rev one", ranking_text("A", "B", "C")),
+                    mock_agent("Rev two", ranking_text("C", "A", "B")),
+                ],
+            ),
+            StageSpec(kind=StageKind.SYNTHESIZE, agents=[mock_agent("Chair", CHAIRMAN_TEXT)], with_reviews=True),
+        ],
+        num_retries=0,
+        timeout=20,
+    )
 
 
 @dataclass

@@ -13,11 +13,14 @@ from moa_core.store import open_db
 from moa_core.store.html_export import export_run_html
 from tests.html_export_support import (
     BASELINE_TEXT,
+    CHAIRMAN_TEXT,
     COMMENT,
     FINAL_TEXT,
     HOSTILE_LABEL,
     PROPOSER_TEXTS,
+    council_config,
     record_hostile_run,
+    record_pipeline,
     visible,
 )
 
@@ -102,6 +105,39 @@ def test_replay_types_every_column_again(browser, exported: Path) -> None:
         assert final.inner_text() == full
         assert page.locator("section.col.aggregator a[href='https://example.org/ok']").count() == 1
         assert page.inner_text("#replay") == "Replay"
+        assert blocked == [] and requests == [url] and dialogs == []
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def exported_council(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("council")
+    engine = open_db(f"sqlite:///{tmp / 'moa.db'}")
+    data = record_pipeline(engine, council_config())
+    return export_run_html(engine, data["run"]["id"], tmp / "council.html")
+
+
+def test_exported_council_run_shows_its_stages_offline(browser, exported_council: Path) -> None:
+    """Scripts off: the proposals, the reviewers' own row, the ranking table (the hostile label
+    as text) and the chairman, in that order, all on screen, and nothing requested."""
+    ctx, page, url, blocked, requests, dialogs = open_offline(browser, exported_council, javascript=False)
+    try:
+        headings = page.locator("h2").all_inner_texts()
+        assert headings[:3] == [
+            "Layer 1 · 3 proposers",
+            "Layer 2 · peer review by 2 reviewers (answers anonymised)",
+            "Aggregated answer and single models",
+        ]
+        assert page.locator("section.col.reviewer").count() == 2
+        expect(page.get_by_text("Review by Rev one")).to_be_visible()
+        ranking = page.locator(".stage-result table").first
+        expect(ranking).to_be_visible()
+        assert ranking.locator("th").all_inner_texts() == ["place", "model", "mean rank", "Borda", "votes"]
+        models = ranking.locator("tbody td:nth-child(2)").all_inner_texts()
+        assert sorted(models) == sorted([HOSTILE_LABEL, "P2", "P3"])
+        assert ranking.locator("b, a").count() == 0
+        expect(page.get_by_text(CHAIRMAN_TEXT)).to_be_visible()
         assert blocked == [] and requests == [url] and dialogs == []
     finally:
         ctx.close()

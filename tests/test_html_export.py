@@ -6,7 +6,10 @@ nothing can be fetched."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import re
+from contextlib import aclosing
 from pathlib import Path
 
 import pandas as pd
@@ -15,15 +18,21 @@ from sqlalchemy import Engine
 
 from moa_core.analysis.leaderboard import leaderboard
 from moa_core.cli import main
+from moa_core.config import MoAConfig, QuorumSpec, StageSpec
 from moa_core.evaluation.records import EvalReport, EvalResults
 from moa_core.evaluation.report import judged_outcomes, pairwise_report
 from moa_core.evaluation.report_html import eval_report_html
-from moa_core.store import get_run, open_db
+from moa_core.events import CallRef, RunDone, RunStarted, Totals
+from moa_core.stage_layout import CHOSEN, LETTERS_TITLE, NOT_USED, RANKING_TITLE, USED
+from moa_core.store import Recorder, get_run, open_db
 from moa_core.store.html_export import REPLAY_JS, leaderboard_html, run_html
-from moa_core.store.html_page import markdown_html
+from moa_core.store.html_page import esc, markdown_html
+from moa_core.vocab import StageKind
 from tests.html_export_support import (
     BASELINE_TEXT,
+    CHAIRMAN_TEXT,
     COMMENT,
+    COUNCIL_ANSWERS,
     ERROR,
     FINAL_TEXT,
     HOSTILE,
@@ -33,10 +42,14 @@ from tests.html_export_support import (
     QUESTION,
     RATER,
     assert_inert,
+    council_config,
+    mock_agent,
     record_hostile_run,
+    record_pipeline,
     scan,
     visible,
 )
+from tests.test_store_support import config, draft, stream
 
 
 @pytest.fixture
@@ -80,6 +93,23 @@ def test_run_page_has_every_text_and_nothing_runs(engine: Engine, run_id: str) -
     assert "Alone · Base <u>line</u>" in text
     # The allowed link stays a link, an image is a link to its URL; nothing else is one.
     assert scan(page).hrefs == ["http://evil.example/pixel.png", "https://example.org/ok"]
+
+
+LEGACY_GOLDEN = Path(__file__).parent / "golden" / "legacy_run_export.body.html"
+
+
+def test_an_old_run_exports_exactly_as_before(engine: Engine, run_id: str) -> None:
+    """A layers + aggregator run's page, everything from <body> on, as the export wrote it before
+    stages were shown (the golden file was written by that code, up to its unchanged replay
+    script; only the run id differs)."""
+    data = get_run(engine, run_id)
+    assert data is not None
+    for v in data["votes"]:
+        v["created_at"] = 1_700_000_100.0  # the one clock time the recording does not fix
+    page = run_html(data).replace(run_id, "RUNID")
+    body, script = page[page.index("<body>") :].split("<script>")
+    assert body == LEGACY_GOLDEN.read_text(encoding="utf-8")
+    assert script == f"{REPLAY_JS}</script></body></html>\n"
 
 
 def test_run_page_reads_without_script(engine: Engine, run_id: str) -> None:
@@ -245,3 +275,119 @@ def test_history_and_analysis_offer_html_downloads(tmp_path: Path, monkeypatch) 
         assert not at.exception and "Download as HTML" in _download_labels(at)  # one vote: a leaderboard
     finally:
         layout._store.clear()
+
+
+# -- pipelines: recorded through the real engine and Recorder (litellm mock_response agents) ----------
+
+
+def _between(page: str, start: str, end: str) -> str:
+    return page[page.index(start) : page.index(end, page.index(start))]
+
+
+def test_a_council_run_shows_its_stages_in_order_with_the_ranking(engine: Engine) -> None:
+    data = record_pipeline(engine, council_config(), [mock_agent("Solo", "Paris, alone.")])
+    page = run_html(data)
+    assert_inert(page, REPLAY_JS)
+    propose, review, final = (
+        "<h2>Layer 1 · 3 proposers</h2>",
+        "<h2>Layer 2 · peer review by 2 reviewers (answers anonymised)</h2>",
+        "<h2>Aggregated answer and single models</h2>",
+    )
+    assert page.index(propose) < page.index(review) < page.index(RANKING_TITLE) < page.index(final)
+    # Each stage's columns sit under its own heading: the critiques are a stage, not final answers.
+    proposals = _between(page, propose, review)
+    assert all(esc(a) in proposals for a in COUNCIL_ANSWERS) and esc(HOSTILE_LABEL) in proposals
+    reviews = _between(page, review, RANKING_TITLE)
+    assert reviews.count('class="col reviewer"') == 2
+    assert "Review by Rev one" in reviews and "Review by Rev two" in reviews and "FINAL RANKING" in reviews
+    finals = page[page.index(final) :]
+    assert "MoA · Chair" in finals and CHAIRMAN_TEXT in finals and "Alone · Solo" in finals
+    assert "Review by" not in finals and 'class="col reviewer"' not in finals
+
+    # The aggregate ranking, de-anonymised: model names, mean rank, Borda, votes, as stored.
+    details = data["stages"][1]["details"]
+    ranking = _between(page, RANKING_TITLE, final)
+    body = ranking[ranking.index("<tbody>") : ranking.index("</tbody>")]
+    mean = ["–" if r["mean_rank"] is None else f"{r['mean_rank']:.2f}" for r in details["aggregate"]]
+    expected = [
+        [str(place), esc(r["name"]), m, f"{r['borda']:.1f}", str(r["votes"])]
+        for place, (r, m) in enumerate(zip(details["aggregate"], mean, strict=True), start=1)
+    ]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in body.split("</tr>")[:-1]]
+    assert cells == expected and len(cells) == 3
+    assert {r["name"] for r in details["aggregate"]} == {HOSTILE_LABEL, "P2", "P3"}
+    assert "Response" not in body
+    # Which letter each reviewer saw which answer as (its own shuffled order).
+    label = {g["call_id"]: g["label"] for g in data["generations"]}
+    letters = ranking[ranking.index(LETTERS_TITLE) :]
+    for rv in details["reviews"]:
+        assert "; ".join(f"{chr(65 + i)} = {esc(label[c])}" for i, c in enumerate(rv["order"])) in letters
+
+
+def test_a_hostile_model_label_in_the_ranking_table_stays_text(engine: Engine) -> None:
+    data = record_pipeline(engine, council_config())
+    page = run_html(data)
+    s = assert_inert(page, REPLAY_JS)
+    ranking = _between(page, RANKING_TITLE, "<h2>Aggregated answer")
+    assert f"<td>{esc(HOSTILE_LABEL)}</td>" in ranking
+    assert HOSTILE_LABEL not in page  # never raw: "<b>" would be a tag
+    assert "b" not in s.tags and "a" not in s.tags
+    assert HOSTILE_LABEL in page_text(page)
+
+
+def test_a_ranker_run_with_a_quorum_marks_used_cut_and_chosen(engine: Engine) -> None:
+    slow = mock_agent("Slow four", "Marseille.", mock_delay=60)
+    cfg = MoAConfig(
+        name="ranker",
+        stages=[
+            StageSpec(
+                kind=StageKind.PROPOSE,
+                agents=[*(mock_agent(f"P{i + 1}", t) for i, t in enumerate(COUNCIL_ANSWERS)), slow],
+                quorum=QuorumSpec(k=3),
+            ),
+            StageSpec(kind=StageKind.SELECT, agents=[mock_agent("Picker", "CHOICE: Response B")]),
+        ],
+        num_retries=0,
+        timeout=20,
+    )
+    data = record_pipeline(engine, cfg)
+    assert data["run"]["final_text"] == COUNCIL_ANSWERS[1]
+    page = run_html(data)
+    assert_inert(page, REPLAY_JS)
+    propose, final = "<h2>Layer 1 · 4 proposers · quorum 3 of 4</h2>", "<h2>Selected answer and single models</h2>"
+    assert page.index(propose) < page.index(final)
+    columns = {
+        m.group(1): m.group(0) for m in re.finditer(r"<section[^>]*><h3>([^<]*)</h3>.*?</section>", page, flags=re.S)
+    }
+    assert f'<p class="mark cut">✂️ {NOT_USED}</p>' in columns["Slow four"]
+    assert f'<p class="mark used">✅ {USED}</p>' in columns["P1"] and f"✅ {USED}" in columns["P3"]
+    assert f'<p class="mark used">✅ {CHOSEN}</p>' in columns["P2"]
+    # The selector's column holds its answer: the chosen draft, verbatim.
+    assert esc(COUNCIL_ANSWERS[1]) in columns["Selector · Picker"]
+    assert "Chosen draft:</b> P2, returned verbatim as the answer." in page[page.index(final) :]
+    assert "mark" not in columns["Selector · Picker"].split("<div")[0]
+
+
+def test_a_judge_call_and_single_models_keep_their_columns(engine: Engine) -> None:
+    """Calls that are no stage still show: single models in their row, a judge beside them."""
+    run_id, t = "judged", 1_700_000_000.0
+    cfg = config(("local/a",))
+    events: list = [RunStarted(run_id, "Judge this", [], cfg.model_dump(mode="json"), cfg.stable_hash(), "", "eval", t)]
+    events += draft(CallRef(run_id, "baseline", -1, 0, "local/base", "Solo <i>x</i>"), "Alone answer.", t)
+    events += draft(CallRef(run_id, "judge", 0, 0, "local/judge"), "Verdict: [[A]]", t + 1)
+    events.append(RunDone(run_id, "done", "", Totals(2, 2, 0.0, 2.0, 2, 0), t + 2))
+
+    async def main() -> None:
+        async with aclosing(Recorder(engine).record(stream(events))) as evs:
+            async for _ in evs:
+                pass
+
+    asyncio.run(main())
+    data = get_run(engine, run_id)
+    assert data is not None
+    page = run_html(data)
+    assert_inert(page, REPLAY_JS)
+    assert page.count('<section class="col ') == 2
+    row = page[page.index("<h2>Single models</h2>") :]
+    assert row.index(esc("Alone · Solo <i>x</i>")) < row.index("Judge · local/judge") < row.index("<h2>Calls</h2>")
+    assert "Verdict: [[A]]" in row and "Alone answer." in row

@@ -24,7 +24,8 @@ from moa_core.analysis import review_ranking
 from moa_core.config import AgentSpec, LayerSpec, MoAConfig, QuorumSpec, StageSpec
 from moa_core.engine import NOT_USED, collect, run_moa
 from moa_core.events import DraftDone, DraftStarted, Event, LayerDone, RunDone, TokenDelta
-from moa_core.replay import replay_events, stage_columns
+from moa_core.replay import replay_events
+from moa_core.stage_layout import stage_columns
 from moa_core.store import Recorder, dispose_engines, get_engine, get_run, init_db, open_db
 from moa_core.store.db import current_revision, upgrade
 from moa_core.vocab import StageKind

@@ -13,21 +13,22 @@ from streamlit.testing.v1 import AppTest
 
 from moa_core.config import load_preset
 from moa_core.events import CallRef, DraftDone, DraftStarted, LayerDone, RunDone, RunStarted, Totals, Usage
-from moa_core.replay import pipeline_columns, stage_columns
-from moa_core.store import open_db
-from moa_core.store.queries import get_run
-from moa_core.store.recorder import Recorder
-from moa_core.ui.pipeline_view import (
+from moa_core.stage_layout import (
     CHOSEN,
     NOT_USED,
     USED,
     StageResult,
     call_names,
     marks,
+    pipeline_columns,
     ranking_rows,
     reviewer_rows,
+    stage_columns,
     stored_stage_results,
 )
+from moa_core.store import open_db
+from moa_core.store.queries import get_run
+from moa_core.store.recorder import Recorder
 from moa_core.vocab import Role, StageKind
 from tests.conftest import md_text
 

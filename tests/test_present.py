@@ -34,7 +34,7 @@ def test_stages_follow_the_run_order():
     got = [(s.title, [g["id"] for g in s.calls]) for s in stages(gens)]
     assert got == [
         ("Layer 1 · 2 proposers", [4, 3]),
-        ("Layer 2 · 1 proposers", [2]),
+        ("Layer 2 · 1 proposer", [2]),
         ("Aggregated answer and single models", [5, 1]),
     ]
 

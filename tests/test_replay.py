@@ -19,7 +19,8 @@ from sqlalchemy import text, update
 from moa_core import replay
 from moa_core.engine import run_moa
 from moa_core.events import DraftDone, Event, LayerDone, RunDone, RunStarted, TokenDelta
-from moa_core.replay import replay_events, stage_columns, timing_is_derived
+from moa_core.replay import replay_events, timing_is_derived
+from moa_core.stage_layout import stage_columns
 from moa_core.store import Recorder, add_rating, dispose_engines, get_engine, get_run, open_db
 from moa_core.store.db import alembic_config, current_revision, init_db, upgrade
 from moa_core.store.models import Generation, table_of

@@ -1,8 +1,10 @@
 """A stored run, or the leaderboard, as one self-contained HTML file to share (no server).
 
-`run_html(get_run(...))` has the question, every layer's columns, the final answer beside
-the baselines, per-call metrics, the call timeline (inline SVG), ratings, comments and
-votes, and a Replay button that types each column again on the run's own clock. Every
+`run_html(get_run(...))` has the question, one row of columns per stage as the run ran it
+(the rows and titles of `stage_layout`, as the app shows them), what each stage decided (a
+quorum's used / not used marks, a review's de-anonymised ranking, a select's choice), the
+final answer beside the baselines, per-call metrics, the call timeline (inline SVG),
+ratings, comments and votes, and a Replay button that types each column again on the run's own clock. Every
 text is in the HTML itself, so the page reads the same with scripts off; the script only
 animates what is already there.
 """
@@ -18,6 +20,24 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
+from moa_core.stage_layout import (
+    CHOSEN_TAIL,
+    LETTERS_TITLE,
+    NO_RANKING,
+    NOT_USED,
+    RANKING_TITLE,
+    STATUS_NOTE,
+    Row,
+    StageResult,
+    call_names,
+    chosen_draft,
+    ranking_note,
+    ranking_rows,
+    reviewer_rows,
+    stage_columns,
+    stage_marks,
+    stored_stage_results,
+)
 from moa_core.store.db import StoreError
 from moa_core.store.html_page import (
     document,
@@ -29,16 +49,11 @@ from moa_core.store.html_page import (
     table,
 )
 from moa_core.store.queries import get_run
-from moa_core.vocab import GenerationStatus, Role, RunStatus, VoteOutcome
+from moa_core.vocab import FINAL_STAGE_ROLES, GenerationStatus, Role, RunStatus, StageKind, VoteOutcome, call_id
 
-ROLE_TITLE: dict[str, str] = {Role.AGGREGATOR: "MoA · ", Role.BASELINE: "Alone · ", Role.JUDGE: "Judge · "}
-STATUS_NOTE: dict[str, str] = {
-    GenerationStatus.CANCELLED: "stopped before it finished",
-    GenerationStatus.INTERRUPTED: (
-        "cut off: the server process stopped while this was streaming; above is what had arrived"
-    ),
-    GenerationStatus.STREAMING: "still streaming when exported",
-}
+EXPORT_NOTE: dict[str, str] = {**STATUS_NOTE, GenerationStatus.STREAMING: "still streaming when exported"}
+# Roles that run in a stage of their own (their layer is the stage's index).
+STAGED_ROLES = (Role.PROPOSER, Role.REVIEWER)
 
 # Types each column's text again, on the run's clock: a column starts at its first token
 # and ends when its call ended (or follows `data-timing`, [seconds after start, characters
@@ -88,20 +103,22 @@ def _timing(g: dict[str, Any]) -> str:
     return f' data-timing="{esc(json.dumps(pairs))}"' if pairs else ""
 
 
-def _column(g: dict[str, Any], ratings: list[dict[str, Any]], t0: float) -> str:
+def _column(g: dict[str, Any], ratings: list[dict[str, Any]], t0: float, title: str, mark: str | None) -> str:
     start = float(g["started_at"]) - t0
     end = float(g["ended_at"]) - t0 if g.get("ended_at") is not None else start + float(g.get("latency") or 0)
     first = start + float(g["ttft"]) if g.get("ttft") is not None else start
-    title = ROLE_TITLE.get(g["role"], "") + _name(g)
     parts = [
         f'<section class="col {esc(g["role"])}" data-replay data-first="{first:.3f}" data-end="{max(end, first):.3f}"'
         f"{_timing(g)}><h3>{esc(title)}</h3>",
-        f'<div class="out">{markdown_html(g["text"])}</div>',
     ]
+    if mark:
+        cut = mark == NOT_USED
+        parts.append(f'<p class="mark {"cut" if cut else "used"}">{"✂️ " if cut else "✅ "}{esc(mark)}</p>')
+    parts.append(f'<div class="out">{markdown_html(g["text"])}</div>')
     if g.get("error"):
         parts.append(f'<p class="err">{esc(g["error"])}</p>')
-    elif g["status"] in STATUS_NOTE:
-        parts.append(f'<p class="warn">{esc(STATUS_NOTE[g["status"]])}</p>')
+    elif g["status"] in EXPORT_NOTE:
+        parts.append(f'<p class="warn">{esc(EXPORT_NOTE[g["status"]])}</p>')
     parts.append(f'<p class="meta">{esc(_metrics(g))}</p>')
     if ratings:
         items = "".join(
@@ -142,7 +159,7 @@ def timeline_svg(gens: list[dict[str, Any]]) -> str:
     for i, g in enumerate(ordered):
         y = top + i * row_h
         s, e = float(g["started_at"]) - t0, end_of(g)
-        layer = f"L{g['layer'] + 1} " if g["role"] == Role.PROPOSER else ""
+        layer = f"L{g['layer'] + 1} " if g["role"] in STAGED_ROLES else ""
         name = f"{layer}{g['role']} · {_name(g)}"
         short = name if len(name) <= 38 else name[:37] + "…"
         cls = "failed" if g.get("error") else esc(g["role"])
@@ -185,7 +202,7 @@ def _calls_table(gens: list[dict[str, Any]]) -> str:
     rows = [
         [
             g["role"],
-            g["layer"] + 1 if g["role"] == Role.PROPOSER else "–",
+            g["layer"] + 1 if g["role"] in STAGED_ROLES else "–",
             _name(g),
             g["model"],
             g["prompt_tokens"],
@@ -225,6 +242,68 @@ def _votes(votes: list[dict[str, Any]], gens: list[dict[str, Any]]) -> str:
     return "<h2>Votes</h2>" + table(["left", "right", "outcome", "how", "rater", "when"], rows)
 
 
+def _rows(data: dict[str, Any]) -> list[Row]:
+    """The app's rows of stage columns; a judge's call (no stage) sits beside the final answer."""
+    rows = stage_columns(data)
+    judges = [
+        (call_id(g["role"], int(g["layer"]), int(g["slot"])), f"Judge · {_name(g)}")
+        for g in sorted(data["generations"], key=lambda g: g["slot"])
+        if g["role"] == Role.JUDGE
+    ]
+    if not judges:
+        return rows
+    if rows and not rows[-1][1][0][0].startswith((Role.PROPOSER, Role.REVIEWER)):
+        return [*rows[:-1], (rows[-1][0], rows[-1][1] + judges)]
+    return [*rows, ("Judge", judges)]
+
+
+def _ranking(result: StageResult, names: dict[str, str]) -> str:
+    """A review stage's aggregate ranking, de-anonymised, and which letter each reviewer saw."""
+    rows = ranking_rows(result.details, names)
+    parts = [f"<h3>{esc(RANKING_TITLE)}</h3>"]
+    if rows:
+        keys = list(rows[0])
+        parts.append(table(keys, [[r[k] for k in keys] for r in rows], numeric=[k != "model" for k in keys]))
+    else:
+        parts.append(f'<p class="note">{esc(NO_RANKING)}</p>')
+    parts.append(f'<p class="note">{esc(ranking_note(result.details))}</p>')
+    reviews = reviewer_rows(result.details, names)
+    if reviews:
+        keys = list(reviews[0])
+        parts.append(f"<h3>{esc(LETTERS_TITLE)}</h3>" + table(keys, [[r[k] for k in keys] for r in reviews]))
+    return '<div class="stage-result">' + "".join(parts) + "</div>"
+
+
+def _stage_result(result: StageResult, names: dict[str, str]) -> str:
+    if result.kind == StageKind.REVIEW:
+        return _ranking(result, names)
+    chosen = chosen_draft(result, names)
+    if chosen is None:
+        return ""
+    name, how = chosen
+    return f'<p class="chosen"><b>Chosen draft:</b> {esc(name)}{esc(how)}{esc(CHOSEN_TAIL)}</p>'
+
+
+def _stages(data: dict[str, Any], ratings: dict[int, list[dict[str, Any]]], t0: float) -> str:
+    """One row of columns per stage, in order, each followed by what that stage decided."""
+    by_call = {call_id(g["role"], int(g["layer"]), int(g["slot"])): g for g in data["generations"]}
+    rows = _rows(data)
+    names = call_names(rows, data)
+    results = stored_stage_results(data)
+    call_marks = stage_marks(results)
+    out: list[str] = []
+    shown: set[int] = set()
+    for title, calls in rows:
+        out.append(f"<h2>{esc(title)}</h2>")
+        columns = (_column(by_call[c], ratings[by_call[c]["id"]], t0, t, call_marks.get(c)) for c, t in calls)
+        out.append('<div class="cols">' + "".join(columns) + "</div>")
+        for layer in sorted({int(by_call[c]["layer"]) for c, _ in calls} - shown):
+            shown.add(layer)
+            if layer in results:
+                out.append(_stage_result(results[layer], names))
+    return "".join(out)
+
+
 def run_html(data: dict[str, Any]) -> str:
     """`get_run`'s dict as one self-contained HTML page."""
     run, gens = data["run"], data["generations"]
@@ -257,20 +336,10 @@ def run_html(data: dict[str, Any]) -> str:
         + ("" if any(g.get("timing") for g in gens) else " (at an even rate from each call's first token to its end)")
         + "</span></div>"
     )
-    layers: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    finals: list[dict[str, Any]] = []
-    for g in gens:
-        (layers[g["layer"]] if g["role"] == Role.PROPOSER else finals).append(g)
-    for layer in sorted(layers):
-        row = sorted(layers[layer], key=lambda g: g["slot"])
-        body.append(f"<h2>Layer {layer + 1} · {len(row)} proposer{'s' if len(row) != 1 else ''}</h2>")
-        body.append('<div class="cols">' + "".join(_column(g, ratings[g["id"]], t0) for g in row) + "</div>")
-    if finals:
-        order = {Role.AGGREGATOR: 0, Role.BASELINE: 1, Role.JUDGE: 2}
-        finals.sort(key=lambda g: (order.get(g["role"], 3), g["slot"]))
-        body.append("<h2>Aggregated answer and single models</h2>")
-        body.append('<div class="cols">' + "".join(_column(g, ratings[g["id"]], t0) for g in finals) + "</div>")
-    elif run["status"] == RunStatus.RUNNING:
+    body.append(_stages(data, ratings, t0))
+    if run["status"] == RunStatus.RUNNING and not any(
+        g["role"] in (*FINAL_STAGE_ROLES, Role.BASELINE, Role.JUDGE) for g in gens
+    ):
         body.append('<p class="note">This run was still in progress when exported.</p>')
     if gens:
         body.append("<h2>Calls</h2>" + _calls_table(gens))

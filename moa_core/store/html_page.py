@@ -192,6 +192,8 @@ h3{font-size:1em;margin:0 0 .4em}
 .col{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px;min-width:0}
 .col.aggregator{border-top:4px solid var(--agg)}.col.baseline{border-top:4px solid var(--base)}
 .col.proposer{border-top:4px solid var(--accent)}
+.col.reviewer{border-top:4px solid var(--muted)}.col.selector{border-top:4px solid var(--agg)}
+.mark{font-size:.85em;margin:0 0 .4em}.mark.cut{color:var(--base)}.mark.used{color:var(--ok)}
 .out{overflow-wrap:anywhere}.out pre{white-space:pre-wrap;background:rgba(127,127,127,.12);padding:8px;border-radius:6px}
 .out.typing{white-space:pre-wrap}
 .question{background:var(--card);border-left:4px solid var(--accent);padding:4px 14px;border-radius:4px}
@@ -207,7 +209,7 @@ svg .tick{text-anchor:middle;fill:var(--muted)}svg .name{text-anchor:end}
 svg .axis{stroke:var(--muted)}svg .ci{stroke:var(--accent);stroke-width:3}svg .dot{fill:var(--accent)}
 svg .ref{stroke:var(--muted);stroke-dasharray:4 3}
 svg .bar.proposer{fill:var(--accent)}svg .bar.aggregator{fill:var(--agg)}svg .bar.baseline{fill:var(--base)}
-svg .bar.judge{fill:var(--muted)}svg .bar.failed{fill:var(--bad)}svg .first{stroke:var(--fg);stroke-width:2}
+svg .bar.judge,svg .bar.reviewer{fill:var(--muted)}svg .bar.selector{fill:var(--agg)}svg .bar.failed{fill:var(--bad)}svg .first{stroke:var(--fg);stroke-width:2}
 .controls{margin:.8em 0}button,select{font:inherit;padding:4px 12px}
 footer{margin-top:2em;color:var(--muted);font-size:.8em}
 """

@@ -42,7 +42,7 @@ from moa_core.ui.config_editor import model_choices
 from moa_core.ui.diversity_view import aggregator_section, badge, draft_color
 from moa_core.ui.layout import rater_name, run_async, store
 from moa_core.ui.rating import rating_widget
-from moa_core.ui.run_view import gen_meta, run_link
+from moa_core.ui.run_view import call_body, gen_meta, run_link
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 from moa_core.ui.streaming import LiveRun, layout_columns, show_events
 from moa_core.vocab import Role, call_id
@@ -176,12 +176,7 @@ def _show_drafts(drafts: list[dict[str, Any]]) -> None:
             st.markdown(f"**{md_escape(g['label'] or 'Draft')}** · {code_span(g['model'])} · T={temperature}")
             if g["system_prompt"]:
                 st.caption("System prompt: " + md_escape(g["system_prompt"], 200))
-            if g["text"]:
-                st.markdown(safe_markdown(g["text"]))
-            if g["error"]:
-                st.error(md_escape(g["error"]))
-            elif g["status"] == "cancelled":
-                st.warning("stopped before it finished")
+            call_body(g)
             st.caption(gen_meta(g))
 
 

@@ -14,12 +14,15 @@ from typing import Any
 
 import streamlit as st
 
-from moa_core.replay import KIND_OF_ROLE, baseline_title, column_title, stage_columns
-from moa_core.ui.pipeline_view import (
+from moa_core.stage_layout import (
+    KIND_OF_ROLE,
+    baseline_title,
     call_names,
-    show_stage_result,
+    column_title,
+    stage_columns,
     stored_stage_results,
 )
+from moa_core.ui.pipeline_view import show_stage_result
 from moa_core.ui.run_view import metrics
 from moa_core.ui.safe_text import md_escape, safe_markdown
 from moa_core.vocab import FINAL_STAGE_ROLES, Role, call_id

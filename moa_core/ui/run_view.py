@@ -12,17 +12,10 @@ from sqlalchemy.engine import Engine
 
 from moa_core.analysis.charts import run_timeline
 from moa_core.providers import llm
-from moa_core.replay import stage_columns
+from moa_core.stage_layout import NOT_USED, STATUS_NOTE, call_names, stage_columns, stage_marks, stored_stage_results
 from moa_core.ui.diversity_view import diversity_view
 from moa_core.ui.layout import fmt_cost, fmt_seconds
-from moa_core.ui.pipeline_view import (
-    NOT_USED,
-    StageResult,
-    call_names,
-    marks,
-    show_stage_result,
-    stored_stage_results,
-)
+from moa_core.ui.pipeline_view import show_stage_result
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 from moa_core.vocab import FINAL_STAGE_ROLES, Role, call_id
@@ -88,6 +81,17 @@ def run_link(run_id: str) -> str:
     return f"/History?run={run_id}"
 
 
+def call_body(g: dict[str, Any]) -> None:
+    """A stored call's text and, when it did not finish normally, why: every stored column
+    (History, the Daily challenge's drafts) shows a call the same way."""
+    if g["text"]:
+        st.markdown(safe_markdown(g["text"]))
+    if g["error"]:
+        st.error(md_escape(g["error"]))
+    elif g["status"] in STATUS_NOTE:
+        st.warning(STATUS_NOTE[g["status"]])
+
+
 def _output(
     engine: Engine,
     g: dict[str, Any],
@@ -101,14 +105,7 @@ def _output(
     st.markdown(f"**{md_escape(title)}**")
     if mark:
         st.caption(("✂️ " if mark == NOT_USED else "✅ ") + md_escape(mark))
-    if g["text"]:
-        st.markdown(safe_markdown(g["text"]))
-    if g["error"]:
-        st.error(md_escape(g["error"]))
-    elif g["status"] == "cancelled":
-        st.warning("stopped before it finished")
-    elif g["status"] == "interrupted":
-        st.warning("cut off: the server process stopped while this was streaming; above is what had arrived")
+    call_body(g)
     metrics(g, pipeline if g["role"] in FINAL_STAGE_ROLES else None)
     if rate:
         rating_widget(engine, g, ratings, rater)
@@ -158,15 +155,6 @@ def made_with(run: dict[str, Any], gens: list[dict[str, Any]]) -> None:
         st.code(template, language=None, wrap_lines=True)
 
 
-def _mark(cid: str, results: dict[int, StageResult]) -> str | None:
-    """The call's mark from the stages that decided about it; a later stage's wins (a draft
-    the quorum used and the selector then chose is shown as chosen)."""
-    found = None
-    for layer in sorted(results):
-        found = marks(results[layer]).get(cid, found)
-    return found
-
-
 def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: bool = True, key: str = "") -> None:
     run, gens = data["run"], data["generations"]
     ratings_by_gen: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -185,13 +173,14 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
     rows = stage_columns(data)
     names = call_names(rows, data)
     results = stored_stage_results(data)
+    call_marks = stage_marks(results)
     shown: set[int] = set()
     for title, calls in rows:
         st.markdown(f"##### {md_escape(title)}")
         for col, (cid, col_title) in zip(st.columns(len(calls), border=True), calls, strict=False):
             g = by_call[cid]
             with col:
-                _output(engine, g, ratings_by_gen[g["id"]], col_title, rate, rater, gens, _mark(cid, results))
+                _output(engine, g, ratings_by_gen[g["id"]], col_title, rate, rater, gens, call_marks.get(cid))
         for layer in sorted({int(g["layer"]) for g in (by_call[c] for c, _ in calls)} - shown):
             shown.add(layer)
             if layer in results:

@@ -24,16 +24,11 @@ from sqlalchemy.engine import Engine
 from moa_core.config import AgentSpec, MoAConfig
 from moa_core.engine import run_moa
 from moa_core.events import ContextTrimmed, DraftDone, DraftStarted, Event, LayerDone, RunDone, RunStarted, TokenDelta
-from moa_core.replay import pipeline_columns, replay_events, stage_columns
+from moa_core.replay import replay_events
+from moa_core.stage_layout import NOT_USED, StageResult, call_names, marks, pipeline_columns, stage_columns
 from moa_core.store.recorder import Recorder
 from moa_core.ui.layout import fmt_cost, fmt_seconds
-from moa_core.ui.pipeline_view import (
-    NOT_USED,
-    StageResult,
-    call_names,
-    marks,
-    show_stage_result,
-)
+from moa_core.ui.pipeline_view import show_stage_result
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
 from moa_core.vocab import StageKind
 
