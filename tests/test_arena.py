@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from moa_core import arena
-from moa_core.analysis.leaderboard import leaderboard
 from moa_core.analysis.contenders import contender_name
+from moa_core.analysis.leaderboard import leaderboard
 from moa_core.arena import ArenaError, Contender, SideState
 from moa_core.config import AgentSpec, LayerSpec, MoAConfig, load_preset
 from moa_core.engine import run_moa, run_single

@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from moa_core.analysis.leaderboard import battle_count_matrix, count_outcomes, win_rate_matrix
 from moa_core.analysis.agreement import AgreementReport
 from moa_core.analysis.charts import (
     battle_count_heatmap,
@@ -27,6 +26,7 @@ from moa_core.analysis.charts import (
     score_distribution,
     win_rate_heatmap,
 )
+from moa_core.analysis.leaderboard import battle_count_matrix, count_outcomes, win_rate_matrix
 from moa_core.analysis.preference_report import PreferenceReport, category_table, preference_report
 from moa_core.evaluation.feedback import load_votes
 from moa_core.store.analysis_queries import contender_costs, contender_ratings, vote_counts
