@@ -268,6 +268,13 @@ def chosen_draft(result: StageResult, names: Mapping[str, str]) -> tuple[str, st
 
 
 CHOSEN_TAIL = ", returned verbatim as the answer."
+SELECTOR_TEXT_TITLE = "What the selector wrote"
+
+
+def selector_text(result: StageResult) -> str | None:
+    """A select stage's own reply (its call's stored text is the chosen draft), if kept."""
+    text = result.details.get("selector_text") if result.kind == StageKind.SELECT else None
+    return text if isinstance(text, str) else None
 
 
 __all__ = [
@@ -278,6 +285,7 @@ __all__ = [
     "NOT_USED",
     "NO_RANKING",
     "RANKING_TITLE",
+    "SELECTOR_TEXT_TITLE",
     "STATUS_NOTE",
     "USED",
     "Row",
@@ -291,6 +299,7 @@ __all__ = [
     "ranking_note",
     "ranking_rows",
     "reviewer_rows",
+    "selector_text",
     "stage_columns",
     "stage_marks",
     "stage_title",

@@ -23,7 +23,7 @@ from moa_core.evaluation.records import EvalReport, EvalResults
 from moa_core.evaluation.report import judged_outcomes, pairwise_report
 from moa_core.evaluation.report_html import eval_report_html
 from moa_core.events import CallRef, RunDone, RunStarted, Totals
-from moa_core.stage_layout import CHOSEN, LETTERS_TITLE, NOT_USED, RANKING_TITLE, USED
+from moa_core.stage_layout import CHOSEN, LETTERS_TITLE, NOT_USED, RANKING_TITLE, SELECTOR_TEXT_TITLE, USED
 from moa_core.store import Recorder, get_run, open_db
 from moa_core.store.html_export import REPLAY_JS, leaderboard_html, run_html
 from moa_core.store.html_page import esc, markdown_html
@@ -366,6 +366,10 @@ def test_a_ranker_run_with_a_quorum_marks_used_cut_and_chosen(engine: Engine) ->
     assert esc(COUNCIL_ANSWERS[1]) in columns["Selector · Picker"]
     assert "Chosen draft:</b> P2, returned verbatim as the answer." in page[page.index(final) :]
     assert "mark" not in columns["Selector · Picker"].split("<div")[0]
+    # What the selector itself wrote stays readable, after the choice.
+    said = page.index(f"<details><summary>{SELECTOR_TEXT_TITLE}</summary>")
+    assert page.index("Chosen draft:</b> P2") < said
+    assert "CHOICE: Response B" in page[said : page.index("</details>", said)]
 
 
 def test_a_judge_call_and_single_models_keep_their_columns(engine: Engine) -> None:

@@ -16,6 +16,7 @@ from moa_core.events import CallRef, DraftDone, DraftStarted, LayerDone, RunDone
 from moa_core.stage_layout import (
     CHOSEN,
     NOT_USED,
+    SELECTOR_TEXT_TITLE,
     USED,
     StageResult,
     call_names,
@@ -275,11 +276,18 @@ def test_live_quorum_marks_used_and_cut_drafts():
 
 
 def test_live_select_names_the_chosen_draft():
-    choice = {"layer": 1, "kind": "select", "used": (), "details": {"chosen": "proposer-0-1", "parsed": True}}
+    said = "Both fine; **B** is clearer. CHOICE: Response B"
+    choice = {
+        "layer": 1,
+        "kind": "select",
+        "used": (),
+        "details": {"chosen": "proposer-0-1", "parsed": True, "selector_text": said},
+    }
     at = _live("ranker-local", [choice]).run()
     assert not at.exception
     shown = [md_text(m.value) for m in at.markdown]
     assert "**Chosen draft:** SmolLM2 135M, returned verbatim as the answer." in shown
+    assert [e.label for e in at.expander] == [SELECTOR_TEXT_TITLE] and said in shown
     assert f"✅ {CHOSEN}" in [md_text(c.value) for c in at.caption]
 
 

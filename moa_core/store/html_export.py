@@ -26,6 +26,7 @@ from moa_core.stage_layout import (
     NO_RANKING,
     NOT_USED,
     RANKING_TITLE,
+    SELECTOR_TEXT_TITLE,
     STATUS_NOTE,
     Row,
     StageResult,
@@ -34,6 +35,7 @@ from moa_core.stage_layout import (
     ranking_note,
     ranking_rows,
     reviewer_rows,
+    selector_text,
     stage_columns,
     stage_marks,
     stored_stage_results,
@@ -281,7 +283,11 @@ def _stage_result(result: StageResult, names: dict[str, str]) -> str:
     if chosen is None:
         return ""
     name, how = chosen
-    return f'<p class="chosen"><b>Chosen draft:</b> {esc(name)}{esc(how)}{esc(CHOSEN_TAIL)}</p>'
+    out = f'<p class="chosen"><b>Chosen draft:</b> {esc(name)}{esc(how)}{esc(CHOSEN_TAIL)}</p>'
+    said = selector_text(result)
+    if said is not None:
+        out += f"<details><summary>{esc(SELECTOR_TEXT_TITLE)}</summary>{markdown_html(said)}</details>"
+    return out
 
 
 def _stages(data: dict[str, Any], ratings: dict[int, list[dict[str, Any]]], t0: float) -> str:

@@ -16,13 +16,15 @@ from moa_core.stage_layout import (
     LETTERS_TITLE,
     NO_RANKING,
     RANKING_TITLE,
+    SELECTOR_TEXT_TITLE,
     StageResult,
     chosen_draft,
     ranking_note,
     ranking_rows,
     reviewer_rows,
+    selector_text,
 )
-from moa_core.ui.safe_text import md_escape
+from moa_core.ui.safe_text import md_escape, safe_markdown
 from moa_core.vocab import StageKind
 
 
@@ -57,6 +59,10 @@ def show_stage_result(result: StageResult, names: Mapping[str, str]) -> None:
     line = chosen_line(result, names)
     if line:
         st.markdown(line)
+    said = selector_text(result)
+    if said is not None:
+        with st.expander(SELECTOR_TEXT_TITLE):
+            st.markdown(safe_markdown(said))
 
 
 __all__ = ["chosen_line", "show_stage_result"]
