@@ -1,6 +1,6 @@
 """Council on local models: wall time of `council-local` against `local-moa`.
 
-Run from the repo root: .venv/bin/python benchmarks/council.py [--questions moa-studio-30] [--count 5]
+Run from the repo root: .venv/bin/python benchmarks/council.py [--questions short-answer-48] [--count 5]
 
 The first `--count` questions of a bundled question set, each run once through each preset
 by the engine (`run_moa`, nothing recorded), with the presets' own max_tokens and without
@@ -112,7 +112,7 @@ async def main(questions: str, count: int, baselines: bool) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--questions", default="moa-studio-30", help="a bundled question set or a JSONL file")
+    parser.add_argument("--questions", default="short-answer-48", help="a bundled question set or a JSONL file")
     parser.add_argument("--count", type=int, default=5, help="the first N questions")
     parser.add_argument("--baselines", action="store_true", help="run each preset's baselines too")
     args = parser.parse_args()
