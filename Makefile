@@ -76,6 +76,7 @@ benchmarks: install-test
 	$(BIN)/python benchmarks/servers.py
 	$(BIN)/python benchmarks/base_model_prompt.py
 	$(BIN)/python benchmarks/estimate_accuracy.py
+	$(BIN)/python benchmarks/council.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
