@@ -364,6 +364,7 @@ class _State:
     reviews: list[tuple[DraftDone, list[int]]] = field(default_factory=list)
     ranking: list[RankRow] = field(default_factory=list)
     seed: int | None = None
+    select_order: list[int] | None = None  # the answers' order as the selector saw them (A, B, …)
     final: str = ""
     error: str | None = None
 
@@ -374,6 +375,8 @@ class _State:
 
 
 _seed_rng = random.SystemRandom()
+# The selector's shuffle is drawn like a reviewer's, from the run's seed, under its own slot.
+SELECTOR_SLOT = -1
 
 
 def _review_notes(state: _State) -> tuple[list[str], list[str]]:
@@ -414,6 +417,11 @@ def _stage_calls(
             texts = [drafts[j] for j in order]
             build = functools.partial(_reviewer, question, history, sp)
         else:
+            # Shuffled like a reviewer's view: small selectors favour a position ("B" in 44
+            # of 48 runs of ranker-local when the order was fixed).
+            order = review_ranking.shuffled_order(len(drafts), state.review_seed(), SELECTOR_SLOT)
+            state.select_order = order
+            texts = [drafts[j] for j in order]
             build = functools.partial(_selector, question, history, sp)
         calls[ref.call_id] = _call_stream(ctx, ref, agent, _fitted(ref, agent, texts, build))
     return calls
@@ -487,14 +495,21 @@ def _conclude(ctx: _Ctx, i: int, stage: StageSpec, out: _Gathered, state: _State
             state.error = f"The selector {name} failed: {done.error if done else 'no answer'}"
         else:
             n = len(state.answers)
-            choice = review_ranking.parse_choice(used[0].text, n)
+            letter = review_ranking.parse_choice(used[0].text, n)
+            order = state.select_order or list(range(n))
+            choice = None if letter is None else order[letter]
             parsed = choice is not None
             if choice is None:
                 # Never guessed from the selector's words: the reviewers' winner, else the first answer.
                 top = state.ranking[0] if state.ranking else None
                 choice = top.answer if top is not None and top.votes else 0
             state.final = state.answers[choice].text
-            details = {"chosen": state.answers[choice].ref.call_id, "parsed": parsed}
+            details = {
+                "chosen": state.answers[choice].ref.call_id,
+                "parsed": parsed,
+                "seed": state.review_seed(),
+                "order": [state.answers[j].ref.call_id for j in order],
+            }
     return LayerDone(
         ctx.run_id,
         i,

@@ -92,6 +92,13 @@ def _stored_quorums(stored: Mapping[str, Any]) -> dict[int, int]:
     return out
 
 
+def generation_call_id(g: Mapping[str, Any]) -> str:
+    """The column id of a stored generation, as `stage_columns` names it: a single model's call
+    is in no stage (layer -1), whatever layer an older or hand-made row says."""
+    layer = -1 if g["role"] == Role.BASELINE else int(g["layer"])
+    return call_id(g["role"], layer, int(g["slot"]))
+
+
 def stage_columns(stored: Mapping[str, Any]) -> list[Row]:
     """The live columns of a stored run, from its generations (role and layer say the stage),
     so any pipeline shows as it ran: the same rows `pipeline_columns` gives its config. Roles
@@ -158,7 +165,7 @@ def call_names(rows: Sequence[Row], stored_or_config: MoAConfig | Mapping[str, A
                 names[call_id(STAGE_ROLE[stage.kind], i, slot)] = a.display_name
     else:
         for g in stored_or_config["generations"]:
-            names[call_id(g["role"], int(g["layer"]), int(g["slot"]))] = g.get("label") or g.get("model") or ""
+            names[generation_call_id(g)] = g.get("label") or g.get("model") or ""
     for _, calls in rows:
         for cid, title in calls:
             names.setdefault(cid, title)
@@ -294,6 +301,7 @@ __all__ = [
     "call_names",
     "chosen_draft",
     "column_title",
+    "generation_call_id",
     "marks",
     "pipeline_columns",
     "ranking_note",

@@ -169,7 +169,7 @@ def test_quorum_marks_drafts_live_and_select_names_its_choice(page, app_server, 
     chosen = page.locator("p", has_text="Chosen draft:").inner_text()
     final, *_ = db_rows(app_server, "select final_text from run order by created_at desc limit 1")[0]
     texts = dict(db_rows(app_server, "select label, text from generation where role = 'proposer'"))
-    # The selector answered "CHOICE: Response B": the second used draft, in the order it was given.
+    # The selector answered "CHOICE: Response B": the second used draft in the shuffled order it saw.
     picked = [n for n in ("Quick", "Nimble") if n in chosen]
     assert len(picked) == 1 and final == texts[picked[0]], (chosen, final, texts)
     assert (

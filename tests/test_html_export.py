@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
+from moa_core.analysis import review_ranking
 from moa_core.analysis.leaderboard import leaderboard
 from moa_core.cli import main
 from moa_core.config import MoAConfig, QuorumSpec, StageSpec
@@ -335,7 +336,9 @@ def test_a_hostile_model_label_in_the_ranking_table_stays_text(engine: Engine) -
     assert HOSTILE_LABEL in page_text(page)
 
 
-def test_a_ranker_run_with_a_quorum_marks_used_cut_and_chosen(engine: Engine) -> None:
+def test_a_ranker_run_with_a_quorum_marks_used_cut_and_chosen(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The selector shown the drafts in their given order, so "Response B" is P2.
+    monkeypatch.setattr(review_ranking, "shuffled_order", lambda n, seed, slot: list(range(n)))
     slow = mock_agent("Slow four", "Marseille.", mock_delay=60)
     cfg = MoAConfig(
         name="ranker",

@@ -196,30 +196,55 @@ async def test_every_reviewer_failing_fails_the_run_with_one_message():
 # ---------------------------------------------------------------------------------- select
 
 
-async def test_select_returns_the_chosen_draft_verbatim():
+async def test_select_sees_a_shuffled_order_and_returns_the_chosen_draft_verbatim(monkeypatch):
+    shown: list[list[str]] = []
+    real = engine_module.select_messages
+
+    def spy(question, answers, *args, **kwargs):
+        shown.append(list(answers))
+        return real(question, answers, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "select_messages", spy)
     cfg = pipeline(stage("propose", proposers()), stage("select", [mock("Judge", "Best: CHOICE: Response C")]))
     events = await collect(run_moa(QUESTION, cfg))
-    done = events[-1]
-    assert done.status == "done" and done.final_text == ANSWERS[2]
     sel = stage_done(events, 1)
+    order, seed = sel.details["order"], sel.details["seed"]
+    # the selector saw the drafts in the run's seeded shuffle; "C" is the third it saw
+    assert order == [f"proposer-0-{j}" for j in review_ranking.shuffled_order(3, seed, engine_module.SELECTOR_SLOT)]
+    assert shown == [[ANSWERS[int(cid[-1])] for cid in order]]
+    chosen = ANSWERS[int(order[2][-1])]
+    done = events[-1]
+    assert done.status == "done" and done.final_text == chosen
     assert sel.kind == StageKind.SELECT and sel.details == {
-        "chosen": "proposer-0-2",
+        "chosen": order[2],
         "parsed": True,
         "selector_text": "Best: CHOICE: Response C",
+        "seed": seed,
+        "order": order,
     }
     assert sel.used == ("selector-1-0",)
     # the selector's call ends with the chosen draft (what votes and leaderboards read); it
     # streamed its own words, which the stage keeps
-    assert dones(events)["selector-1-0"].text == ANSWERS[2]
+    assert dones(events)["selector-1-0"].text == chosen
     streamed = "".join(e.text for e in events if isinstance(e, TokenDelta) and e.ref.role == "selector")
     assert streamed == "Best: CHOICE: Response C"
+
+
+async def test_the_selectors_order_differs_between_runs():
+    cfg = pipeline(stage("propose", proposers()), stage("select", [mock("Judge", "CHOICE: Response A")]))
+    orders = set()
+    for _ in range(12):
+        events = await collect(run_moa(QUESTION, cfg))
+        orders.add(tuple(stage_done(events, 1).details["order"]))
+    assert len(orders) > 1  # 12 draws of 6 orders all equal: p = 6 ** -11
 
 
 async def test_select_without_a_readable_choice_falls_back_to_the_first_answer():
     cfg = pipeline(stage("propose", proposers()), stage("select", [mock("Judge", "All good answers.")]))
     events = await collect(run_moa(QUESTION, cfg))
     assert events[-1].final_text == ANSWERS[0]
-    assert stage_done(events, 1).details == {
+    details = stage_done(events, 1).details
+    assert {k: details[k] for k in ("chosen", "parsed", "selector_text")} == {
         "chosen": "proposer-0-0",
         "parsed": False,
         "selector_text": "All good answers.",
@@ -236,7 +261,13 @@ async def test_select_after_review_falls_back_to_the_reviewers_winner(monkeypatc
     )
     events = await collect(run_moa(QUESTION, cfg))
     assert stage_done(events, 1).details["aggregate"][0]["call_id"] == "proposer-0-1"
-    assert stage_done(events, 2).details == {"chosen": "proposer-0-1", "parsed": False, "selector_text": "no idea"}
+    details = stage_done(events, 2).details
+    assert {k: details[k] for k in ("chosen", "parsed", "selector_text", "order")} == {
+        "chosen": "proposer-0-1",
+        "parsed": False,
+        "selector_text": "no idea",
+        "order": ["proposer-0-0", "proposer-0-1", "proposer-0-2"],
+    }
     assert events[-1].final_text == ANSWERS[1]
 
 
@@ -469,7 +500,9 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
     dispose_engines(url)
 
 
-async def test_recorded_stages_round_trip_and_replay(sqlite_url):
+async def test_recorded_stages_round_trip_and_replay(sqlite_url, monkeypatch):
+    # Reviewers and the selector shown the answers in their given order, so fixed texts choose.
+    monkeypatch.setattr(review_ranking, "shuffled_order", lambda n, seed, slot: list(range(n)))
     engine = open_db(sqlite_url)
     slow = mock("P4", "Marseille.", mock_delay=60)
     cfg = pipeline(
@@ -495,6 +528,8 @@ async def test_recorded_stages_round_trip_and_replay(sqlite_url):
         "chosen": "proposer-0-1",
         "parsed": True,
         "selector_text": "CHOICE: Response B",
+        "seed": rows[1]["details"]["seed"],
+        "order": ["proposer-0-0", "proposer-0-1", "proposer-0-2"],
     }
     assert rows[1]["details"]["reviews"][0]["own"] == "proposer-0-0"
     cut = next(g for g in stored["generations"] if g["call_id"] == "proposer-0-3")

@@ -32,6 +32,7 @@ from moa_core.stage_layout import (
     StageResult,
     call_names,
     chosen_draft,
+    generation_call_id,
     ranking_note,
     ranking_rows,
     reviewer_rows,
@@ -51,7 +52,7 @@ from moa_core.store.html_page import (
     table,
 )
 from moa_core.store.queries import get_run
-from moa_core.vocab import FINAL_STAGE_ROLES, GenerationStatus, Role, RunStatus, StageKind, VoteOutcome, call_id
+from moa_core.vocab import FINAL_STAGE_ROLES, GenerationStatus, Role, RunStatus, StageKind, VoteOutcome
 
 EXPORT_NOTE: dict[str, str] = {**STATUS_NOTE, GenerationStatus.STREAMING: "still streaming when exported"}
 # Roles that run in a stage of their own (their layer is the stage's index).
@@ -248,7 +249,7 @@ def _rows(data: dict[str, Any]) -> list[Row]:
     """The app's rows of stage columns; a judge's call (no stage) sits beside the final answer."""
     rows = stage_columns(data)
     judges = [
-        (call_id(g["role"], int(g["layer"]), int(g["slot"])), f"Judge · {_name(g)}")
+        (generation_call_id(g), f"Judge · {_name(g)}")
         for g in sorted(data["generations"], key=lambda g: g["slot"])
         if g["role"] == Role.JUDGE
     ]
@@ -292,7 +293,7 @@ def _stage_result(result: StageResult, names: dict[str, str]) -> str:
 
 def _stages(data: dict[str, Any], ratings: dict[int, list[dict[str, Any]]], t0: float) -> str:
     """One row of columns per stage, in order, each followed by what that stage decided."""
-    by_call = {call_id(g["role"], int(g["layer"]), int(g["slot"])): g for g in data["generations"]}
+    by_call = {generation_call_id(g): g for g in data["generations"]}
     rows = _rows(data)
     names = call_names(rows, data)
     results = stored_stage_results(data)

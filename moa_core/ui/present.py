@@ -19,13 +19,14 @@ from moa_core.stage_layout import (
     baseline_title,
     call_names,
     column_title,
+    generation_call_id,
     stage_columns,
     stored_stage_results,
 )
 from moa_core.ui.pipeline_view import show_stage_result
 from moa_core.ui.run_view import metrics
 from moa_core.ui.safe_text import md_escape, safe_markdown
-from moa_core.vocab import FINAL_STAGE_ROLES, Role, call_id
+from moa_core.vocab import FINAL_STAGE_ROLES, Role
 
 PARAM = "present"
 # What fits under the question and the step bar on a 1920×1080 screen; longer answers scroll.
@@ -87,7 +88,7 @@ class Stage:
 def stages(gens: list[dict[str, Any]]) -> list[Stage]:
     """A run in the order it happened: each stage (proposers, reviewers), then the final
     answer(s) beside the baselines."""
-    by_call = {call_id(g["role"], int(g["layer"]), int(g["slot"])): g for g in gens}
+    by_call = {generation_call_id(g): g for g in gens}
     return [Stage(title, [by_call[cid] for cid, _ in calls]) for title, calls in stage_columns({"generations": gens})]
 
 

@@ -12,13 +12,21 @@ from sqlalchemy.engine import Engine
 
 from moa_core.analysis.charts import run_timeline
 from moa_core.providers import llm
-from moa_core.stage_layout import NOT_USED, STATUS_NOTE, call_names, stage_columns, stage_marks, stored_stage_results
+from moa_core.stage_layout import (
+    NOT_USED,
+    STATUS_NOTE,
+    call_names,
+    generation_call_id,
+    stage_columns,
+    stage_marks,
+    stored_stage_results,
+)
 from moa_core.ui.diversity_view import diversity_view
 from moa_core.ui.layout import fmt_cost, fmt_seconds
 from moa_core.ui.pipeline_view import show_stage_result
 from moa_core.ui.rating import rating_widget
 from moa_core.ui.safe_text import code_span, md_escape, safe_markdown
-from moa_core.vocab import FINAL_STAGE_ROLES, Role, call_id
+from moa_core.vocab import FINAL_STAGE_ROLES, Role
 
 STOPPED = ("cancelled", "interrupted")
 STATUS_ICON = {"done": "✅", "failed": "❌", "cancelled": "⏹️", "running": "⏳", "interrupted": "⚠️"}
@@ -169,7 +177,7 @@ def render_run(engine: Engine, data: dict[str, Any], *, rater: str = "", rate: b
     if run["error"]:
         (st.warning if run["status"] == "interrupted" else st.error)(md_escape(run["error"]))
     # One row per stage as it ran (any pipeline), then what the stage decided below it.
-    by_call = {call_id(g["role"], int(g["layer"]), int(g["slot"])): g for g in gens}
+    by_call = {generation_call_id(g): g for g in gens}
     rows = stage_columns(data)
     names = call_names(rows, data)
     results = stored_stage_results(data)
