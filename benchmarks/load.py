@@ -84,14 +84,14 @@ async def recorded_run(db_url: str, config: MoAConfig, question: str, tag: str) 
 
     engine = open_db(db_url)
     started = time.time()
-    run_id, status = None, None
+    run_id, status, error = None, None, None
     async with aclosing(Recorder(engine, tags=[tag]).record(run_moa(question, config))) as events:
         async for ev in events:
             if isinstance(ev, RunStarted):
                 run_id = ev.run_id
             elif isinstance(ev, RunDone):
-                status = ev.status
-    return {"run_id": run_id, "status": status, "start": started, "end": time.time()}
+                status, error = ev.status, ev.error
+    return {"run_id": run_id, "status": status, "error": error, "start": started, "end": time.time()}
 
 
 def runs_in_threads(db_url: str, api_base: str, n: int, tag: str, go: Path | None = None) -> list[dict[str, Any]]:

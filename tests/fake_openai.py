@@ -6,6 +6,7 @@ The model name picks the behaviour, so one server serves a whole MoA config:
   `fake-a@fail=500` HTTP 500; `fail=429` 429 with Retry-After; `fail=hang` never answers;
   `fail=drop` drops the connection mid-stream; `fail=garbage` sends malformed chunks;
   `fail=500once` fails the first request for that model, then answers;
+  `fail=dropfirst` drops the first request's connection before answering, then answers;
   `usage=none` sends no usage chunk even when the client asks for one (llama.cpp's server);
   `rank=CAB` ends the reply with "FINAL RANKING:" and "1. Response C" ... (a reviewer);
   `choice=B` ends it with "CHOICE: Response B" (a selector).
@@ -117,6 +118,10 @@ class FakeOpenAI:
                     )
                 if fail == "hang":
                     time.sleep(3600)
+                    return
+                if fail == "dropfirst" and n_call == 1:  # the connection lost before any answer
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
                     return
                 tokens = int(opts.get("tokens", fake.default_tokens))
                 delay = float(opts.get("delay", fake.default_delay))

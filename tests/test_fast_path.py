@@ -142,6 +142,16 @@ async def test_killed_mid_answer_keeps_the_partial_text(killed_server, monkeypat
     assert done.text == "Once upon" and done.error == errors.CONNECTION_LOST
 
 
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_connection_lost_before_any_text_is_tried_again(fake_server, monkeypatch, path):
+    """A busy server (or a stale pooled connection) can drop a request before answering; with
+    retries left, the call is sent again and answers, on either path."""
+    agent = fake_agent(fake_server, f"drop-{path}", fail="dropfirst", tokens=3)
+    _started, _deltas, done = _call(await _run(monkeypatch, path, agent, retries=1))
+    assert done.ok and done.text.endswith("w1 w2"), done.error
+    assert fake_server.calls[agent.model.removeprefix("openai/")] == 2
+
+
 async def test_same_tick_deltas_travel_as_one_token_delta(monkeypatch):
     """Deltas the provider hands over without the loop turning are one TokenDelta. The
     call's first batch goes out on the next tick; later ones wait up to DELTA_FLUSH_S for

@@ -171,7 +171,10 @@ def _backoff(attempt: int, exc: BaseException) -> float:
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, ProviderHTTPError):
         return exc.status_code in RETRY_STATUSES or exc.status_code >= 500
-    return isinstance(exc, (httpx.TimeoutException, httpx.ConnectError))
+    # A connection lost before any text (e.g. a pooled keep-alive connection the server had
+    # closed, or a busy server dropping it) is safe to try again, as the openai SDK does;
+    # `stream` never retries once text has streamed.
+    return isinstance(exc, (httpx.TransportError, StreamCutError))
 
 
 async def stream(

@@ -62,7 +62,7 @@ def test_twenty_concurrent_sessions_complete_and_are_stored(fault_server, tmp_pa
         for p in procs:
             p.kill() if p.poll() is None else None
     runs = here + there
-    assert len(runs) == 20 and all(r["status"] == "done" for r in runs)
+    assert len(runs) == 20 and all(r["status"] == "done" for r in runs), [r.get("error") for r in runs]
     assert max(r["start"] for r in runs) < min(r["end"] for r in runs), "the 20 runs were not all in flight at once"
 
     engine = open_db(db)
