@@ -153,14 +153,14 @@ async def _call(ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[s
                 arrived = time.time()
     except asyncio.CancelledError:
         flush()
-        queue.put_nowait(draft_done(ref, result, started, "cancelled", "cancelled"))
+        queue.put_nowait(_draft_done(ref, result, started, "cancelled", "cancelled"))
         raise
     except Exception as exc:
         error = short_error(exc, agent.api_key_env)
     flush()
     if error is None and not result.text.strip():
         error = "empty answer"
-    done = draft_done(ref, result, started, result.finish_reason if error is None else "error", error)
+    done = _draft_done(ref, result, started, result.finish_reason if error is None else "error", error)
     ctx.totals["prompt_tokens"] += done.usage.prompt_tokens
     ctx.totals["completion_tokens"] += done.usage.completion_tokens
     ctx.totals["cost"] += done.cost
@@ -170,7 +170,7 @@ async def _call(ctx: _Ctx, ref: CallRef, agent: AgentSpec, messages: list[dict[s
     return done
 
 
-def draft_done(
+def _draft_done(
     ref: CallRef, result: llm.StreamResult, started: float, finish: str | None, error: str | None
 ) -> DraftDone:
     """The call's DraftDone from its provider response object (the only place one is made)."""
